@@ -1,0 +1,59 @@
+"""The ``simxir`` command line: one typer app; each capability's commands live in its command.py."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from simxir.config import ConfigError
+from simxir.errors import UserError
+
+app = typer.Typer(
+    name="simxir",
+    help="Non-contrastive self-supervised learning: pretrain, SimXIR fine-tune, evaluate, analyse.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """simxir: pretrain, fine-tune (SimXIR), evaluate, and study SSL representations."""
+
+
+def _register() -> None:
+    """Attach every capability's commands to the app (each module owns its options)."""
+    from simxir import demo
+
+    app.command("demo", help=demo.__doc__.splitlines()[0])(demo.demo_command)
+    # Capabilities register themselves below, one line each.
+
+
+def main() -> None:
+    """Entry point: run the app; bad input prints one line 'error: ...' and exits with code 2."""
+    _register()
+    try:
+        app(standalone_mode=False)
+    except (UserError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

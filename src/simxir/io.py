@@ -1,0 +1,74 @@
+"""Atomic file writes and safe checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simxir.errors import UserError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old or the new file, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` made atomic: a temp file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(obj: Any, path: str | Path) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> Any:
+    """Load a torch checkpoint with ``weights_only=True``.
+
+    A file that needs arbitrary unpickling is refused with a message naming ``--allow-pickle``;
+    with ``allow_pickle=True`` (the user trusts the file) it is loaded fully.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several types here
+        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "pickle" in str(exc).lower():
+            if allow_pickle:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            raise UserError(
+                f"{path}: checkpoint holds Python objects beyond tensors and cannot be loaded with "
+                f"weights_only=True; if you trust this file, pass --allow-pickle"
+            ) from None
+        raise UserError(f"{path}: not a readable torch checkpoint ({msg})") from None
