@@ -63,12 +63,15 @@ def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises several types here
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "pickle" in str(exc).lower():
+        text = str(exc)
+        if "Unsupported global" in text:
             if allow_pickle:
                 return torch.load(path, map_location="cpu", weights_only=False)
             raise UserError(
                 f"{path}: checkpoint holds Python objects beyond tensors and cannot be loaded with "
                 f"weights_only=True; if you trust this file, pass --allow-pickle"
             ) from None
-        raise UserError(f"{path}: not a readable torch checkpoint ({msg})") from None
+        raise UserError(
+            f"{path}: not a readable torch checkpoint (expected a file written by torch.save, "
+            f"or a .safetensors file; torch said {exc.__class__.__name__})"
+        ) from None
