@@ -2,5 +2,22 @@
 diagnostics, a simulation of Theorem 3.1, plots, and the Table 3 ablation runner."""
 
 from simxir.analysis.decorrelation import correlation_matrix, decorrelation
+from simxir.analysis.predictor import (
+    asymmetry,
+    dist_to_scaled_identity,
+    eigenvalues,
+    load_predictor_history,
+    offdiag_energy,
+    predictor_diagnostics,
+)
 
-__all__ = ["correlation_matrix", "decorrelation"]
+__all__ = [
+    "asymmetry",
+    "correlation_matrix",
+    "decorrelation",
+    "dist_to_scaled_identity",
+    "eigenvalues",
+    "load_predictor_history",
+    "offdiag_energy",
+    "predictor_diagnostics",
+]
