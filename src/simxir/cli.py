@@ -29,6 +29,7 @@ def _register() -> None:
 
     app.command("demo", help=demo.__doc__.splitlines()[0])(demo.demo_command)
     # Capabilities register themselves below, one line each.
+    from simxir.data.command import data_app; app.add_typer(data_app, name="data")  # noqa: E702
 
 
 def main() -> None:

@@ -1,0 +1,56 @@
+"""``simxir data info SPEC``: what a dataset spec loads to (sizes, image size, classes, mean/std)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from simxir.data.dataset import ImageDataset
+from simxir.data.load import SCHEMES, load_dataset
+
+data_app = typer.Typer(help="Inspect datasets (spec: " + ", ".join(SCHEMES) + ").", no_args_is_help=True,
+                       add_completion=False)
+
+
+def dataset_info(ds: ImageDataset, spec: str) -> dict[str, Any]:
+    """The ``simxir data info --json`` object."""
+    def counts(labels: Any) -> list[int]:
+        return [int(c) for c in labels.bincount(minlength=ds.num_classes).tolist()]
+
+    return {
+        "spec": spec,
+        "name": ds.name,
+        "train_size": len(ds.train),
+        "test_size": len(ds.test),
+        "image_size": ds.image_size,
+        "num_classes": ds.num_classes,
+        "classes": list(ds.classes),
+        "mean": list(ds.mean),
+        "std": list(ds.std),
+        "train_class_counts": counts(ds.train.labels),
+        "test_class_counts": counts(ds.test.labels),
+    }
+
+
+@data_app.command("info")
+def info_command(
+    spec: str = typer.Argument(..., help="dataset spec, e.g. digits, npz:FILE, cifar10:DIR, folder:DIR"),
+    image_size: int = typer.Option(None, "--image-size", help="resize images to this square size"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Load SPEC and print its name, split sizes, image size, classes and train mean/std."""
+    info = dataset_info(load_dataset(spec, image_size=image_size), spec)
+    if json_out:
+        print(json.dumps(info))
+        return
+    fmt = lambda v: "(" + ", ".join(f"{x:.4f}" for x in v) + ")"  # noqa: E731
+    classes = info["classes"]
+    shown = ", ".join(classes[:20]) + (f", ... ({len(classes)} total)" if len(classes) > 20 else "")
+    print(f"dataset     {info['name']}  ({spec})")
+    print(f"train/test  {info['train_size']} / {info['test_size']} images")
+    print(f"image size  {info['image_size']}x{info['image_size']} (3 channels, uint8)")
+    print(f"classes     {info['num_classes']}: {shown}")
+    print(f"mean        {fmt(info['mean'])}")
+    print(f"std         {fmt(info['std'])}")

@@ -1,0 +1,66 @@
+"""``load_dataset(spec)``: the one parser of dataset spec strings (``scheme:PATH`` or ``digits``)."""
+
+from __future__ import annotations
+
+from simxir.data.dataset import ImageDataset, Split, resize_images
+from simxir.errors import UserError
+
+SCHEMES: dict[str, str] = {
+    "cifar10": "cifar10:DIR (cifar-10-batches-py folder, its parent, or cifar-10-python.tar.gz)",
+    "cifar100": "cifar100:DIR (cifar-100-python folder, its parent, or cifar-100-python.tar.gz)",
+    "svhn": "svhn:DIR (folder with train_32x32.mat and test_32x32.mat)",
+    "folder": "folder:DIR (DIR/train/<class>/*.png|jpg|jpeg and DIR/val/ or DIR/test/)",
+    "npz": "npz:FILE (x_train uint8 NHWC, y_train, x_test, y_test, optional classes)",
+    "digits": "digits (scikit-learn's bundled 8x8 digits, upsampled to 16x16; no file)",
+}
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split ``spec`` into ``(scheme, argument)``; unknown schemes and missing paths are errors."""
+    scheme, sep, arg = str(spec).partition(":")
+    scheme = scheme.strip().lower()
+    if scheme not in SCHEMES:
+        raise UserError(f"dataset spec {spec!r}: unknown scheme {scheme!r}; expected one of "
+                        f"{', '.join(SCHEMES)} (e.g. npz:../shared/data/cifar10-1k.npz)")
+    if scheme == "digits":
+        if arg:
+            raise UserError(f"dataset spec {spec!r}: 'digits' takes no path")
+    elif not arg:
+        raise UserError(f"dataset spec {spec!r}: expected {SCHEMES[scheme]}")
+    return scheme, arg
+
+
+def load_dataset(spec: str, image_size: int | None = None) -> ImageDataset:
+    """Load a dataset from a spec string into memory (uint8 NCHW images); never downloads.
+
+    ``image_size`` resizes every image to that square size: for ``folder:`` it is the decode size
+    (see ``simxir.data.folder``), for ``digits`` the upsampling size (default 16); for the other
+    schemes the loaded images are resized (bilinear, antialiased) when it differs from theirs.
+    """
+    scheme, arg = parse_spec(spec)
+    if image_size is not None and int(image_size) <= 0:
+        raise UserError(f"image_size: expected a positive integer, got {image_size}")
+    if scheme == "digits":
+        from simxir.data.digits import load_digits_dataset
+
+        return load_digits_dataset(image_size)
+    if scheme == "folder":
+        from simxir.data.folder import load_folder
+
+        return load_folder(arg, image_size)
+    if scheme in ("cifar10", "cifar100"):
+        from simxir.data.cifar import load_cifar
+
+        ds = load_cifar(arg, scheme)
+    elif scheme == "svhn":
+        from simxir.data.svhn import load_svhn
+
+        ds = load_svhn(arg)
+    else:
+        from simxir.data.npz import load_npz
+
+        ds = load_npz(arg)
+    if image_size is not None and int(image_size) != ds.image_size:
+        ds = ImageDataset(ds.name, Split(resize_images(ds.train.images, int(image_size)), ds.train.labels),
+                          Split(resize_images(ds.test.images, int(image_size)), ds.test.labels), ds.classes)
+    return ds
