@@ -1,0 +1,48 @@
+"""SSL methods (heads + losses) behind one contract; see ``base.Method`` and ``build_method``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from simxir.config import ConfigError, from_dict
+from simxir.errors import UserError
+from simxir.methods.base import Method, cosine_tau, ema_update_
+from simxir.methods.byol import BYOL, BYOLConfig, byol_loss
+from simxir.methods.simsiam import SimSiam, SimSiamConfig, simsiam_loss
+
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls
+    for cls in (BYOL, SimSiam)
+}
+CONFIGS: dict[str, type] = {name: cls.config_cls for name, cls in METHODS.items()}
+
+
+def build_method(name: str, backbone: nn.Module, cfg: Any = None) -> Method:
+    """Build method ``name`` around ``backbone``.
+
+    ``cfg`` is the method's config dataclass, a mapping of its fields (checked like a recipe),
+    or None for the defaults.
+    """
+    if name not in METHODS:
+        raise UserError(f"method {name!r}: expected one of {', '.join(sorted(METHODS))}")
+    cls = METHODS[name]
+    cfg_cls = CONFIGS[name]
+    if cfg is None:
+        cfg = cfg_cls()
+    elif isinstance(cfg, dict):
+        try:
+            cfg = from_dict(cfg_cls, cfg, prefix=f"{name}.")
+        except ConfigError as exc:
+            raise UserError(f"method config: {exc}") from None
+    elif not (dataclasses.is_dataclass(cfg) and isinstance(cfg, cfg_cls)):
+        raise UserError(f"method {name!r} config: expected {cfg_cls.__name__}, got {type(cfg).__name__}")
+    return cls(backbone, cfg)
+
+
+__all__ = [
+    "BYOL", "BYOLConfig", "CONFIGS", "METHODS", "Method", "SimSiam", "SimSiamConfig",
+    "build_method", "byol_loss", "cosine_tau", "ema_update_", "simsiam_loss",
+]

@@ -1,0 +1,124 @@
+"""The ``Method`` contract the training engine calls, plus shared momentum (EMA) helpers.
+
+A method wraps a backbone with its heads and loss. The engine only calls::
+
+    out = method(v1, v2)            # dict with "loss" (+ logged scalars, "z1", "z2", "feats1")
+    method.on_train_step_end(step, total_steps)
+    method.on_epoch_start(epoch)
+    method.predictor_weight()       # linear predictor matrix or None
+    method.project(x)               # online projector output, for the analysis tools
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from simxir.errors import UserError
+
+
+def feature_dim_of(backbone: nn.Module) -> int:
+    """The backbone's output width (its ``.feature_dim``), checked."""
+    dim = getattr(backbone, "feature_dim", None)
+    if not isinstance(dim, int) or dim <= 0:
+        raise UserError(
+            f"backbone {type(backbone).__name__}: expected a positive int attribute .feature_dim"
+        )
+    return dim
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Disable autocast so losses (covariances, softmaxes) run in float32 under bf16 training."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        yield
+
+
+def cosine_tau(tau_base: float, step: int, total_steps: int) -> float:
+    """BYOL's EMA decay schedule: tau = 1 - (1 - tau_base) * (cos(pi k / K) + 1) / 2.
+
+    ``k = step`` (0 at the first step), ``K = total_steps``; tau goes from ``tau_base`` to 1.
+    """
+    if total_steps <= 0:
+        return tau_base
+    k = min(max(step, 0), total_steps)
+    return 1.0 - (1.0 - tau_base) * (math.cos(math.pi * k / total_steps) + 1.0) / 2.0
+
+
+def make_target(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` (momentum/target network): no parameter requires grad."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update_(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """In place: target <- tau * target + (1 - tau) * online, for every parameter.
+
+    Buffers (BatchNorm running statistics) are not averaged: the target's own forward passes
+    in train mode update them, as in solo-learn.
+    """
+    t_params = list(target.parameters())
+    o_params = list(online.parameters())
+    if len(t_params) != len(o_params):
+        raise RuntimeError("ema_update_: target and online modules have different parameter lists")
+    if not t_params:
+        return
+    t_data = [p.data for p in t_params]
+    o_data = [p.data.to(p_t.dtype) for p, p_t in zip(o_params, t_data)]
+    torch._foreach_mul_(t_data, tau)
+    torch._foreach_add_(t_data, o_data, alpha=1.0 - tau)
+
+
+class Method(nn.Module):
+    """Base class of every SSL method: a backbone plus heads and a loss.
+
+    Subclasses set ``name`` and ``config_cls``, build their heads in ``__init__`` and implement
+    ``forward(v1, v2) -> dict``. The dict holds ``"loss"`` (a differentiable scalar), logged
+    scalars (detached), and detached ``"z1"``, ``"z2"`` (projector outputs) and ``"feats1"``
+    (backbone features of ``v1``) for the engine's online probe and collapse monitors.
+    """
+
+    name: ClassVar[str] = "base"
+    config_cls: ClassVar[type] = object
+
+    def __init__(self, backbone: nn.Module, cfg: Any) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = cfg
+        self.feature_dim = feature_dim_of(backbone)
+
+    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        """Called by the engine after each optimizer step (EMA updates live here)."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the engine at the start of each epoch."""
+
+    def predictor_weight(self) -> Tensor | None:
+        """The linear predictor's matrix (out x in), or None when the method has none."""
+        return None
+
+    def project(self, x: Tensor) -> Tensor:
+        """Online projector output for a batch of (normalized float) images."""
+        projector = getattr(self, "projector", None)
+        if projector is None:  # pragma: no cover - every built-in method has a projector
+            raise NotImplementedError(f"{self.name} has no projector")
+        return projector(self.backbone(x))
+
+    @staticmethod
+    def _outputs(loss: Tensor, z1: Tensor, z2: Tensor, feats1: Tensor,
+                 **scalars: Tensor) -> dict[str, Tensor]:
+        out = {"loss": loss, "z1": z1.detach(), "z2": z2.detach(), "feats1": feats1.detach()}
+        out.update({k: v.detach() for k, v in scalars.items()})
+        return out

@@ -1,0 +1,54 @@
+"""SimSiam (Chen & He, CVPR 2021): a predictor and stop-gradient, no momentum encoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from simxir.methods.base import Method, full_precision
+from simxir.methods.heads import mlp
+
+
+@dataclass
+class SimSiamConfig:
+    """Defaults: CIFAR with a 512-d ResNet-18 (SimXIR paper, appendix C.2)."""
+
+    proj_hidden: int = 512
+    proj_dim: int = 128
+    pred_hidden: int = 512
+
+
+def simsiam_loss(p: Tensor, z: Tensor) -> Tensor:
+    """Negative cosine similarity D(p, z) = -mean_i cos(p_i, z_i) (SimSiam eq. 1).
+
+    One direction; the caller detaches ``z`` (stop-gradient) and averages both directions,
+    L = D(p1, sg(z2))/2 + D(p2, sg(z1))/2 (eq. 2, as the official code and solo-learn), so the
+    total lies in [-1, 1].
+    """
+    return -F.cosine_similarity(p, z, dim=-1).mean()
+
+
+class SimSiam(Method):
+    """Projector 3 x (Linear-BN)[-ReLU] ending in BN; predictor Linear-BN-ReLU-Linear."""
+
+    name = "simsiam"
+    config_cls = SimSiamConfig
+
+    def __init__(self, backbone: nn.Module, cfg: SimSiamConfig | None = None) -> None:
+        cfg = cfg or SimSiamConfig()
+        super().__init__(backbone, cfg)
+        # The official code's last BN is affine=False; same here.
+        self.projector = mlp([self.feature_dim, cfg.proj_hidden, cfg.proj_hidden, cfg.proj_dim],
+                             last_bn=True, last_bn_affine=False)
+        self.predictor = mlp([cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim])
+
+    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
+        f1, f2 = self.backbone(v1), self.backbone(v2)
+        z1, z2 = self.projector(f1), self.projector(f2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        with full_precision(p1.device):
+            loss = (simsiam_loss(p1.float(), z2.detach().float())
+                    + simsiam_loss(p2.float(), z1.detach().float())) / 2
+        return self._outputs(loss, z1, z2, f1)
