@@ -1,0 +1,72 @@
+"""One call from an encoder (or features) to the ``simxir eval --json`` result object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from simxir.eval.features import extract_features, model_device
+from simxir.eval.knn import DEFAULT_KS, METRICS, knn_classify
+from simxir.eval.linear import LinearProbeConfig, linear_probe
+
+
+def evaluate_features(
+    train_f: torch.Tensor,
+    train_y: torch.Tensor,
+    test_f: torch.Tensor,
+    test_y: torch.Tensor,
+    knn_ks: Sequence[int] = DEFAULT_KS,
+    linear: bool = True,
+    linear_cfg: LinearProbeConfig | None = None,
+    metrics: Sequence[str] = METRICS,
+    weighted_temperature: float | None = 0.07,
+    chunk_size: int | None = None,
+    backend: str = "torch",
+    device: torch.device | str | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """``{"knn": ..., "knn_weighted": ..., "linear": {"top1", "top5"}}`` from frozen features.
+
+    ``knn_ks`` empty skips kNN; ``linear=False`` leaves out the "linear" key.
+    """
+    if device is not None:
+        dev = torch.device(device)
+        train_f, train_y, test_f, test_y = (t.to(dev) for t in (train_f, train_y, test_f, test_y))
+    result: dict[str, Any] = {}
+    if knn_ks:
+        result.update(knn_classify(train_f, train_y, test_f, test_y, ks=knn_ks, metrics=metrics,
+                                   weighted_temperature=weighted_temperature, chunk_size=chunk_size,
+                                   backend=backend, show_progress=show_progress))
+    if linear:
+        result["linear"] = linear_probe(train_f, train_y, test_f, test_y, linear_cfg,
+                                        show_progress=show_progress)
+    return result
+
+
+def evaluate_encoder(
+    model: nn.Module,
+    dataset: Any,
+    augment_or_transform: object | None = None,
+    knn_ks: Sequence[int] = DEFAULT_KS,
+    linear: bool = True,
+    linear_cfg: LinearProbeConfig | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    weighted_temperature: float | None = 0.07,
+    chunk_size: int | None = None,
+    backend: str = "torch",
+) -> dict[str, Any]:
+    """Extract frozen features of ``dataset.train`` / ``dataset.test`` (an ``ImageDataset``) with the
+    deterministic transform (``Augment.eval`` or a callable), then kNN and optionally the linear probe.
+
+    ``device`` defaults to the model's device; kNN and the probe run there too.
+    """
+    tr = extract_features(model, dataset.train.images, augment_or_transform, batch_size, device, desc="train features")
+    te = extract_features(model, dataset.test.images, augment_or_transform, batch_size, device, desc="test features")
+    dev = device if device is not None else model_device(model)
+    return evaluate_features(tr, dataset.train.labels, te, dataset.test.labels, knn_ks=knn_ks, linear=linear,
+                             linear_cfg=linear_cfg, weighted_temperature=weighted_temperature,
+                             chunk_size=chunk_size, backend=backend, device=dev)

@@ -1,0 +1,113 @@
+"""Linear probe: a linear classifier trained on frozen features held in memory (no DataLoader)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from simxir.errors import UserError
+from simxir.progress import progress
+
+
+@dataclass
+class LinearProbeConfig:
+    """Linear-probe recipe: SGD with momentum and a per-step cosine learning-rate schedule."""
+
+    epochs: int = 100
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 256          # >= number of train samples means full-batch
+    standardize: bool = True       # z-score features with the TRAIN mean/std before the classifier
+    seed: int = 0
+
+
+def _validate(cfg: LinearProbeConfig) -> None:
+    if cfg.epochs < 1:
+        raise UserError(f"--linear-epochs: expected a positive integer, got {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise UserError(f"linear batch_size: expected a positive integer, got {cfg.batch_size}")
+    if not (cfg.lr > 0):
+        raise UserError(f"linear lr: expected > 0, got {cfg.lr}")
+    if cfg.weight_decay < 0:
+        raise UserError(f"linear weight_decay: expected >= 0, got {cfg.weight_decay}")
+
+
+def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, k: int) -> float:
+    """Percent of rows whose label is among the ``k`` largest logits."""
+    if y.numel() == 0:
+        return 0.0
+    k = min(k, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    return 100.0 * float((top == y.unsqueeze(1)).any(1).sum()) / y.numel()
+
+
+def linear_probe(
+    train_f: torch.Tensor,
+    train_y: torch.Tensor,
+    test_f: torch.Tensor,
+    test_y: torch.Tensor,
+    cfg: LinearProbeConfig | None = None,
+    num_classes: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """Train ``nn.Linear(d, C)`` on ``train_f`` with cross-entropy; return ``{"top1", "top5"}`` in percent
+    on ``test_f`` (top-5 means top-min(5, C)). Deterministic given ``cfg.seed``; runs on the
+    features' device."""
+    cfg = cfg or LinearProbeConfig()
+    _validate(cfg)
+    if train_f.ndim != 2 or test_f.ndim != 2 or train_f.shape[1] != test_f.shape[1]:
+        raise UserError(f"features: expected (N, d) train and test arrays with equal d, got "
+                        f"{tuple(train_f.shape)} and {tuple(test_f.shape)}")
+    if train_y.shape != (train_f.shape[0],) or test_y.shape != (test_f.shape[0],):
+        raise UserError("labels: expected one label per feature row")
+    if train_f.shape[0] == 0:
+        raise UserError("train features: expected at least one sample, got 0")
+    dev = train_f.device
+    xtr = train_f.detach().float()
+    xte = test_f.detach().to(dev).float()
+    ytr = train_y.detach().to(dev).long()
+    yte = test_y.detach().to(dev).long()
+    if num_classes is None:
+        num_classes = int(max(int(ytr.max()), int(yte.max()) if yte.numel() else 0)) + 1
+    if cfg.standardize:
+        mean = xtr.mean(0, keepdim=True)
+        std = xtr.std(0, unbiased=False, keepdim=True).clamp_min(1e-6)
+        xtr = (xtr - mean) / std
+        xte = (xte - mean) / std
+
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    d = xtr.shape[1]
+    bound = 1.0 / math.sqrt(d)   # nn.Linear's default init, drawn from our own generator
+    weight = (torch.rand(num_classes, d, generator=gen) * 2 - 1).mul_(bound).to(dev).requires_grad_()
+    bias = (torch.rand(num_classes, generator=gen) * 2 - 1).mul_(bound).to(dev).requires_grad_()
+    opt = torch.optim.SGD([weight, bias], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    n = xtr.shape[0]
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = math.ceil(n / bs)
+    total = cfg.epochs * steps_per_epoch
+    step = 0
+    for _ in progress(range(cfg.epochs), desc="linear probe", total=cfg.epochs,
+                      disable=None if show_progress else True):
+        perm = torch.randperm(n, generator=gen).to(dev) if bs < n else None
+        for s in range(0, n, bs):
+            lr = 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / total))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            if perm is None:
+                xb, yb = xtr, ytr
+            else:
+                idx = perm[s:s + bs]
+                xb, yb = xtr[idx], ytr[idx]
+            loss = F.cross_entropy(F.linear(xb, weight, bias), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    with torch.no_grad():
+        logits = F.linear(xte, weight, bias)
+    return {"top1": topk_accuracy(logits, yte, 1), "top5": topk_accuracy(logits, yte, 5)}
