@@ -1,0 +1,205 @@
+"""Encoder checkpoints: load any supported SSL toolchain's file strictly, save/export ours.
+
+``load_encoder`` detects the layout (see ``simxir.models.formats``), infers the architecture from
+the tensors, builds the backbone and loads every tensor with a matching shape -- or raises a
+``UserError`` naming what was missing, mismatched or unexpected. The ``LoadReport`` says what was
+loaded, dropped and defaulted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from simxir.errors import UserError
+from simxir.io import atomic_save, atomic_write_bytes, load_checkpoint
+from simxir.models.backbones import RESNET_LAYOUTS, build_backbone
+from simxir.models.formats import FORMATS, Extracted, extract, wrap, wrap_into_template
+
+_DEPTHS = {(n[2], kind == "bottleneck"): d for d, (kind, n) in RESNET_LAYOUTS.items()}
+
+
+@dataclass
+class LoadReport:
+    """What ``load_encoder`` did: detected format and arch, loaded/dropped/defaulted keys."""
+
+    path: str
+    format: str
+    layout: str
+    arch: str
+    prefix: str
+    loaded: list[str]
+    dropped: list[str]
+    missing: list[str] = field(default_factory=list)   # tolerated: num_batches_tracked only
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"{self.path}: {self.format} checkpoint -> {self.arch}, loaded "
+                 f"{len(self.loaded)} tensors (prefix {self.prefix!r})"]
+        if self.dropped:
+            groups: dict[str, int] = {}
+            for k in self.dropped:
+                parts = k.split(".")
+                g = ".".join(parts[:2]) if parts[0] == "module" and len(parts) > 2 else parts[0]
+                groups[g] = groups.get(g, 0) + 1
+            lines.append(f"  dropped {len(self.dropped)}: "
+                         + ", ".join(f"{g}.* ({n})" for g, n in groups.items()))
+        else:
+            lines.append("  dropped 0")
+        lines.append(f"  missing {len(self.missing)}"
+                     + (f" (defaulted: {', '.join(self.missing[:3])}...)" if self.missing else ""))
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def infer_arch(sd: dict[str, Tensor], where: str = "checkpoint") -> str:
+    """Architecture name from backbone tensors: layer3 block count + conv3 -> depth; 3x3 conv1 -> cifar."""
+    if "features.0.weight" in sd:
+        return "convnet-small"
+    if "conv1.weight" not in sd or sd["conv1.weight"].dim() != 4:
+        raise UserError(f"{where}: no conv1.weight among the backbone tensors; cannot infer the "
+                        f"architecture, pass --backbone")
+    blocks = {int(k.split(".")[1]) for k in sd if k.startswith("layer3.") and k.split(".")[1].isdigit()}
+    bottleneck = any(k.startswith("layer1.") and ".conv3." in k for k in sd)
+    n3 = max(blocks) + 1 if blocks else 0
+    depth = _DEPTHS.get((n3, bottleneck))
+    if depth is None:
+        raise UserError(f"{where}: layer3 has {n3} {'bottleneck' if bottleneck else 'basic'} "
+                        f"blocks, not a ResNet-18/34/50/101; pass --backbone")
+    k = sd["conv1.weight"].shape[-1]
+    if k not in (3, 7):
+        raise UserError(f"{where}: conv1 is {k}x{k}, expected 7x7 (ImageNet) or 3x3 (CIFAR stem)")
+    return f"resnet{depth}" + ("-cifar" if k == 3 else "")
+
+
+def _read(path: Path, allow_pickle: bool) -> tuple[Any, dict[str, str] | None]:
+    """The checkpoint object and, for safetensors files, their metadata."""
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise UserError(f"{path}: no such checkpoint file")
+        from safetensors import safe_open
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
+        return tensors, meta
+    return load_checkpoint(path, allow_pickle=allow_pickle), None
+
+
+def load_encoder(path: str | Path, backbone: str | None = None, format: str | None = None,
+                 allow_pickle: bool = False) -> tuple[nn.Module, LoadReport]:
+    """Load the online backbone of a checkpoint (any supported format) into our architecture.
+
+    ``backbone`` overrides the inferred arch, ``format`` the detected layout. Strict: every
+    backbone tensor must be present with the right shape (``num_batches_tracked`` may be absent).
+    """
+    path = Path(path)
+    if format is not None and format not in FORMATS:
+        raise UserError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    obj, meta = _read(path, allow_pickle)
+    where = str(path)
+    if meta is not None and "arch" in meta and format in (None, "simxir"):
+        ex = Extracted("simxir", "simxir (safetensors)", "", dict(obj), {k: k for k in obj})
+        backbone = backbone or meta["arch"]
+    else:
+        ex = extract(obj, where, format)
+    arch = backbone or infer_arch(ex.tensors, where)
+    model = build_backbone(arch)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in ex.tensors]
+    tolerated = [k for k in missing if k.endswith("num_batches_tracked")]
+    hard = [k for k in missing if k not in tolerated]
+    mismatched = [f"{k} {tuple(ex.tensors[k].shape)}!={tuple(v.shape)}"
+                  for k, v in expected.items() if k in ex.tensors and ex.tensors[k].shape != v.shape]
+    unexpected = [k for k in ex.tensors if k not in expected]
+    if hard or mismatched or unexpected:
+        parts = [f"{name} {len(lst)} (e.g. {', '.join(lst[:3])})"
+                 for name, lst in (("missing", hard), ("shape-mismatched", mismatched),
+                                   ("unexpected", unexpected)) if lst]
+        raise UserError(f"{where}: {ex.format} backbone does not fit {arch}: " + "; ".join(parts))
+    model.load_state_dict({k: v for k, v in ex.tensors.items()}, strict=False)
+    notes = list(ex.notes)
+    if tolerated:
+        notes.append(f"{len(tolerated)} num_batches_tracked buffers absent, left at 0")
+    padding = _stem_padding(ex, meta, arch)
+    if padding is not None:
+        model.conv1.padding = (padding, padding)
+        notes.append(f"conv1 padding set to {padding} as in the source (simxir's -cifar stem uses 1)")
+    report = LoadReport(where, ex.format, ex.layout, arch, ex.prefix, list(ex.tensors),
+                        ex.dropped, tolerated, notes)
+    return model, report
+
+
+def _stem_padding(ex: Extracted, meta: dict[str, str] | None, arch: str) -> int | None:
+    """solo-learn's CIFAR stem is Conv2d(3, 64, 3, stride=1, padding=2); keep it faithful."""
+    if meta is not None and "conv1_padding" in meta:
+        return int(meta["conv1_padding"])
+    if ex.format == "solo-learn" and arch.endswith("-cifar"):
+        return 2
+    return None
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The bare backbone behind DDP (``.module``), ``torch.compile`` (``._orig_mod``) or a Method."""
+    for _ in range(4):
+        if isinstance(getattr(model, "module", None), nn.Module):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        elif not hasattr(model, "arch") and isinstance(getattr(model, "backbone", None), nn.Module):
+            model = model.backbone
+    if not hasattr(model, "arch"):
+        raise UserError("model: expected a simxir backbone (with .arch), e.g. from build_backbone")
+    return model
+
+
+def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_encoder(model: nn.Module, path: str | Path) -> None:
+    """Write the backbone as safetensors with metadata ``{"arch": ..., "format": "simxir"}`` (atomic)."""
+    from safetensors.torch import save
+
+    model = _unwrap(model)
+    meta = {"arch": str(model.arch), "format": "simxir",
+            "feature_dim": str(getattr(model, "feature_dim", ""))}
+    conv1 = getattr(model, "conv1", None)
+    if isinstance(conv1, nn.Conv2d) and conv1.kernel_size == (3, 3) and conv1.padding != (1, 1):
+        meta["conv1_padding"] = str(conv1.padding[0])
+    atomic_write_bytes(path, save(_cpu_state(model), metadata=meta))
+
+
+def export_encoder(model: nn.Module, path: str | Path, format: str,
+                   template: str | Path | dict | None = None, allow_pickle: bool = False) -> str:
+    """Write the backbone in another toolchain's layout so it loads back there; returns the format.
+
+    Without ``template`` the file holds only the backbone in that layout (e.g. solo-learn
+    ``{"state_dict": {"backbone.*"}}``, moco ``{"state_dict": {"module.encoder_q.*"}}``). With a
+    template (the original checkpoint, path or loaded object) a copy of it is written with the
+    online backbone (and mmselfsup's mirrored copy) replaced; heads and momentum copies are kept.
+    """
+    if format not in FORMATS:
+        raise UserError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    model = _unwrap(model)
+    if format == "simxir":
+        save_encoder(model, path)
+        return format
+    sd = _cpu_state(model)
+    if template is not None:
+        where = str(template) if not isinstance(template, dict) else "template"
+        obj = template if isinstance(template, dict) else load_checkpoint(template, allow_pickle)
+        out, format = wrap_into_template(sd, obj, where, format)
+    else:
+        out = wrap(sd, format, str(model.arch))
+    atomic_save(out, path)
+    return format
