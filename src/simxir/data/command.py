@@ -14,6 +14,11 @@ data_app = typer.Typer(help="Inspect datasets (spec: " + ", ".join(SCHEMES) + ")
                        add_completion=False)
 
 
+@data_app.callback()
+def _data() -> None:
+    """Inspect datasets: what a spec loads to."""
+
+
 def dataset_info(ds: ImageDataset, spec: str) -> dict[str, Any]:
     """The ``simxir data info --json`` object."""
     def counts(labels: Any) -> list[int]:
