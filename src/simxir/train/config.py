@@ -1,0 +1,88 @@
+"""Training configuration: what a pretraining recipe (``recipes/pretrain/*.yaml``) holds.
+
+``TrainConfig`` is filled by :func:`simxir.config.load_recipe`; ``method`` is a free mapping of the
+chosen method's config fields (checked against ``simxir.methods.CONFIGS[name]`` by the command),
+addressed on the command line as ``method.KEY=VALUE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer. The learning rate used is ``lr * batch_size / 256`` (global batch) when ``scale_lr``."""
+
+    name: Literal["sgd", "adamw", "lars"] = "sgd"
+    lr: float = 0.05
+    scale_lr: bool = True
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eta: float = 0.02                 # LARS trust coefficient (BYOL/solo-learn use 0.02 or 1e-3)
+    clip_lars_lr: bool = False        # LARS: cap the adapted lr at the scheduled lr (solo-learn)
+    exclude_bias_norm: bool = True    # bias/norm (1-d) params: no weight decay, no LARS adaptation
+
+
+@dataclass
+class ScheduleConfig:
+    """Per-step learning rate: linear warm-up then cosine decay to ``final_lr_ratio * lr``."""
+
+    name: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    final_lr_ratio: float = 0.0
+
+
+@dataclass
+class ProbeConfig:
+    """Online linear probe on detached backbone features (own param group, no LARS, no wd)."""
+
+    enabled: bool = True
+    lr: float = 0.1
+    weight_decay: float = 0.0
+
+
+@dataclass
+class MonitorConfig:
+    """Per-epoch monitors on a fixed, un-augmented eval set (the first ``eval_size`` test images).
+
+    A run is marked ``collapsed`` when, at the last epoch, the std of the l2-normalized embeddings
+    (projector outputs, or backbone features when the method has no ``project``) falls below
+    ``collapse_std_ratio / sqrt(d)`` or the effective rank of backbone features below ``collapse_erank``.
+    """
+
+    every: int = 1                     # epochs between monitor/probe evaluations (last epoch always)
+    eval_size: int = 512
+    eval_batch_size: int = 256
+    collapse_std_ratio: float = 0.1
+    collapse_erank: float = 1.5
+    save_predictor: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``simxir pretrain`` needs; ``train()`` ignores data/backbone/augment (given built)."""
+
+    method_name: str = ""             # optional: the method a recipe was written for
+    data: str = "digits"
+    backbone: str = "convnet-small"
+    augment: str = "tiny"
+    epochs: int = 10
+    batch_size: int = 256             # global batch (all processes, all accumulation steps)
+    accumulate: int = 1               # gradient accumulation steps per optimizer step
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool | Literal["auto"] = "auto"
+    device: str = "auto"              # auto | cpu | cuda | cuda:N (torchrun picks LOCAL_RANK)
+    data_on_device: bool = True       # move the whole uint8 train set to the device once
+    find_unused_parameters: bool = False
+    log_every: int = 10               # steps between step-log rows (steps.csv) and bar updates
+    tensorboard: bool = True          # write TensorBoard events when tensorboard is importable
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    method: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,50 @@
+"""Collapse monitors and the online linear probe's metrics.
+
+* ``normalized_std``: std over the batch of l2-normalized embeddings, averaged over dimensions
+  (SimSiam's monitor): about ``1/sqrt(d)`` for healthy, spread-out embeddings, 0 when collapsed.
+* ``effective_rank``: Roy & Vetterli (2007): ``exp(H(p))`` with ``p = s / sum(s)`` the normalised
+  singular values of the (uncentred) feature matrix; between 1 and ``min(n, d)``.
+* ``is_collapsed``: the documented rule (see :class:`simxir.train.config.MonitorConfig`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def normalized_std(z: torch.Tensor) -> float:
+    """Mean over dimensions of the batch std of ``z / ||z||`` (rows); ``z`` is (n, d)."""
+    zn = F.normalize(z.detach().float(), dim=1)
+    return float(zn.std(dim=0).mean())
+
+
+def effective_rank(x: torch.Tensor, eps: float = 1e-12) -> float:
+    """Roy & Vetterli effective rank ``exp(-sum p_k log p_k)``, ``p_k = s_k / sum s`` of ``x`` (n, d)."""
+    s = torch.linalg.svdvals(x.detach().double())
+    total = s.sum()
+    if not torch.isfinite(total) or total <= eps:
+        return 1.0 if torch.isfinite(total) else math.nan
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, int]:
+    """Number of rows whose label is among the ``k`` largest logits, for each ``k``."""
+    out = {}
+    kmax = min(max(ks), logits.shape[1])
+    top = logits.topk(kmax, dim=1).indices
+    hit = top == y[:, None]
+    for k in ks:
+        out[k] = int(hit[:, :min(k, kmax)].any(dim=1).sum())
+    return out
+
+
+def is_collapsed(std: float, dim: int, erank: float, std_ratio: float, min_erank: float) -> bool:
+    """Collapsed when ``std * sqrt(dim) < std_ratio`` or ``erank < min_erank`` (nan counts as collapsed)."""
+    if not math.isfinite(std) or not math.isfinite(erank):
+        return True
+    return std * math.sqrt(dim) < std_ratio or erank < min_erank
