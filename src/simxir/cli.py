@@ -29,6 +29,7 @@ def _register() -> None:
 
     app.command("demo", help=demo.__doc__.splitlines()[0])(demo.demo_command)
     # Capabilities register themselves below, one line each.
+    from simxir.train.command import pretrain_command; app.command("pretrain")(pretrain_command)  # noqa: E702
     from simxir.data.command import data_app; app.add_typer(data_app, name="data")  # noqa: E702
     from simxir.analysis import command as analysis_cmd; app.command("analyze")(analysis_cmd.analyze_command)  # noqa: E702
     app.command("theorem31")(analysis_cmd.theorem_command)
