@@ -219,7 +219,7 @@ def analyze_command(
     if features is not None:
         result["decorrelation"] = decorrelation(load_features(features), zero_variance=zero_variance)  # type: ignore[arg-type]
     if predictor is not None:
-        result.update(predictor_diagnostics(load_predictor(predictor)))
+        result.update(predictor_diagnostics(load_predictor(predictor, label="--predictor")))
     if json_out:
         print(json.dumps(json_safe(result)))
         return

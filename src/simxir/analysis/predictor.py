@@ -93,16 +93,19 @@ def predictor_diagnostics(w: np.ndarray | torch.Tensor) -> dict[str, float | lis
     }
 
 
-def load_predictor(path: str | Path) -> np.ndarray:
-    """Read a d x d predictor matrix from a ``.npy`` file."""
+def load_predictor(path: str | Path, label: str = "") -> np.ndarray:
+    """Read a d x d predictor matrix from a ``.npy`` file (``label``, e.g. "--predictor", prefixes errors)."""
     path = Path(path)
+    name = f"{label} {path}".strip()
     if not path.is_file():
-        raise UserError(f"{path}: no such file (expected a d x d predictor matrix saved with numpy.save)")
+        raise UserError(f"{name}: no such file (expected a d x d predictor matrix saved with numpy.save)")
     try:
         w = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad files
-        raise UserError(f"{path}: not a readable .npy array ({exc.__class__.__name__})") from None
-    return as_square_matrix(w, name=str(path))
+        raise UserError(f"{name}: not a readable .npy array ({exc.__class__.__name__})") from None
+    if not isinstance(w, np.ndarray):
+        raise UserError(f"{name}: expected a .npy array, got an archive of several arrays")
+    return as_square_matrix(w, name=name)
 
 
 def load_predictor_history(run_dir: str | Path) -> tuple[list[int], list[np.ndarray]]:
