@@ -44,3 +44,9 @@ def views() -> tuple[torch.Tensor, torch.Tensor]:
 def tiny() -> type[TinyBackbone]:
     """The TinyBackbone class (call it to get a fresh backbone)."""
     return TinyBackbone
+
+
+@pytest.fixture
+def backbone() -> nn.Module:
+    """A fresh small backbone ("convnet-small" when available)."""
+    return small_backbone()

@@ -10,12 +10,17 @@ from torch import nn
 from simxir.config import ConfigError, from_dict
 from simxir.errors import UserError
 from simxir.methods.base import Method, cosine_tau, ema_update_
+from simxir.methods.barlow_twins import BarlowTwins, BarlowTwinsConfig, barlow_twins_loss
+from simxir.methods.bridge import Bridge, BridgeConfig, bridge_loss
 from simxir.methods.byol import BYOL, BYOLConfig, byol_loss
+from simxir.methods.moco import MoCo, MoCoConfig, infonce_loss
+from simxir.methods.simclr import SimCLR, SimCLRConfig, nt_xent_loss
 from simxir.methods.simsiam import SimSiam, SimSiamConfig, simsiam_loss
+from simxir.methods.vicreg import VICReg, VICRegConfig, vicreg_loss
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (BYOL, SimSiam)
+    for cls in (BYOL, SimSiam, BarlowTwins, VICReg, MoCo, SimCLR, Bridge)
 }
 CONFIGS: dict[str, type] = {name: cls.config_cls for name, cls in METHODS.items()}
 
@@ -43,6 +48,9 @@ def build_method(name: str, backbone: nn.Module, cfg: Any = None) -> Method:
 
 
 __all__ = [
-    "BYOL", "BYOLConfig", "CONFIGS", "METHODS", "Method", "SimSiam", "SimSiamConfig",
-    "build_method", "byol_loss", "cosine_tau", "ema_update_", "simsiam_loss",
+    "BYOL", "BYOLConfig", "BarlowTwins", "BarlowTwinsConfig", "Bridge", "BridgeConfig", "CONFIGS",
+    "METHODS", "Method", "MoCo", "MoCoConfig", "SimCLR", "SimCLRConfig", "SimSiam",
+    "SimSiamConfig", "VICReg", "VICRegConfig", "barlow_twins_loss", "bridge_loss", "build_method",
+    "byol_loss", "cosine_tau", "ema_update_", "infonce_loss", "nt_xent_loss", "simsiam_loss",
+    "vicreg_loss",
 ]
