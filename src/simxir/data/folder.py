@@ -73,7 +73,8 @@ def _load_split(files: list[tuple[Path, int]], size: int, desc: str, pool: Threa
     return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), y)
 
 
-def load_folder(path: str | Path, image_size: int | None = None) -> ImageDataset:
+def load_folder(path: str | Path, image_size: int | None = None, workers: int | None = None) -> ImageDataset:
+    """Decode the folder's images (``workers`` threads; default min(8, CPUs)) into an ImageDataset."""
     root = Path(path).expanduser()
     train_dir = root / "train"
     val_dir = next((d for d in (root / "val", root / "test") if d.is_dir()), None)
@@ -90,7 +91,7 @@ def load_folder(path: str | Path, image_size: int | None = None) -> ImageDataset
         raise UserError(f"{val_dir}: class folders must match {train_dir} (extra: {extra or 'none'}, "
                         f"missing: {missing or 'none'})")
     train_files, val_files = _files(train_dir, classes), _files(val_dir, classes)
-    workers = max(1, min(8, os.cpu_count() or 1))
+    workers = max(1, min(8, os.cpu_count() or 1)) if workers is None else max(1, int(workers))
     with ThreadPoolExecutor(workers) as pool:
         if image_size is None:
             sizes = Counter(min(s) for s in pool.map(lambda f: _size(f[0]), train_files))
