@@ -162,3 +162,14 @@ def test_bad_batches(tmp_path: Path, case: str) -> None:
     assert "\n" not in str(err.value)
     if case in ("label_out_of_range", "negative_label"):
         assert "out of range" in str(err.value)
+
+
+def test_archive_missing_member(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_cifar10(src, np.random.default_rng(7))
+    (src / "cifar-10-batches-py" / "data_batch_5").unlink()
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    with pytest.raises(UserError, match="archive has no member cifar-10-batches-py/data_batch_5"):
+        load_dataset(f"cifar10:{archive}")

@@ -29,37 +29,41 @@ def _str_keys(d: object, where: str) -> dict[str, object]:
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in d.items()}
 
 
-def _reader(path: Path, variant: str) -> tuple[Callable[[str], bytes], str, Callable[[], None]]:
+def _reader(path: Path, variant: str) -> tuple[Callable[[str], bytes], str]:
     """Find the batches (folder itself, its parent, the archive, or the archive's parent)."""
-    folder, archive, train_files, _, _, _, _ = _LAYOUTS[variant]
-    first = train_files[0]
+    folder, archive, train_files, test_files, meta, _, _ = _LAYOUTS[variant]
     if path.is_dir():
         for d in (path, path / folder):
-            if (d / first).is_file():
-                return (lambda name, d=d: _read_file(d / name)), str(d), lambda: None
+            if (d / train_files[0]).is_file():
+                return (lambda name, d=d: _read_file(d / name)), str(d)
         if (path / archive).is_file():
             path = path / archive
     if path.is_file():
-        try:
-            tf = tarfile.open(path, "r:*")
-        except (tarfile.TarError, OSError) as exc:
-            raise UserError(f"{path}: not a readable tar archive of {folder}/ ({exc})") from None
-        members = {}
-        for m in tf.getmembers():
-            if m.isfile():
-                members.setdefault(m.name.rsplit("/", 1)[-1], m)
-
-        def read(name: str) -> bytes:
-            m = members.get(name)
-            if m is None:
-                raise UserError(f"{path}: archive has no member {folder}/{name}")
-            f = tf.extractfile(m)
-            assert f is not None
-            return f.read()
-
-        return read, str(path), tf.close
+        return _read_archive(path, folder, {*train_files, *test_files, meta}), str(path)
     raise UserError(f"{path}: expected the {folder}/ folder (with {', '.join(train_files[:2])}...), its "
                     f"parent, or {archive}")
+
+
+def _read_archive(path: Path, folder: str, needed: set[str]) -> Callable[[str], bytes]:
+    """Read the needed members of a (gzipped) tar in one sequential pass; nothing is extracted."""
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            for m in tf:
+                base = m.name.rsplit("/", 1)[-1]
+                if m.isfile() and base in needed and base not in found:
+                    f = tf.extractfile(m)
+                    if f is not None:
+                        found[base] = f.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UserError(f"{path}: not a readable tar archive of {folder}/ ({exc})") from None
+
+    def read(name: str) -> bytes:
+        if name not in found:
+            raise UserError(f"{path}: archive has no member {folder}/{name}")
+        return found[name]
+
+    return read
 
 
 def _read_file(p: Path) -> bytes:
@@ -84,11 +88,8 @@ def _load_batch(read: Callable[[str], bytes], where: str, name: str, label_key: 
 
 def load_cifar(path: str | Path, variant: str = "cifar10") -> ImageDataset:
     """Load CIFAR-10 (``variant="cifar10"``) or CIFAR-100 fine labels (``"cifar100"``)."""
-    read, where, close = _reader(Path(path).expanduser(), variant)
-    try:
-        return _load(read, where, variant)
-    finally:
-        close()
+    read, where = _reader(Path(path).expanduser(), variant)
+    return _load(read, where, variant)
 
 
 def _load(read: Callable[[str], bytes], where: str, variant: str) -> ImageDataset:
