@@ -43,6 +43,7 @@ from simxir.train.config import TrainConfig
 from simxir.train.logging import TensorBoard, write_csv
 from simxir.train.optim import build_optimizer
 from simxir.train.schedule import apply_lr, lr_factor
+from simxir.train.syncbn import convert_sync_batchnorm
 
 PROBE_STREAM = 2**31
 EpochCallback = Callable[[int, dict[str, Any]], "bool | None"]
@@ -131,13 +132,17 @@ class Trainable(nn.Module):
 def prepare_model(method: nn.Module, probe: nn.Module | None, device: torch.device,
                   channels_last: bool, find_unused_parameters: bool = False
                   ) -> tuple[Trainable, nn.Module]:
-    """(trainable, model_to_call): moved to ``device``, channels_last, SyncBatchNorm + DDP when distributed."""
+    """(trainable, model_to_call): moved to ``device``, channels_last, SyncBatchNorm + DDP when distributed.
+
+    SyncBatchNorm is ``nn.SyncBatchNorm`` on CUDA and :class:`~simxir.train.syncbn.PortableSyncBatchNorm`
+    elsewhere (PyTorch's is GPU-only).
+    """
     trainable = Trainable(method, probe).to(device)
     if channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)
     model: nn.Module = trainable
     if distributed.world_size() > 1:
-        trainable = nn.SyncBatchNorm.convert_sync_batchnorm(trainable)
+        trainable = convert_sync_batchnorm(trainable, device)
         model = DDP(trainable, device_ids=[device.index] if device.type == "cuda" else None,
                     find_unused_parameters=find_unused_parameters)
     return trainable, model

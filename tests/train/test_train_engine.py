@@ -1,0 +1,175 @@
+"""The engine on toy data: resume reproduces the loss curve, the nan guard, checkpoints, logs."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from train_toys import ToyAugment, ToyMethod, toy_dataset
+
+from simxir.errors import UserError
+from simxir.io import load_checkpoint
+from simxir.train import TrainConfig, TrainingDiverged, train
+from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(epochs=3, batch_size=16, seed=5, precision="fp32", channels_last=False, device="cpu",
+                log_every=1, tensorboard=False, optim=OptimConfig(name="sgd", lr=0.5, weight_decay=1e-4),
+                schedule=ScheduleConfig(warmup_epochs=1), monitor=MonitorConfig(eval_size=16))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _method(seed: int = 0, **kw) -> ToyMethod:
+    torch.manual_seed(seed)
+    return ToyMethod(**kw)
+
+
+def _losses(result) -> list[float]:
+    return [r["loss"] for r in result["steps"]]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, precision):
+    ds, aug = toy_dataset(), ToyAugment()
+    cfg = _cfg(precision=precision, channels_last=precision == "bf16", accumulate=2)
+    full = train(cfg, _method(), ds, aug, tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(epoch, metrics):
+        if epoch == 1:
+            raise Killed  # the process dies right after epoch 1's checkpoint
+
+    with pytest.raises(Killed):
+        train(cfg, _method(), ds, aug, tmp_path / "cut", callbacks=[kill_after_first_epoch])
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
+    # a fresh process: a differently initialised model, other global RNG state
+    torch.manual_seed(1234)
+    resumed = train(cfg, _method(seed=99), ds, aug, tmp_path / "cut", resume=True)
+
+    assert len(_losses(full)) == 3 * (64 // 16) == len(_losses(resumed))
+    np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=1e-6, atol=1e-7)
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2, 3]
+    for key in ("loss", "probe_test_top1", "z_std", "feat_erank"):
+        np.testing.assert_allclose([e[key] for e in resumed["epochs"]], [e[key] for e in full["epochs"]],
+                                   rtol=1e-6, atol=1e-7, err_msg=key)
+    a = torch.load(tmp_path / "full" / "encoder.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "encoder.pt", weights_only=True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+    with open(tmp_path / "cut" / "steps.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))   # no duplicated or lost rows
+    np.testing.assert_allclose([float(r["loss"]) for r in rows], _losses(full), rtol=1e-6)
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    ds, aug = toy_dataset(), ToyAugment()
+    a = train(_cfg(epochs=1), _method(), ds, aug, tmp_path / "a")
+    b = train(_cfg(epochs=1), _method(), ds, aug, tmp_path / "b")
+    c = train(_cfg(epochs=1, seed=6), _method(), ds, aug, tmp_path / "c")
+    assert _losses(a) == _losses(b)
+    assert _losses(a) != _losses(c)
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    ds, aug = toy_dataset(), ToyAugment()
+    run = tmp_path / "run"
+    method = _method(nan_at_step=6)        # epoch 2 (4 steps per epoch), its 3rd step
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 3 of the epoch \(global step 7\)") as exc:
+        train(_cfg(), method, ds, aug, run)
+    assert str(run / "checkpoint.pt") in str(exc.value)
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 4
+    assert all(math.isfinite(float(v.float().sum())) for v in ckpt["model"].values())
+    # atomic writes leave no partial/temporary files behind
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.csv",
+                                                     "predictor", "steps.csv"]
+    # the parameters in memory were not stepped with the nan gradient either
+    assert all(torch.isfinite(p).all() for p in method.parameters())
+
+
+def test_nan_before_any_checkpoint_says_so(tmp_path):
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
+        train(_cfg(), _method(nan_at_step=0), toy_dataset(), ToyAugment(), tmp_path / "r")
+
+
+def test_checkpoint_contents_logs_and_exports(tmp_path):
+    run = tmp_path / "run"
+    method = _method()
+    res = train(_cfg(epochs=2), method, toy_dataset(), ToyAugment(), run)
+    ckpt = load_checkpoint(run / "checkpoint.pt")  # weights_only=True
+    assert {"model", "probe", "optimizer", "scaler", "epoch", "step", "rng", "history", "config"} <= set(ckpt)
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 8 and len(ckpt["history"]) == 2
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    np.testing.assert_allclose([float(r["loss"]) for r in rows], [e["loss"] for e in res["epochs"]])
+    # predictor snapshots per epoch equal the final weight at the last epoch
+    w = np.load(run / "predictor" / "epoch_0002.npy")
+    np.testing.assert_allclose(w, method.predictor.weight.detach().numpy(), rtol=1e-6)
+    assert (run / "predictor" / "epoch_0001.npy").is_file()
+    enc = torch.load(run / "encoder.pt", weights_only=True)
+    assert set(enc) == set(method.backbone.state_dict())
+    assert (run / "encoder.safetensors").stat().st_size > 0
+    assert res["encoder"] == str(run / "encoder.safetensors")
+    assert method.epochs_started == [0, 1]
+    assert (run / "config.yaml").read_text().count("batch_size: 16") == 1
+
+
+def test_out_dir_with_checkpoint_needs_resume_and_resume_needs_checkpoint(tmp_path):
+    ds, aug = toy_dataset(), ToyAugment()
+    with pytest.raises(UserError, match="no checkpoint"):
+        train(_cfg(epochs=1), _method(), ds, aug, tmp_path / "r", resume=True)
+    train(_cfg(epochs=1), _method(), ds, aug, tmp_path / "r")
+    with pytest.raises(UserError, match="--resume"):
+        train(_cfg(epochs=1), _method(), ds, aug, tmp_path / "r")
+
+
+@pytest.mark.parametrize("kw,msg", [({"batch_size": 100}, "larger than"),
+                                    ({"batch_size": 16, "accumulate": 3}, "divisible"),
+                                    ({"precision": "fp16"}, "fp16 needs a CUDA")])
+def test_bad_settings_are_user_errors(tmp_path, kw, msg):
+    with pytest.raises(UserError, match=msg):
+        train(_cfg(**kw), _method(), toy_dataset(), ToyAugment(), tmp_path / "r")
+
+
+def test_gradient_accumulation_of_a_per_sample_loss_equals_the_full_batch(tmp_path):
+    """For a BN-free method with a per-sample mean loss, 4 micro-batches == one batch."""
+    from torch import nn
+
+    from simxir.train.engine import prepare_model, train_step
+    from simxir.train.optim import build_optimizer
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(48, 6))
+            self.backbone.feature_dim = 6
+
+        def forward(self, v1, v2):
+            f1 = self.backbone(v1)
+            return {"loss": (f1 - self.backbone(v2)).pow(2).sum(1).mean() + f1.pow(2).mean(),
+                    "feats1": f1.detach()}
+
+    torch.manual_seed(0)
+    v1, v2, y = torch.randn(16, 3, 4, 4), torch.randn(16, 3, 4, 4), torch.randint(0, 3, (16,))
+    params = []
+    for n_micro in (1, 4):
+        torch.manual_seed(0)
+        m = Plain()
+        probe = nn.Linear(6, 3)
+        trainable, model = prepare_model(m, probe, torch.device("cpu"), channels_last=False)
+        opt = build_optimizer(OptimConfig(name="sgd", lr=0.1), m, 0.1, [{"params": list(probe.parameters())}])
+        k = 16 // n_micro
+        batches = [(v1[i:i + k], v2[i:i + k], y[i:i + k]) for i in range(0, 16, k)]
+        train_step(model, opt, batches, n_micro, None)
+        params.append([p.detach().clone() for p in trainable.parameters()])
+    for a, b in zip(*params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
