@@ -1,0 +1,220 @@
+"""Throughput of simxir.augment vs the per-image PIL pipeline of SimSiam/solo-learn (same run).
+
+Two views of ``simsiam-cifar`` for a batch of uint8 32x32 images (real CIFAR-10 from
+../shared/data when present, else random pixels). Baselines, timed in the same process:
+  * pil:    torchvision-style per-image pipeline written with PIL + numpy (RandomResizedCrop,
+            ColorJitter in random order, grayscale, flip, to-tensor, normalize), one image at a time;
+  * kornia: kornia.augmentation's RandomResizedCrop/ColorJitter/RandomGrayscale/RandomHorizontalFlip/
+            Normalize on the batch.
+Also a per-op table (simxir vs kornia). Prints a table, then one JSON object on the last line.
+
+    python benchmarks/bench_augment.py [--batch 256] [--repeats 7] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+
+from simxir.augment import build_augment, ops, params
+
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+DATA = Path(__file__).resolve().parents[1] / "../shared/data/cifar10-1k.npz"
+STEP_SECONDS = 1.1  # one ResNet-18 training step on 256 images on this CPU (engine's estimate)
+
+
+def load_batch(n: int) -> tuple[torch.Tensor, str]:
+    if DATA.exists():
+        with np.load(DATA, allow_pickle=False) as z:
+            x = z["x_train"][:n]
+        reps = math.ceil(n / len(x))
+        x = np.concatenate([x] * reps)[:n]
+        return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), "cifar10-1k"
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), "random"
+
+
+# ------------------------------------------------------------------ PIL per-image baseline
+
+def _pil_rrc(img: Image.Image, size: int, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3)) -> Image.Image:
+    w, h = img.size
+    area = w * h
+    for _ in range(10):
+        ta = area * random.uniform(*scale)
+        ar = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        cw, ch = round(math.sqrt(ta * ar)), round(math.sqrt(ta / ar))
+        if 0 < cw <= w and 0 < ch <= h:
+            i, j = random.randint(0, h - ch), random.randint(0, w - cw)
+            return img.resize((size, size), Image.BILINEAR, box=(j, i, j + cw, i + ch))
+    return img.resize((size, size), Image.BILINEAR)
+
+
+def _pil_hue(img: Image.Image, factor: float) -> Image.Image:
+    h, s, v = img.convert("HSV").split()
+    np_h = np.array(h, dtype=np.uint8)
+    with np.errstate(over="ignore"):
+        np_h += np.uint8(int(factor * 255) % 256)
+    return Image.merge("HSV", (Image.fromarray(np_h, "L"), s, v)).convert("RGB")
+
+
+def _pil_jitter(img: Image.Image, b=0.4, c=0.4, s=0.4, hue=0.1) -> Image.Image:
+    steps = [lambda im: ImageEnhance.Brightness(im).enhance(random.uniform(1 - b, 1 + b)),
+             lambda im: ImageEnhance.Contrast(im).enhance(random.uniform(1 - c, 1 + c)),
+             lambda im: ImageEnhance.Color(im).enhance(random.uniform(1 - s, 1 + s)),
+             lambda im: _pil_hue(im, random.uniform(-hue, hue))]
+    random.shuffle(steps)
+    for f in steps:
+        img = f(img)
+    return img
+
+
+def pil_view(arr: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    img = _pil_rrc(Image.fromarray(arr), size)
+    if random.random() < 0.8:
+        img = _pil_jitter(img)
+    if random.random() < 0.2:
+        img = img.convert("L").convert("RGB")
+    if random.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    return (x - mean) / std
+
+
+def pil_views(x_nhwc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = np.array(MEAN, np.float32)[:, None, None]
+    std = np.array(STD, np.float32)[:, None, None]
+    size = x_nhwc.shape[1]
+    v1 = torch.from_numpy(np.stack([pil_view(a, size, mean, std) for a in x_nhwc]))
+    v2 = torch.from_numpy(np.stack([pil_view(a, size, mean, std) for a in x_nhwc]))
+    return v1, v2
+
+
+# ------------------------------------------------------------------ kornia baseline
+
+def kornia_pipeline(size: int):
+    import kornia.augmentation as K
+    return torch.nn.Sequential(
+        K.RandomResizedCrop((size, size), scale=(0.2, 1.0)),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+        K.RandomGrayscale(p=0.2),
+        K.RandomHorizontalFlip(),
+        K.Normalize(torch.tensor(MEAN), torch.tensor(STD)),
+    )
+
+
+def timeit(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per function, runs interleaved so that load changes hit all of them alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def per_op_table(x: torch.Tensor, repeats: int) -> list[dict]:
+    import kornia.augmentation as K
+    n, size = x.shape[0], x.shape[-1]
+    xf = ops.to_float(x)
+    boxes = params.crop_boxes(n, size, size, (0.2, 1.0), (3 / 4, 4 / 3))
+    flip = params.bernoulli(n, 0.5)
+    jit = params.jitter_params(n, 0.4, 0.4, 0.4, 0.1, p=0.8)
+    gray = params.bernoulli(n, 0.2)
+    every = torch.ones(n, dtype=torch.bool)
+    sigma = params.uniform(n, 0.1, 2.0)
+    kr = K.RandomResizedCrop((size, size), scale=(0.2, 1.0))
+    kj = K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8)
+    kg = K.RandomGrayscale(p=0.2)
+    kb = K.RandomGaussianBlur((3, 3), (0.1, 2.0), p=1.0)
+    ks = K.RandomSolarize(0.0, 0.0, p=1.0)
+    rows = [
+        ("resized_crop+flip", lambda: ops.resized_crop(xf, boxes, size, flip), lambda: kr(xf)),
+        ("color_jitter p=0.8", lambda: ops.color_jitter(xf, *jit), lambda: kj(xf)),
+        ("grayscale p=0.2", lambda: ops.grayscale(xf, gray), lambda: kg(xf)),
+        ("gaussian_blur k=3 p=1", lambda: ops.gaussian_blur(xf, every, sigma, 3), lambda: kb(xf)),
+        ("solarize p=1", lambda: ops.solarize(xf, every), lambda: ks(xf)),
+    ]
+    out = []
+    for name, ours, theirs in rows:
+        a, b = timeit(ours, repeats), timeit(theirs, repeats)
+        out.append({"op": name, "simxir_ms": a * 1e3, "kornia_ms": b * 1e3, "speedup": b / a})
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    x, source = load_batch(args.batch)
+    x_nhwc = x.permute(0, 2, 3, 1).contiguous().numpy()
+    size = x.shape[-1]
+    aug = build_augment("simsiam-cifar", size, MEAN, STD)
+    kp = kornia_pipeline(size)
+    xf = ops.to_float(x)
+    torch.manual_seed(0)
+    random.seed(0)
+
+    t = interleaved({"simxir": lambda: aug.views(x), "kornia": lambda: (kp(xf), kp(xf)),
+                     "pil_per_image": lambda: pil_views(x_nhwc)}, args.repeats)
+    t_ours, t_kornia, t_pil = t["simxir"], t["kornia"], t["pil_per_image"]
+    ops_rows = per_op_table(x, args.repeats)
+
+    n2 = 2 * args.batch  # images produced per call (two views)
+    result = {
+        "benchmark": "augment",
+        "recipe": "simsiam-cifar",
+        "data": source,
+        "batch": args.batch,
+        "image_size": size,
+        "torch_threads": torch.get_num_threads(),
+        "seconds_two_views": {"simxir": t_ours, "kornia": t_kornia, "pil_per_image": t_pil},
+        "view_images_per_s": {"simxir": n2 / t_ours, "kornia": n2 / t_kornia, "pil_per_image": n2 / t_pil},
+        "speedup_vs_pil": t_pil / t_ours,
+        "speedup_vs_kornia": t_kornia / t_ours,
+        "fraction_of_1.1s_train_step": t_ours / STEP_SECONDS,
+        "per_op": ops_rows,
+    }
+    print(f"augment benchmark: {args.batch} x {size}x{size} ({source}), two views of simsiam-cifar, "
+          f"median of {args.repeats} interleaved runs, {torch.get_num_threads()} torch threads")
+    print(f"{'pipeline':<16}{'s / 2 views':>12}{'view imgs/s':>13}{'vs simxir':>11}")
+    for k in ("simxir", "kornia", "pil_per_image"):
+        t = result["seconds_two_views"][k]
+        print(f"{k:<16}{t:>12.4f}{n2 / t:>13.0f}{t / t_ours:>10.1f}x")
+    print(f"simxir two views = {100 * t_ours / STEP_SECONDS:.1f}% of a {STEP_SECONDS} s training step")
+    print(f"\n{'op (batch)':<24}{'simxir ms':>10}{'kornia ms':>11}{'speedup':>9}")
+    for r in ops_rows:
+        print(f"{r['op']:<24}{r['simxir_ms']:>10.2f}{r['kornia_ms']:>11.2f}{r['speedup']:>8.1f}x")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Recipes and the :class:`Augment` object: uint8 NCHW batches -> two normalized float views."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from simxir.augment import ops, params
+from simxir.errors import UserError
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The random transform of one view, applied in this order:
+    resized crop (+ flip), colour jitter, grayscale, Gaussian blur, solarize, normalize."""
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, sat, hue
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0
+
+
+def _simsiam_cifar() -> tuple[ViewSpec, ViewSpec]:
+    v = ViewSpec(scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, flip_p=0.5)
+    return v, v
+
+
+def _byol_imagenet() -> tuple[ViewSpec, ViewSpec]:
+    v1 = ViewSpec(scale=(0.08, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2,
+                  flip_p=0.5, blur_p=1.0, solarize_p=0.0)
+    return v1, replace(v1, blur_p=0.1, solarize_p=0.2)
+
+
+def _tiny() -> tuple[ViewSpec, ViewSpec]:
+    v = ViewSpec(scale=(0.6, 1.0), ratio=(5 / 6, 6 / 5), flip_p=0.0, jitter=(0.2, 0.2, 0.0, 0.0),
+                 jitter_p=0.8, gray_p=0.0)
+    return v, v
+
+
+_RECIPES = {"simsiam-cifar": _simsiam_cifar, "byol-imagenet": _byol_imagenet, "tiny": _tiny}
+RECIPES: tuple[str, ...] = tuple(_RECIPES)
+
+
+def blur_kernel_size(image_size: int) -> int:
+    """~10% of the image side, odd, at least 3 (BYOL: 23 px at 224)."""
+    k = max(3, int(0.1 * image_size))
+    return k if k % 2 else k + 1
+
+
+def _check_input(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
+        got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise UserError(f"augment input: expected a uint8 tensor (N, 3, H, W), got {got}")
+
+
+class Augment:
+    """Batched two-view augmentation on the batch's own device; randomness from torch's seed."""
+
+    def __init__(self, recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float],
+                 view1: ViewSpec, view2: ViewSpec) -> None:
+        self.recipe = recipe
+        self.image_size = image_size
+        self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32)
+        self.std = torch.tensor([float(s) for s in std], dtype=torch.float32)
+        self.specs = (view1, view2)
+        self.blur_kernel = blur_kernel_size(image_size)
+
+    def __repr__(self) -> str:
+        return (f"Augment(recipe={self.recipe!r}, image_size={self.image_size}, "
+                f"mean={self.mean.tolist()}, std={self.std.tolist()})")
+
+    def view(self, x: Tensor, spec: ViewSpec) -> Tensor:
+        """One random view of a uint8 batch -> normalized float32, (N, 3, size, size)."""
+        _check_input(x)
+        n, _, height, width = x.shape
+        # All random draws happen here, on the CPU generator, in a fixed order.
+        boxes = params.crop_boxes(n, height, width, spec.scale, spec.ratio)
+        flip = params.bernoulli(n, spec.flip_p)
+        jit = params.jitter_params(n, *spec.jitter, p=spec.jitter_p)
+        gray = params.bernoulli(n, spec.gray_p)
+        blur = params.bernoulli(n, spec.blur_p)
+        sigma = params.uniform(n, *spec.blur_sigma)
+        sol = params.bernoulli(n, spec.solarize_p)
+
+        out = ops.resized_crop(ops.to_float(x), boxes, self.image_size, flip)
+        if spec.jitter_p > 0 and any(spec.jitter):
+            out = ops.color_jitter(out, *jit)
+        if spec.gray_p > 0:
+            out = ops.grayscale(out, gray)
+        if spec.blur_p > 0:
+            out = ops.gaussian_blur(out, blur, sigma, self.blur_kernel)
+        if spec.solarize_p > 0:
+            out = ops.solarize(out, sol)
+        return ops.normalize(out, self.mean, self.std)
+
+    def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Two views (view 1 then view 2 of the recipe) of a uint8 NCHW batch."""
+        return self.view(x, self.specs[0]), self.view(x, self.specs[1])
+
+    def eval(self, x: Tensor) -> Tensor:
+        """Deterministic: resize the shorter side to ``image_size`` (antialiased) if needed,
+        centre-crop to a square, normalize."""
+        _check_input(x)
+        out = ops.to_float(x)
+        height, width = out.shape[-2:]
+        size = self.image_size
+        if min(height, width) != size:
+            scale = size / min(height, width)
+            new = (max(size, round(height * scale)), max(size, round(width * scale)))
+            out = F.interpolate(out, size=new, mode="bilinear", align_corners=False, antialias=True)
+            out = out.clamp_(0.0, 1.0)
+            height, width = new
+        if (height, width) != (size, size):
+            top, left = (height - size) // 2, (width - size) // 2
+            out = out[:, :, top:top + size, left:left + size]
+        return ops.normalize(out, self.mean, self.std)
+
+
+def build_augment(recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float]) -> Augment:
+    """The named recipe (one of :data:`RECIPES`) for ``image_size`` images and dataset mean/std."""
+    if recipe not in _RECIPES:
+        raise UserError(f"augment recipe: expected one of {', '.join(RECIPES)}, got {recipe!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise UserError(f"augment image_size: expected a positive integer, got {image_size!r}")
+    for name, vals in (("mean", mean), ("std", std)):
+        if not isinstance(vals, Sequence | Tensor) or len(vals) != 3:
+            raise UserError(f"augment {name}: expected 3 per-channel values, got {vals!r}")
+    if any(float(s) <= 0 for s in std):
+        raise UserError(f"augment std: expected positive values, got {list(std)}")
+    v1, v2 = _RECIPES[recipe]()
+    return Augment(recipe, image_size, mean, std, v1, v2)
