@@ -6,6 +6,7 @@ import colorsys
 import math
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -380,3 +381,23 @@ def test_tiny_recipe_never_flips_and_stays_mild():
     v, _ = build_augment("tiny", 8, MEAN, STD).views(x)
     u = unnormalize(v)
     assert bool((u[..., :2].mean((1, 2, 3)) > u[..., -2:].mean((1, 2, 3))).all())
+
+
+def test_real_cifar_views_are_standardized_by_dataset_stats():
+    path = Path(__file__).resolve().parents[1] / "../shared/data/cifar10-1k.npz"
+    if not path.exists():
+        pytest.skip(f"real CIFAR-10 sample not found at {path} (see ../shared/data/README.md)")
+    with np.load(path, allow_pickle=False) as z:
+        x = torch.from_numpy(z["x_train"][:512]).permute(0, 3, 1, 2).contiguous()
+    xf = x.double() / 255
+    mean = xf.mean(dim=(0, 2, 3)).tolist()
+    std = xf.std(dim=(0, 2, 3)).tolist()
+    a = build_augment("simsiam-cifar", 32, mean, std)
+    e = a.eval(x).double()
+    torch.testing.assert_close(e.mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(e.std(dim=(0, 2, 3)), torch.ones(3, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.manual_seed(0)
+    v1, v2 = a.views(x)
+    for v in (v1, v2):  # jitter/crops move the statistics, but not wildly
+        assert v.mean().abs() < 0.3 and 0.6 < v.std() < 1.3
+        assert torch.isfinite(v).all()
