@@ -55,6 +55,9 @@ class LoadReport:
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
+    def __str__(self) -> str:
+        return self.summary()
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -1,0 +1,69 @@
+"""``simxir inspect-encoder`` / ``export-encoder``: one JSON object on stdout, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from simxir.cli import main
+from simxir.models import build_backbone
+
+
+def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["simxir", *args])
+    monkeypatch.setenv("SIMXIR_QUIET", "1")
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture()
+def solo_ckpt(tmp_path):
+    m = build_backbone("convnet-small")
+    sd = {"backbone." + k: v for k, v in m.state_dict().items()}
+    sd.update({"projector.0.weight": torch.randn(4, 128), "momentum_backbone.features.0.weight":
+               torch.randn(32, 3, 3, 3)})
+    path = tmp_path / "solo.ckpt"
+    torch.save({"state_dict": sd, "epoch": 1}, path)
+    return path, m
+
+
+def test_inspect_json(monkeypatch, capsys, solo_ckpt):
+    path, m = solo_ckpt
+    code, out, err = run(monkeypatch, capsys, "inspect-encoder", str(path), "--json")
+    assert code == 0, err
+    info = json.loads(out)  # exactly one JSON object, nothing else on stdout
+    assert info["format"] == "solo-learn" and info["arch"] == "convnet-small"
+    assert info["feature_dim"] == 128
+    assert info["num_params"] == sum(p.numel() for p in m.parameters())
+    assert sorted(info["dropped"]) == ["momentum_backbone.features.0.weight", "projector.0.weight"]
+
+
+def test_export_json_and_reload(monkeypatch, capsys, solo_ckpt, tmp_path):
+    path, m = solo_ckpt
+    out_path = tmp_path / "out.pth"
+    code, out, err = run(monkeypatch, capsys, "export-encoder", str(path), str(out_path),
+                         "--to", "vissl", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["format"] == "vissl" and res["source_format"] == "solo-learn" and res["verified"]
+    trunk = torch.load(out_path, weights_only=True)["classy_state_dict"]["base_model"]["model"]["trunk"]
+    assert set(trunk) == {"_feature_blocks." + k for k in m.state_dict()}
+
+
+def test_errors_are_one_line(monkeypatch, capsys, solo_ckpt, tmp_path):
+    path, _ = solo_ckpt
+    code, out, err = run(monkeypatch, capsys, "export-encoder", str(path), str(tmp_path / "o.pth"),
+                         "--to", "keras")
+    assert code == 2 and out == "" and err.startswith("error: --to 'keras'") and err.count("\n") == 1
+    code, out, err = run(monkeypatch, capsys, "inspect-encoder", str(tmp_path / "missing.pth"))
+    assert code == 2 and out == "" and "no such checkpoint" in err and err.count("\n") == 1
+    code, out, err = run(monkeypatch, capsys, "export-encoder", str(path), str(path), "--to", "moco")
+    assert code == 2 and "overwrite" in err
