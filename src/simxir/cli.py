@@ -34,6 +34,9 @@ def _register() -> None:
     from simxir.analysis import command as analysis_cmd; app.command("analyze")(analysis_cmd.analyze_command)  # noqa: E702
     app.command("theorem31")(analysis_cmd.theorem_command)
     from simxir.eval.command import eval_command; app.command("eval")(eval_command)  # noqa: E702
+    from simxir.dynamics.command import dynamics_app; app.add_typer(dynamics_app, name="dynamics")  # noqa: E702
+    from simxir.models import command as models_cmd; app.command("inspect-encoder")(models_cmd.inspect_command)  # noqa: E702
+    app.command("export-encoder")(models_cmd.export_command)
 
 
 def main() -> None:
