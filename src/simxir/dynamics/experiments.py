@@ -1,0 +1,369 @@
+"""Reproductions of the paper's dynamics figures (3, 4, 5) and dynamics on real embeddings.
+
+Each function returns a JSON-serialisable dict and, when ``out_dir`` is given, writes
+``<name>.json`` and ``<name>.png`` there (matplotlib, Agg backend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simxir.dynamics.groups import components
+from simxir.dynamics.metrics import GroupMetrics
+from simxir.dynamics.neighbourhoods import knn_operator, radius_operator
+from simxir.dynamics.propagation import clustering_accuracy, smooth_then_kmeans
+from simxir.dynamics.steps import run
+from simxir.errors import UserError
+from simxir.io import atomic_write_json
+from simxir.progress import log
+
+GROUP_CENTERS = np.array([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(out_dir: str | Path | None, name: str, result: dict[str, Any], fig: Any) -> None:
+    if out_dir is None:
+        _plt().close(fig)
+        return
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / f"{name}.png"
+    tmp = out / f".{name}.tmp.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(png)
+    _plt().close(fig)
+    result["files"] = {"json": str(out / f"{name}.json"), "png": str(png)}
+    atomic_write_json(result, out / f"{name}.json")
+
+
+def _to_list(a: np.ndarray) -> Any:
+    return np.round(np.asarray(a, dtype=np.float64), 10).tolist()
+
+
+def four_groups_inputs(n_per_group: int, half_width: float, seed: int, eps: float,
+                       max_tries: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Four square patches of uniform points around GROUP_CENTERS (resampled until each patch is
+    one neighbour-connected group under ``eps``); returns inputs and patch labels."""
+    rng = np.random.default_rng(seed)
+    for _ in range(max_tries):
+        x = np.concatenate([c + rng.uniform(-half_width, half_width, (n_per_group, 2)) for c in GROUP_CENTERS])
+        lab = np.repeat(np.arange(4), n_per_group)
+        comp = components(radius_operator(x, eps))
+        if half_width * 2 + eps >= 0.5 or (comp.max() + 1 == 4 and (comp == lab).all()):
+            return x, lab
+    raise UserError(f"could not draw four connected groups with eps={eps}; raise n_per_group")
+
+
+def initial_reps(labels: np.ndarray, dim: int, spherical: bool, seed: int, spread: float = 0.6,
+                 mean_radius: float = 2.0) -> np.ndarray:
+    """Random reps whose group means are separated: group g around direction 2 pi g / G.
+
+    Spherical: angles within a group stay below 2 * spread * 90 degrees (< 180)."""
+    rng = np.random.default_rng(seed + 1)
+    G = int(labels.max()) + 1
+    ang = 2 * np.pi * labels / G
+    if spherical:
+        theta = ang + rng.uniform(-spread, spread, len(labels)) * (np.pi / 2)
+        f = np.stack([np.cos(theta), np.sin(theta)], 1)
+        if dim > 2:
+            f = np.concatenate([f, np.zeros((len(labels), dim - 2))], 1)
+        return f
+    f = rng.standard_normal((len(labels), dim)) * spread
+    f[:, 0] += mean_radius * np.cos(ang)
+    f[:, 1 % dim] += mean_radius * np.sin(ang)
+    return f
+
+
+def _history_json(res: Any, gm: GroupMetrics) -> dict[str, Any]:
+    return {
+        "steps": res.steps,
+        "pairs": gm.pairs.tolist(),
+        **{k: _to_list(v) if v.dtype != bool else v.tolist() for k, v in res.history.items()},
+    }
+
+
+def _check_monotone(h: dict[str, np.ndarray], pairs: np.ndarray) -> dict[str, Any]:
+    """How often the theorems' strict inequalities held between recorded steps."""
+    D, M = h["diameter"], h["min_distance"]
+    collapsed = D[:-1] <= 1e-9 * np.maximum(D[:1], 1e-300)
+    dec = (D[1:] < D[:-1]) | collapsed
+    out = {"diameter_strictly_decreasing_fraction": float(dec.mean()) if dec.size else 1.0}
+    if M.shape[1]:
+        pc = collapsed[:, pairs[:, 0]] & collapsed[:, pairs[:, 1]]
+        inc = (M[1:] > M[:-1]) | pc
+        out["min_distance_strictly_increasing_fraction"] = float(inc.mean()) if inc.size else 1.0
+    return out
+
+
+def groups_experiment(out_dir: str | Path | None = None, n_per_group: int = 60, eps: float = 0.2,
+                      steps: int = 500, seed: int = 0, panels: tuple[int, ...] = (0, 1, 5, 20, 100, 500)
+                      ) -> dict[str, Any]:
+    """Figure 4: four disjoint neighbour-connected groups, unconstrained and spherical."""
+    x, lab = four_groups_inputs(n_per_group, 0.12, seed, eps)
+    op = radius_operator(x, eps)
+    comp = components(op)
+    panels = tuple(p for p in panels if p <= steps)
+    result: dict[str, Any] = {"experiment": "groups", "n": len(x), "eps": eps, "steps": steps,
+                              "seed": seed, "num_groups": int(comp.max() + 1),
+                              "mean_neighbours": float(op.degrees().mean())}
+    plt = _plt()
+    fig, axes = plt.subplots(3, len(panels), figsize=(3 * len(panels), 9))
+    curves = plt.figure(figsize=(12, 3.2))
+    for row, spherical in enumerate((False, True)):
+        f0 = initial_reps(comp, 2, spherical, seed)
+        gm = GroupMetrics(comp)
+        res = run(op, torch.from_numpy(f0), steps, spherical=spherical, metrics=gm, snapshot_steps=panels)
+        name = "spherical" if spherical else "unconstrained"
+        result[name] = _history_json(res, gm) | _check_monotone(res.history, gm.pairs)
+        for j, t in enumerate(panels):
+            ax = axes[row, j]
+            s = res.snapshots[t]
+            ax.scatter(s[:, 0], s[:, 1], c=comp, cmap="tab10", s=6, vmin=0, vmax=9)
+            ax.set_title(f"{name} t={t}", fontsize=9)
+            ax.set_aspect("equal", "datalim")
+        h = res.history
+        for k, (key, title) in enumerate((("diameter", "group diameters"), ("min_distance", "min inter-group distance"),
+                                          ("mean_drift", "group-mean drift"))):
+            ax = curves.add_subplot(1, 3, k + 1) if row == 0 else curves.axes[k]
+            ls = "-" if not spherical else "--"
+            ax.plot(res.steps, h[key], ls, lw=1)
+            ax.set_title(title + " (solid: unconstrained, dashed: spherical)", fontsize=8)
+            ax.set_xscale("symlog")
+            if key == "diameter":
+                ax.set_yscale("log")
+    for j in range(len(panels)):
+        axes[2, j].axis("off")
+    axes[2, 0].scatter(x[:, 0], x[:, 1], c=comp, cmap="tab10", s=6, vmin=0, vmax=9)
+    axes[2, 0].set_title(f"inputs (eps={eps})", fontsize=9)
+    axes[2, 0].axis("on")
+    axes[2, 0].set_aspect("equal")
+    curves.tight_layout()
+    buf = _fig_to_array(curves)
+    ax_c = fig.add_axes([0.28, 0.02, 0.7, 0.3])
+    ax_c.imshow(buf)
+    ax_c.axis("off")
+    fig.suptitle("Neighbour-averaging dynamics on four disjoint groups (Figure 4)")
+    _save(out_dir, "groups", result, fig)
+    return result
+
+
+def _fig_to_array(fig: Any) -> np.ndarray:
+    fig.canvas.draw()
+    arr = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    _plt().close(fig)
+    return arr
+
+
+def overlap_experiment(out_dir: str | Path | None = None, n_per_group: int = 60, eps: float = 0.2,
+                       steps: int = 500, seed: int = 0, half_width: float = 0.17) -> dict[str, Any]:
+    """Figure 5: four patches wide enough that points of adjacent patches are neighbours, so
+    the groups (patch labels) intersect through shared neighbourhoods and are not closed."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([c + rng.uniform(-half_width, half_width, (n_per_group, 2)) for c in GROUP_CENTERS])
+    lab = np.repeat(np.arange(4), n_per_group)
+    op = radius_operator(x, eps)
+    gm = GroupMetrics(lab)
+    f0 = initial_reps(lab, 2, False, seed)
+    res = run(op, torch.from_numpy(f0), steps, metrics=gm, snapshot_steps=(0, 5, 50, steps))
+    h = res.history
+    D, I = h["diameter"], h["intra_msd"]
+    live = D[:-1] > 1e-6 * D[:1]
+    not_shrinking = (D[1:] >= D[:-1]) & live
+    cross = sum(int(lab[i] != lab[j]) for i, j in zip(np.repeat(np.arange(op.n), op.degrees()), op.indices))
+    result: dict[str, Any] = {
+        "experiment": "overlap", "n": len(x), "eps": eps, "steps": steps, "seed": seed,
+        "num_components": int(components(op).max() + 1),
+        **_history_json(res, gm),
+        "cross_group_neighbour_pairs": cross,
+        "diameter_not_shrinking_steps": not_shrinking.sum(0).tolist(),
+        "intra_msd_fell_at_those_steps": ((I[1:] < I[:-1]) & not_shrinking).sum(0).tolist(),
+        "intra_msd_falling_steps": ((I[1:] < I[:-1]) & live).sum(0).tolist(),
+        "final_over_initial_diameter": _to_list(D[-1] / D[0]),
+        "final_over_initial_intra_msd": _to_list(I[-1] / I[0]),
+    }
+    plt = _plt()
+    fig, axes = plt.subplots(1, 6, figsize=(20, 3.4))
+    axes[0].scatter(x[:, 0], x[:, 1], c=lab, cmap="tab10", s=6, vmin=0, vmax=9)
+    axes[0].set_title("inputs (overlapping patches)", fontsize=9)
+    for j, t in enumerate((0, 50, steps)):
+        s = res.snapshots[t]
+        axes[j + 1].scatter(s[:, 0], s[:, 1], c=lab, cmap="tab10", s=6, vmin=0, vmax=9)
+        axes[j + 1].set_title(f"reps t={t}", fontsize=9)
+    axes[4].plot(res.steps, D)
+    axes[4].set_title("diameter per group", fontsize=9)
+    axes[5].plot(res.steps, I)
+    axes[5].set_title("mean pairwise sq. distance per group", fontsize=9)
+    for ax in axes[4:]:
+        ax.set_xscale("symlog")
+        ax.set_yscale("log")
+    fig.suptitle("Overlapping groups (Figure 5)")
+    _save(out_dir, "overlap", result, fig)
+    return result
+
+
+def iris_experiment(out_dir: str | Path | None = None, eps: float = 0.4,
+                    steps: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 30, 50, 100, 200),
+                    seeds: int = 10) -> dict[str, Any]:
+    """Figure 3: k-means accuracy on Iris before/after averaging with N(x) = {||x'-x|| <= eps}."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    op = radius_operator(X, eps, closed=True)
+    table: dict[str, Any] = {}
+    for n_init in (1, 10):
+        rows = []
+        for t in steps:
+            accs = [clustering_accuracy(y, smooth_then_kmeans(op, X, t, 3, seed=s, n_init=n_init)) for s in range(seeds)]
+            rows.append({"steps": t, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
+                         "min": float(np.min(accs)), "max": float(np.max(accs))})
+        table[f"n_init={n_init}"] = rows
+    best = table["n_init=10"]
+    result = {
+        "experiment": "iris", "eps": eps, "rule": "||x'-x|| <= eps on the raw 4 features", "seeds": seeds,
+        "mean_neighbours": float(op.degrees().mean()), "num_components": int(components(op).max() + 1),
+        "accuracy": table,
+        "before": best[0]["mean"] if steps[0] == 0 else None,
+        "after_best": max(r["mean"] for r in best),
+        "paper": {"before": 0.89, "after": 0.96},
+    }
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for key, rows in table.items():
+        axes[0].errorbar([max(r["steps"], 0.5) for r in rows], [r["mean"] for r in rows],
+                         yerr=[r["std"] for r in rows], marker="o", label=f"k-means {key}")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("averaging steps (0 plotted at 0.5)")
+    axes[0].set_ylabel("clustering accuracy")
+    axes[0].legend(fontsize=8)
+    f_end = run(op, torch.from_numpy(X), max(steps), show_progress=False).reps.numpy()
+    for ax, data, title in ((axes[1], X, "before"), (axes[2], f_end, f"after {max(steps)} steps")):
+        ax.scatter(data[:, 2], data[:, 3], c=y, cmap="viridis", s=10)
+        ax.set_title(f"Iris {title} (petal length/width)", fontsize=9)
+    fig.suptitle("Neighbour averaging then k-means on Iris (Figure 3)")
+    _save(out_dir, "iris", result, fig)
+    return result
+
+
+def _knn_acc(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor,
+             k: int) -> float:
+    """Cosine kNN top-1 accuracy (%), majority vote (simxir.eval.knn_classify when available)."""
+    try:
+        from simxir.eval import knn_classify  # type: ignore[attr-defined]
+
+        r = knn_classify(train_f, train_y, test_f, test_y, ks=(k,), metrics=("cosine",),
+                         weighted_temperature=None, show_progress=False)
+        return float(r["knn"]["cosine"][str(k)])
+    except (ImportError, TypeError, KeyError):
+        a = torch.nn.functional.normalize(test_f.float(), dim=1)
+        b = torch.nn.functional.normalize(train_f.float(), dim=1)
+        idx = (a @ b.T).topk(k, dim=1).indices
+        votes = torch.zeros(len(a), int(train_y.max()) + 1).scatter_add_(1, train_y[idx], torch.ones(idx.shape))
+        return 100.0 * float((votes.argmax(1) == test_y).float().mean())
+
+
+def load_embedding_inputs(features: str | None, data: str | None, encoder: str | None,
+                          max_train: int | None = None, max_test: int | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """Features (train_f, train_y, test_f, test_y, source) from a features .npz, an encoder over a
+    dataset spec, or raw pixels of an images .npz (x_train/y_train/x_test/y_test)."""
+    if features:
+        from simxir.eval.command import load_features_npz
+
+        tr, ytr, te, yte = load_features_npz(features)
+        src = f"features {features}"
+    elif encoder:
+        if not data:
+            raise UserError("--encoder: also pass --data SPEC (the dataset to embed)")
+        from simxir.augment import build_augment
+        from simxir.data import load_dataset
+        from simxir.eval import extract_features
+        from simxir.eval.command import default_eval_recipe
+        from simxir.models import load_encoder
+
+        ds = load_dataset(data)
+        model, _ = load_encoder(encoder)
+        aug = build_augment(default_eval_recipe(ds.image_size), ds.image_size, ds.mean, ds.std)
+        tr = extract_features(model, ds.train.images, aug)
+        te = extract_features(model, ds.test.images, aug)
+        ytr, yte = ds.train.labels, ds.test.labels
+        src = f"encoder {encoder} on {data}"
+    elif data:
+        p = Path(data)
+        if not p.is_file():
+            raise UserError(f"--data {p}: no such file (expected an images .npz with x_train/y_train/x_test/y_test)")
+        with np.load(p, allow_pickle=False) as z:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+            if missing:
+                raise UserError(f"--data {p}: missing key(s) {', '.join(missing)}")
+            tr = torch.from_numpy(z["x_train"].reshape(len(z["x_train"]), -1).astype(np.float32) / 255.0)
+            te = torch.from_numpy(z["x_test"].reshape(len(z["x_test"]), -1).astype(np.float32) / 255.0)
+            ytr, yte = torch.from_numpy(z["y_train"].astype(np.int64)), torch.from_numpy(z["y_test"].astype(np.int64))
+        src = f"raw pixels of {data}"
+    else:
+        raise UserError("embeddings: pass --features FILE, --data IMAGES.npz, or --encoder CKPT --data SPEC")
+    if max_train:
+        tr, ytr = tr[:max_train], ytr[:max_train]
+    if max_test:
+        te, yte = te[:max_test], yte[:max_test]
+    return tr, ytr, te, yte, src
+
+
+def _edge_agreement(op: Any, y: np.ndarray) -> float:
+    rows = np.repeat(np.arange(op.n), op.degrees())
+    other = rows != op.indices
+    return float((y[rows[other]] == y[op.indices[other]]).mean()) if other.any() else 1.0
+
+
+def embeddings_experiment(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor,
+                          test_y: torch.Tensor, source: str = "", out_dir: str | Path | None = None,
+                          k_graph: int = 10, steps: int = 20, every: int = 1, k_eval: int = 20,
+                          spherical: bool = False, center: bool = True) -> dict[str, Any]:
+    """Smooth features over a kNN graph built on the features themselves (train and test points
+    together, no labels used), then kNN-classify test from train at each recorded step.
+
+    Features are centred and l2-normalised first (``center``); the graph uses cosine geometry."""
+    f = torch.cat([train_f, test_f]).double()
+    if center:
+        f = f - train_f.double().mean(0)
+    f = torch.nn.functional.normalize(f, dim=1)
+    op = knn_operator(f, k_graph)
+    ntr = len(train_f)
+    accs: list[float] = []
+
+    def metric(g: torch.Tensor) -> dict[str, Any]:
+        acc = _knn_acc(g[:ntr], train_y, g[ntr:], test_y, k_eval)
+        accs.append(acc)
+        return {"knn_top1": acc}
+
+    res = run(op, f, steps, spherical=spherical, every=every, metrics=metric)
+    comp = components(op)
+    result = {
+        "experiment": "embeddings", "source": source, "n_train": ntr, "n_test": len(test_f),
+        "dim": int(f.shape[1]), "k_graph": k_graph, "k_eval": k_eval, "spherical": spherical,
+        "num_components": int(comp.max() + 1),
+        # diagnostic only: fraction of graph edges (self excluded) joining points of one class
+        "graph_edge_label_agreement": _edge_agreement(op, torch.cat([train_y, test_y]).numpy()),
+        "steps": res.steps, "knn_top1": [round(a, 4) for a in accs],
+        "best_step": int(res.steps[int(np.argmax(accs))]), "best_knn_top1": float(max(accs)),
+    }
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(res.steps, accs, marker="o")
+    ax.set_xlabel("averaging steps")
+    ax.set_ylabel(f"{k_eval}-NN top-1 (%)")
+    ax.set_title(f"smoothed features: {source}"[:80], fontsize=8)
+    _save(out_dir, "embeddings", result, fig)
+    log(f"embeddings: kNN top-1 {accs[0]:.2f}% at step 0 -> best {max(accs):.2f}% at step {result['best_step']}")
+    return result
