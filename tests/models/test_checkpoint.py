@@ -285,6 +285,19 @@ def test_layouts_load_the_online_backbone(tmp_path, layout, arch):
     assert len(rep.loaded) + len(rep.dropped) == n_total
 
 
+def test_simxir_training_checkpoint_takes_online_backbone(tmp_path):
+    sd, other = states("convnet-small")
+    model_sd = {**prefixed("backbone.", sd), **prefixed("target_backbone.", other),
+                "projector.0.weight": torch.randn(4, 128), "predictor.0.weight": torch.randn(4, 4)}
+    torch.save({"model": model_sd, "probe": None, "optimizer": {"state": {}, "param_groups": []},
+                "epoch": 2, "step": 8, "history": [{"epoch": 1, "loss": 0.5}],
+                "config": {"epochs": 2}}, tmp_path / "checkpoint.pt")
+    model, rep = load_encoder(tmp_path / "checkpoint.pt")
+    assert rep.format == "simxir" and rep.arch == "convnet-small"
+    assert_loaded(model, sd)
+    assert len(rep.dropped) == len(other) + 2
+
+
 def test_bridge_bare_resnet50_pth_reads_as_torchvision_or_forced_bridge(tmp_path, sd18):
     torch.save(sd18, tmp_path / "resnet50.pth")  # model.module.backbone.state_dict()
     assert load_encoder(tmp_path / "resnet50.pth")[1].format == "torchvision"

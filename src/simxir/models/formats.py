@@ -8,7 +8,9 @@ Layouts (read from each project's source):
 
 - ``torchvision``: a plain ResNet ``state_dict`` (``fc.*`` dropped), bare or as ``{"state_dict": ...}``;
   also the bridge/Barlow Twins code's final ``resnet50.pth``.
-- ``simxir``: our safetensors files (metadata ``{"arch": ...}``), see ``checkpoint.save_encoder``.
+- ``simxir``: our safetensors files (metadata ``{"arch": ...}``), see ``checkpoint.save_encoder``;
+  also simxir training checkpoints ``{"model": {backbone.*, projector.*, target_backbone.*},
+  "config": ..., "history": ...}`` (``backbone.*`` taken).
 - ``mmselfsup``: 0.x ``extract_backbone_weights.py`` output ``{"state_dict": {conv1.weight...},
   "author": "MMSelfSup"}``; 0.x training snapshots, where the backbone is registered twice
   (``encoder_q.0.*``/``online_net.0.*`` and ``backbone.*``: ``backbone.*`` is taken, the copies
@@ -125,6 +127,9 @@ def detect_format(obj: Any, sd: dict[str, Tensor]) -> tuple[str, str]:
     hint = obj.get(EXPORT_HINT) if isinstance(obj, Mapping) else None
     if isinstance(hint, str) and hint in FORMATS:
         return hint, backbone_prefix(hint, obj, keys)
+    if (isinstance(obj, Mapping) and {"model", "config", "history"} <= set(obj)
+            and _has(keys, "backbone.")):
+        return "simxir", "backbone."  # a simxir training checkpoint (simxir.train)
     if _has(keys, "_feature_blocks."):
         return "vissl", "_feature_blocks."
     if _has(keys, "module.encoder_q."):
@@ -164,7 +169,7 @@ def detect_format(obj: Any, sd: dict[str, Tensor]) -> tuple[str, str]:
 def backbone_prefix(fmt: str, obj: Any, keys: list[str]) -> str:
     """The prefix of the online backbone's keys for a format named by the user."""
     candidates = {
-        "torchvision": ("",), "simxir": ("",), "vissl": ("_feature_blocks.",),
+        "torchvision": ("",), "simxir": ("backbone.", ""), "vissl": ("_feature_blocks.",),
         "moco": ("module.encoder_q.", "module.base_encoder."), "simsiam": ("module.encoder.",),
         "bridge": ("module.backbone.", ""), "mmselfsup": ("backbone.", ""),
         "mmpretrain": ("backbone.", ""), "solo-learn": ("backbone.", "encoder."),
