@@ -37,6 +37,7 @@ def _register() -> None:
     from simxir.dynamics.command import dynamics_app; app.add_typer(dynamics_app, name="dynamics")  # noqa: E702
     from simxir.models import command as models_cmd; app.command("inspect-encoder")(models_cmd.inspect_command)  # noqa: E702
     app.command("export-encoder")(models_cmd.export_command)
+    from simxir.methods.command import methods_command; app.command("methods")(methods_command)  # noqa: E702
 
 
 def main() -> None:

@@ -74,8 +74,8 @@ def ema_update_(target: nn.Module, online: nn.Module, tau: float) -> None:
         return
     t_data = [p.data for p in t_params]
     o_data = [p.data.to(p_t.dtype) for p, p_t in zip(o_params, t_data)]
-    torch._foreach_mul_(t_data, tau)
-    torch._foreach_add_(t_data, o_data, alpha=1.0 - tau)
+    # One fused pass: t + (1 - tau) * (o - t) == tau * t + (1 - tau) * o.
+    torch._foreach_lerp_(t_data, o_data, 1.0 - tau)
 
 
 class Method(nn.Module):
