@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
+
+import typer
+from typer.testing import CliRunner
 
 from simxir.methods import CONFIGS
+from simxir.methods.command import methods_command
 
 
 def test_methods_json_lists_registry_defaults() -> None:
-    proc = subprocess.run([sys.executable, "-c", "from simxir.cli import main; main()", "methods", "--json"],
-                          capture_output=True, text=True, check=True)
-    data = json.loads(proc.stdout)  # the whole stdout is one JSON object
+    app = typer.Typer()
+    app.command()(methods_command)
+    result = CliRunner().invoke(app, ["--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # the whole stdout is one JSON object
     assert set(data["methods"]) == set(CONFIGS)
     for name, cls in CONFIGS.items():
         fields = {f.name for f in dataclasses.fields(cls)}
         assert set(data["methods"][name]["config"]) == fields
     assert data["methods"]["barlow_twins"]["config"]["lambd"] == 0.0051
     assert data["methods"]["moco"]["config"]["queue_size"] == 2048
+    text = CliRunner().invoke(app, []).stdout
+    assert "bridge:" in text and "method.partitions=1" in text
