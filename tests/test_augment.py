@@ -134,6 +134,20 @@ def test_cuda_matches_cpu_for_same_seed():
     torch.testing.assert_close(g2.cpu(), c2, atol=1e-4, rtol=0)
 
 
+def test_cpu_threads_setting_restored_and_results_unchanged():
+    x = images(8, 16)
+    before = torch.get_num_threads()
+    out = []
+    for threads in (None, 1, 2):
+        a = build_augment("byol-imagenet", 16, MEAN, STD, cpu_threads=threads)
+        torch.manual_seed(9)
+        out.append(a.views(x))
+        assert torch.get_num_threads() == before
+    for v1, v2 in out[1:]:
+        torch.testing.assert_close(v1, out[0][0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(v2, out[0][1], atol=1e-5, rtol=0)
+
+
 # ---------------------------------------------------------------- pipeline: statistics
 
 def _tol(p: float, n: int) -> float:
@@ -350,6 +364,7 @@ def test_blur_kernel_is_about_ten_percent_and_odd():
     ({"mean": (0.5, 0.5)}, "mean"),
     ({"std": (0.5, 0.0, 0.5)}, "std"),
     ({"std": 0.5}, "std"),
+    ({"cpu_threads": 0}, "cpu_threads"),
 ])
 def test_build_augment_rejects_bad_arguments(kwargs, word):
     args = {"recipe": "simsiam-cifar", "image_size": 32, "mean": MEAN, "std": STD} | kwargs

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -56,6 +57,28 @@ def blur_kernel_size(image_size: int) -> int:
     return k if k % 2 else k + 1
 
 
+# Below this many output elements per batch, CPU work runs on one intra-op thread: the ops are
+# short, and with several threads each op pays a barrier, which on a busy (oversubscribed) CPU
+# made the pipeline 5-100x slower in benchmarks/bench_augment.py.
+SMALL_BATCH_ELEMENTS = 1 << 22
+
+
+@contextmanager
+def _cpu_threads(x: Tensor, out_elements: int, threads: int | None) -> Iterator[None]:
+    """Run the body with ``threads`` intra-op threads for CPU batches (None: 1 for small batches,
+    else unchanged). The setting is per calling thread (OpenMP) and restored afterwards."""
+    want = threads if threads is not None else (1 if out_elements <= SMALL_BATCH_ELEMENTS else None)
+    before = torch.get_num_threads()
+    if x.device.type != "cpu" or want is None or want == before:
+        yield
+        return
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _check_input(x: Tensor) -> None:
     if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
@@ -66,8 +89,9 @@ class Augment:
     """Batched two-view augmentation on the batch's own device; randomness from torch's seed."""
 
     def __init__(self, recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 view1: ViewSpec, view2: ViewSpec) -> None:
+                 view1: ViewSpec, view2: ViewSpec, cpu_threads: int | None = None) -> None:
         self.recipe = recipe
+        self.cpu_threads = cpu_threads
         self.image_size = image_size
         self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32)
         self.std = torch.tensor([float(s) for s in std], dtype=torch.float32)
@@ -78,9 +102,16 @@ class Augment:
         return (f"Augment(recipe={self.recipe!r}, image_size={self.image_size}, "
                 f"mean={self.mean.tolist()}, std={self.std.tolist()})")
 
+    def _threads(self, x: Tensor) -> AbstractContextManager[None]:
+        return _cpu_threads(x, x.shape[0] * 3 * self.image_size ** 2, self.cpu_threads)
+
     def view(self, x: Tensor, spec: ViewSpec) -> Tensor:
         """One random view of a uint8 batch -> normalized float32, (N, 3, size, size)."""
         _check_input(x)
+        with self._threads(x):
+            return self._view(x, spec)
+
+    def _view(self, x: Tensor, spec: ViewSpec) -> Tensor:
         n, _, height, width = x.shape
         # All random draws happen here, on the CPU generator, in a fixed order.
         boxes = params.crop_boxes(n, height, width, spec.scale, spec.ratio)
@@ -110,6 +141,10 @@ class Augment:
         """Deterministic: resize the shorter side to ``image_size`` (antialiased) if needed,
         centre-crop to a square, normalize."""
         _check_input(x)
+        with self._threads(x):
+            return self._eval(x)
+
+    def _eval(self, x: Tensor) -> Tensor:
         out = ops.to_float(x)
         height, width = out.shape[-2:]
         size = self.image_size
@@ -125,8 +160,12 @@ class Augment:
         return ops.normalize(out, self.mean, self.std)
 
 
-def build_augment(recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float]) -> Augment:
-    """The named recipe (one of :data:`RECIPES`) for ``image_size`` images and dataset mean/std."""
+def build_augment(recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float], *,
+                  cpu_threads: int | None = None) -> Augment:
+    """The named recipe (one of :data:`RECIPES`) for ``image_size`` images and dataset mean/std.
+
+    ``cpu_threads``: intra-op threads for CPU batches (None: 1 thread for small batches of at most
+    ``SMALL_BATCH_ELEMENTS`` output values, torch's setting otherwise)."""
     if recipe not in _RECIPES:
         raise UserError(f"augment recipe: expected one of {', '.join(RECIPES)}, got {recipe!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
@@ -136,5 +175,8 @@ def build_augment(recipe: str, image_size: int, mean: Sequence[float], std: Sequ
             raise UserError(f"augment {name}: expected 3 per-channel values, got {vals!r}")
     if any(float(s) <= 0 for s in std):
         raise UserError(f"augment std: expected positive values, got {list(std)}")
+    if cpu_threads is not None and (isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int)
+                                    or cpu_threads < 1):
+        raise UserError(f"augment cpu_threads: expected a positive integer or None, got {cpu_threads!r}")
     v1, v2 = _RECIPES[recipe]()
-    return Augment(recipe, image_size, mean, std, v1, v2)
+    return Augment(recipe, image_size, mean, std, v1, v2, cpu_threads)
