@@ -5,6 +5,13 @@
 >>> z = aug.eval(x_uint8_nchw)            # deterministic
 """
 
-from simxir.augment.pipeline import RECIPES, Augment, ViewSpec, blur_kernel_size, build_augment
+from simxir.augment.pipeline import (
+    RECIPES,
+    SMALL_BATCH_ELEMENTS,
+    Augment,
+    ViewSpec,
+    blur_kernel_size,
+    build_augment,
+)
 
-__all__ = ["RECIPES", "Augment", "ViewSpec", "blur_kernel_size", "build_augment"]
+__all__ = ["RECIPES", "SMALL_BATCH_ELEMENTS", "Augment", "ViewSpec", "blur_kernel_size", "build_augment"]
