@@ -75,6 +75,15 @@ def test_torchvision_bare_and_wrapped_drop_fc(tmp_path, sd18):
         assert "resnet18" in rep.summary() and "fc.* (2)" in rep.summary()
 
 
+def test_ddp_module_prefix_plain_state_dict(tmp_path, sd18):
+    torch.save({**prefixed("module.", sd18), "module.fc.weight": torch.randn(10, 512)},
+               tmp_path / "ddp.pth")
+    model, rep = load_encoder(tmp_path / "ddp.pth")
+    assert rep.format == "torchvision" and rep.prefix == "module."
+    assert rep.dropped == ["module.fc.weight"]
+    assert_loaded(model, sd18)
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet18-cifar"])
 def test_arch_is_inferred_from_tensors(tmp_path, arch):
     sd = build_backbone(arch).state_dict()

@@ -6,8 +6,8 @@ prefix with ``str.removeprefix``. Momentum/target/teacher copies (``encoder_k``,
 
 Layouts (read from each project's source):
 
-- ``torchvision``: a plain ResNet ``state_dict`` (``fc.*`` dropped), bare or as ``{"state_dict": ...}``;
-  also the bridge/Barlow Twins code's final ``resnet50.pth``.
+- ``torchvision``: a plain ResNet ``state_dict`` (``fc.*`` dropped), bare or as ``{"state_dict": ...}``,
+  or with DDP's ``module.`` prefix; also the bridge/Barlow Twins code's final ``resnet50.pth``.
 - ``simxir``: our safetensors files (metadata ``{"arch": ...}``), see ``checkpoint.save_encoder``;
   also simxir training checkpoints ``{"model": {backbone.*, projector.*, target_backbone.*},
   "config": ..., "history": ...}`` (``backbone.*`` taken).
@@ -162,6 +162,8 @@ def detect_format(obj: Any, sd: dict[str, Tensor]) -> tuple[str, str]:
         return "solo-learn", "encoder."
     if "conv1.weight" in sd or "features.0.weight" in sd:
         return "torchvision", ""
+    if "module.conv1.weight" in sd or "module.features.0.weight" in sd:
+        return "torchvision", "module."  # state_dict of a DDP/DataParallel-wrapped model
     raise UserError(f"unrecognised checkpoint layout (first keys: {keys[:5]}); "
                     f"pass --format with one of {', '.join(FORMATS)}")
 
@@ -169,7 +171,7 @@ def detect_format(obj: Any, sd: dict[str, Tensor]) -> tuple[str, str]:
 def backbone_prefix(fmt: str, obj: Any, keys: list[str]) -> str:
     """The prefix of the online backbone's keys for a format named by the user."""
     candidates = {
-        "torchvision": ("",), "simxir": ("backbone.", ""), "vissl": ("_feature_blocks.",),
+        "torchvision": ("", "module."), "simxir": ("backbone.", ""), "vissl": ("_feature_blocks.",),
         "moco": ("module.encoder_q.", "module.base_encoder."), "simsiam": ("module.encoder.",),
         "bridge": ("module.backbone.", ""), "mmselfsup": ("backbone.", ""),
         "mmpretrain": ("backbone.", ""), "solo-learn": ("backbone.", "encoder."),
