@@ -93,3 +93,23 @@ def test_mismatched_shapes_raise_user_error():
         linear_probe(xtr, ytr, xte[:, :3], yte, FAST, show_progress=False)
     with pytest.raises(UserError):
         linear_probe(xtr, ytr[:-1], xte, yte, FAST, show_progress=False)
+
+
+def test_hand_written_sgd_step_equals_torch_optim_sgd():
+    from simxir.eval.linear import sgd_momentum_step
+
+    g = torch.Generator().manual_seed(7)
+    w0, x = torch.randn(3, 5, generator=g), torch.randn(8, 5, generator=g)
+    ours = w0.clone().requires_grad_()
+    ref = w0.clone().requires_grad_()
+    opt = torch.optim.SGD([ref], lr=0.3, momentum=0.9, weight_decay=0.01)
+    bufs = [None]
+    for lr in (0.3, 0.2, 0.1, 0.05):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        (x @ ref.T).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        (x @ ours.T).pow(2).mean().backward()
+        sgd_momentum_step([ours], bufs, lr, 0.9, 0.01)
+        torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-6, atol=1e-7)

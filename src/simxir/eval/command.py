@@ -122,7 +122,7 @@ def _encoder_features(encoder: str, data: str, backbone: str | None, fmt: str | 
 
     ds = load_dataset(data, image_size=image_size) if image_size else load_dataset(data)
     model, report = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
-    log(f"encoder {encoder}: {report}")
+    log(report.summary() if hasattr(report, "summary") else f"encoder {encoder}: {report}")
     recipe = augment or default_eval_recipe(ds.image_size)
     aug = build_augment(recipe, ds.image_size, ds.mean, ds.std)
     model = model.to(device)

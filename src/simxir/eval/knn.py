@@ -30,8 +30,8 @@ from simxir.progress import progress
 
 DEFAULT_KS: tuple[int, ...] = (5, 7, 11, 15, 17, 21)
 METRICS: tuple[str, ...] = ("cosine", "euclidean")
-#: elements of one (chunk x train) score matrix; two such buffers live at a time (~128 MiB fp32)
-DEFAULT_BLOCK_ELEMENTS = 1 << 24
+#: elements of one (chunk x train) score matrix; at most two live at a time (2 x 128 MiB in fp32)
+DEFAULT_BLOCK_ELEMENTS = 1 << 25
 
 
 def faiss_available() -> bool:
@@ -79,24 +79,31 @@ def _torch_neighbours(train_f: torch.Tensor, test_f: torch.Tensor, kmax: int, ne
                       ) -> Iterator[tuple[int, int, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]]:
     """Yield ``(start, end, cos_sim_topk, cos_idx, euc_idx)`` per test chunk (sorted nearest first)."""
     eps = 1e-12
-    train_sq = train_f.pow(2).sum(1)                       # |b|^2
+    train_sq = train_f.pow(2).sum(1)                         # |b|^2
     train_inv = train_sq.sqrt().clamp_min(eps).reciprocal()  # 1/|b| (0-vectors -> similarity 0)
+    train_t = train_f.T
     m = test_f.shape[0]
+    rows = min(chunk_size, m)
+    # two (chunk x train) buffers reused by every chunk: no per-chunk allocation or page faults
+    dot_buf = torch.empty(rows, train_f.shape[0], device=train_f.device, dtype=train_f.dtype)
+    key_buf = torch.empty_like(dot_buf) if (need_euc and need_cos) else None
     starts = range(0, m, chunk_size)
     for s in progress(starts, desc="knn", total=len(starts), disable=None if show_progress else True):
         q = test_f[s:s + chunk_size]
-        dot = q @ train_f.T                                # the one matmul per chunk
+        b = q.shape[0]
         cos_v = cos_i = euc_i = None
-        if need_euc:
-            # |a|^2 - 2ab + |b|^2; |a|^2 is constant per row, so it does not change the order
-            d2 = torch.add(train_sq.unsqueeze(0), dot, alpha=-2.0)
-            euc_i = d2.topk(kmax, dim=1, largest=False, sorted=True).indices
-            del d2
-        if need_cos:
-            q_inv = q.pow(2).sum(1).sqrt().clamp_min(eps).reciprocal()
-            sim = dot.mul_(q_inv.unsqueeze(1)).mul_(train_inv.unsqueeze(0))
-            cos_v, cos_i = sim.topk(kmax, dim=1, largest=True, sorted=True)
-        del dot
+        # |a|^2 - 2ab + |b|^2 orders the Euclidean neighbours; |a|^2 is constant per row, so it is
+        # left out. <a,b>/|b| orders the cosine neighbours; 1/|a| is applied to the k kept values.
+        if need_euc and not need_cos:
+            key = torch.addmm(train_sq.unsqueeze(0), q, train_t, alpha=-2.0, out=dot_buf[:b])  # fused
+            euc_i = key.topk(kmax, dim=1, largest=False, sorted=True).indices
+        else:
+            dot = torch.mm(q, train_t, out=dot_buf[:b])         # the one matmul per chunk
+            if key_buf is not None:
+                key = torch.add(train_sq.unsqueeze(0), dot, alpha=-2.0, out=key_buf[:b])
+                euc_i = key.topk(kmax, dim=1, largest=False, sorted=True).indices
+            v, cos_i = dot.mul_(train_inv.unsqueeze(0)).topk(kmax, dim=1, largest=True, sorted=True)
+            cos_v = v * q.pow(2).sum(1).sqrt().clamp_min(eps).reciprocal().unsqueeze(1)
         yield s, s + q.shape[0], cos_v, cos_i, euc_i
 
 
@@ -195,8 +202,10 @@ def knn_predict(
     if num_classes is None:
         num_classes = int(train_y.max()) + 1
     kmax = max(ks + wks)
-    if chunk_size is None:
+    if chunk_size is None:   # near DEFAULT_BLOCK_ELEMENTS per block, blocks of equal size
         chunk_size = max(1, DEFAULT_BLOCK_ELEMENTS // train_f.shape[0])
+        n_blocks = -(-test_f.shape[0] // chunk_size)
+        chunk_size = max(1, -(-test_f.shape[0] // max(1, n_blocks)))
     if chunk_size < 1:
         raise UserError(f"chunk_size: expected a positive integer, got {chunk_size}")
     if backend == "auto":
