@@ -92,6 +92,7 @@ def test_not_an_npz_and_missing_file(tmp_path):
         load_features_npz(tmp_path / "absent.npz")
 
 
+@pytest.mark.slow
 def test_cli_error_exit_code_and_single_line(tmp_path):
     _write(tmp_path / "bad.npz", test_labels=None)
     proc = subprocess.run([sys.executable, "-m", "simxir.cli", "eval", "--features", str(tmp_path / "bad.npz"),
@@ -110,3 +111,24 @@ def test_parse_ks_and_argument_errors():
                  ["--features", "a.npz", "--knn", "none", "--no-linear"]):
         res = CliRunner().invoke(_app(), ["eval", *args])
         assert isinstance(res.exception, UserError), args
+
+
+@pytest.mark.slow
+def test_encoder_path_saves_features_that_reproduce_the_result(tmp_path):
+    import torch
+
+    from simxir.models import build_backbone, save_encoder
+
+    torch.manual_seed(0)
+    save_encoder(build_backbone("convnet-small"), tmp_path / "enc.safetensors")
+    args = ["eval", "--knn", "5,7", "--no-linear", "--device", "cpu", "--json"]
+    res = CliRunner().invoke(_app(), [*args, "--encoder", str(tmp_path / "enc.safetensors"), "--data", "digits",
+                                      "--save-features", str(tmp_path / "feats.npz")])
+    assert res.exit_code == 0, res.output
+    from_encoder = json.loads(res.stdout)
+    tr, ytr, te, yte = load_features_npz(tmp_path / "feats.npz")
+    assert tr.shape[1] == te.shape[1] and len(ytr) == len(tr) and len(yte) == len(te)
+    res2 = CliRunner().invoke(_app(), [*args, "--features", str(tmp_path / "feats.npz")])
+    assert res2.exit_code == 0, res2.output
+    assert json.loads(res2.stdout) == from_encoder
+    assert from_encoder["knn"]["cosine"]["5"] > 50.0   # even a random ConvNet separates digits well
