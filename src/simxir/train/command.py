@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +100,9 @@ def pretrain_command(
     try:
         result = run_pretrain(cfg, out, resume=resume)
     except TrainingDiverged as exc:
-        import sys
-
         print(f"diverged: {exc}", file=sys.stderr)
-        raise typer.Exit(DIVERGED_EXIT_CODE) from None
+        # sys.exit, not typer.Exit: click returns (drops) Exit codes in standalone_mode=False
+        sys.exit(DIVERGED_EXIT_CODE)
     from simxir import distributed
 
     if not distributed.is_main():

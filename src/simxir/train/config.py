@@ -57,7 +57,7 @@ class MonitorConfig:
     every: int = 1                     # epochs between monitor/probe evaluations (last epoch always)
     eval_size: int = 512
     eval_batch_size: int = 256
-    collapse_std_ratio: float = 0.1
+    collapse_std_ratio: float = 0.05
     collapse_erank: float = 1.5
     save_predictor: bool = True
 

@@ -1,0 +1,121 @@
+"""``simxir pretrain``: JSON output, run folder, same seed -> same run, errors, divergence exit code,
+and every recipe in recipes/pretrain builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simxir.config import ConfigError
+from simxir.errors import UserError
+from simxir.train.command import build_config
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = sorted((REPO / "recipes" / "pretrain").rglob("*.yaml"))
+
+
+@pytest.fixture
+def tiny_npz(tmp_path) -> Path:
+    """A real .npz in the documented format: 64 train / 16 test 8x8 RGB uint8 NHWC, 4 classes."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8),
+             y_train=np.arange(64) % 4, x_test=rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8),
+             y_test=np.arange(16) % 4, classes=np.array(["a", "b", "c", "d"]))
+    return path
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SIMXIR_QUIET="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "simxir.cli", "pretrain", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+COMMON = ["backbone=convnet-small", "augment=tiny", "batch_size=32", "tensorboard=false",
+          "method.proj_hidden=16", "method.proj_dim=8", "method.pred_hidden=16", "monitor.eval_size=16"]
+
+
+@pytest.mark.slow
+def test_pretrain_json_run_folder_and_reproducibility(tmp_path, tiny_npz):
+    outs = []
+    for name in ("a", "b"):
+        r = _run(["--method", "simsiam", "--data", f"npz:{tiny_npz}", "--out", str(tmp_path / name),
+                  "epochs=2", "seed=3", *COMMON, "--json"], tmp_path)
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout))       # exactly one JSON object on stdout
+    res = outs[0]
+    assert set(res) == {"epochs", "collapsed", "encoder"}
+    assert [e["epoch"] for e in res["epochs"]] == [1, 2]
+    for e in res["epochs"]:
+        assert np.isfinite(e["loss"]) and "z_std" in e and "feat_erank" in e and "probe_test_top1" in e
+    assert isinstance(res["collapsed"], bool)
+    assert res["encoder"] == str(tmp_path / "a" / "encoder.safetensors") and Path(res["encoder"]).is_file()
+    assert [e["loss"] for e in outs[1]["epochs"]] == [e["loss"] for e in res["epochs"]]   # same seed
+    run = tmp_path / "a"
+    assert {"config.yaml", "checkpoint.pt", "metrics.csv", "steps.csv", "encoder.pt"} <= {p.name for p in run.iterdir()}
+    saved = build_config(None, run / "config.yaml", [])
+    assert saved.method_name == "simsiam" and saved.seed == 3 and saved.method["proj_dim"] == 8
+    enc = torch.load(run / "encoder.pt", weights_only=True)
+    assert "features.0.weight" in enc   # convnet-small's own parameter names
+
+    # --resume of a finished run with more epochs continues from its checkpoint and config.yaml
+    r = _run(["--out", str(run), "--resume", "epochs=3", "--json"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [e["epoch"] for e in json.loads(r.stdout)["epochs"]] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_diverged_run_exits_3_with_one_line(tmp_path, tiny_npz):
+    r = _run(["--method", "simsiam", "--data", f"npz:{tiny_npz}", "--out", str(tmp_path / "r"),
+              "epochs=3", "optim.lr=1e30", "probe.enabled=false", *COMMON, "--json"], tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == ""
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("diverged:")]
+    assert len(lines) == 1 and "epoch" in lines[0] and "step" in lines[0]
+
+
+def test_unknown_keys_name_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown key 'method.nope'.*method.proj_dim"):
+        build_config("simsiam", None, ["method.nope=1"])
+    with pytest.raises(ConfigError, match="unknown key 'nope'.*batch_size"):
+        build_config("simsiam", None, ["nope=1"])
+    with pytest.raises(UserError, match="--method"):
+        build_config(None, None, [])
+    with pytest.raises(UserError, match="--method nope"):
+        build_config("nope", None, [])
+
+
+def test_overrides_reach_the_config():
+    cfg = build_config("barlow_twins", None, ["epochs=1", "batch_size=128", "seed=3",
+                                              "backbone=resnet18-cifar", "method.lambd=0.005",
+                                              "optim.name=lars", "channels_last=false"], data="digits")
+    assert (cfg.epochs, cfg.batch_size, cfg.seed, cfg.backbone, cfg.data) == (1, 128, 3, "resnet18-cifar", "digits")
+    assert cfg.method["lambd"] == 0.005 and cfg.optim.name == "lars" and cfg.channels_last is False
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes" / "pretrain")))
+def test_every_recipe_builds(recipe):
+    from simxir.augment import RECIPES as AUGMENTS
+    from simxir.data.load import parse_spec
+    from simxir.methods import CONFIGS, build_method
+    from simxir.models import ARCHS
+
+    import yaml
+    raw = yaml.safe_load(recipe.read_text())
+    methods = [raw["method_name"]] if raw.get("method_name") else sorted(CONFIGS)
+    for m in methods:
+        cfg = build_config(m, recipe, [])
+        assert cfg.backbone in ARCHS and cfg.augment in AUGMENTS
+        parse_spec(cfg.data)
+        build_method(m, _Stub(), dict(cfg.method))   # heads build from the recipe's method section
+
+
+class _Stub(torch.nn.Module):
+    feature_dim = 8

@@ -1,0 +1,49 @@
+"""Collapse monitors against their definitions, and the collapse rule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from simxir.train.monitors import effective_rank, is_collapsed, normalized_std, topk_correct
+
+
+def test_normalized_std_is_about_one_over_sqrt_d_for_isotropic_and_zero_when_collapsed():
+    torch.manual_seed(0)
+    d = 64
+    z = torch.randn(4096, d)
+    assert normalized_std(z) == pytest.approx(1 / math.sqrt(d), rel=0.03)
+    collapsed = torch.randn(1, d).repeat(512, 1) + 1e-6 * torch.randn(512, d)
+    assert normalized_std(collapsed) < 1e-5
+    # definition: mean over dims of the batch std of the row-normalised matrix
+    x = torch.randn(10, 5)
+    xn = x / x.norm(dim=1, keepdim=True)
+    assert normalized_std(x) == pytest.approx(float(xn.std(dim=0).mean()), rel=1e-6)
+
+
+def test_effective_rank_matches_roy_vetterli():
+    assert effective_rank(torch.eye(7)) == pytest.approx(7.0, rel=1e-9)
+    assert effective_rank(torch.ones(20, 1) @ torch.randn(1, 9)) == pytest.approx(1.0, abs=1e-6)
+    s = torch.tensor([3.0, 2.0, 1.0, 0.5], dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(6, 4, dtype=torch.float64))
+    r, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))
+    x = q @ torch.diag(s) @ r.T
+    p = s / s.sum()
+    assert effective_rank(x) == pytest.approx(float(torch.exp(-(p * p.log()).sum())), rel=1e-9)
+
+
+def test_collapse_rule():
+    d = 128
+    healthy = 1 / math.sqrt(d)
+    assert not is_collapsed(healthy, d, 30.0, 0.05, 1.5)
+    assert is_collapsed(0.01 * healthy, d, 30.0, 0.05, 1.5)    # embeddings all alike
+    assert is_collapsed(healthy, d, 1.2, 0.05, 1.5)            # features of rank ~1
+    assert is_collapsed(float("nan"), d, 30.0, 0.05, 1.5)
+
+
+def test_topk_correct():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3], [0.2, 0.3, 0.5]])
+    y = torch.tensor([1, 2, 0])
+    assert topk_correct(logits, y, (1, 2, 5)) == {1: 1, 2: 2, 5: 3}
