@@ -38,6 +38,7 @@ def _register() -> None:
     from simxir.models import command as models_cmd; app.command("inspect-encoder")(models_cmd.inspect_command)  # noqa: E702
     app.command("export-encoder")(models_cmd.export_command)
     from simxir.methods.command import methods_command; app.command("methods")(methods_command)  # noqa: E702
+    from simxir.finetune.command import finetune_command; app.command("finetune")(finetune_command)  # noqa: E702
 
 
 def main() -> None:

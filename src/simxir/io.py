@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -47,8 +48,20 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that strict JSON can hold: nan/inf become None (null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def atomic_write_json(obj: Any, path: str | Path) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    """Write ``obj`` as indented, strict JSON (nan/inf as null), atomically."""
+    atomic_write_bytes(path, (json.dumps(json_safe(obj), indent=2) + "\n").encode())
 
 
 def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> Any:

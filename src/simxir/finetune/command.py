@@ -1,0 +1,74 @@
+"""``simxir finetune``: SimXIR self-supervised fine-tuning of any encoder, with before/after tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from simxir.errors import UserError
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    from simxir.eval.command import parse_ks
+
+    return tuple(parse_ks(text))
+
+
+def finetune_command(
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. epochs=5 "
+                                          "batch_size=256 optim.lr=1e-3 method.target_bn=running"),
+    encoder: str = typer.Option(..., "--encoder", help="encoder checkpoint: simxir, torchvision, "
+                                "solo-learn, mmselfsup, mmpretrain, lightly, moco, simsiam, bridge, vissl"),
+    data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, ...)"),
+    out: str = typer.Option(..., "--out", help="run folder: checkpoint, logs, report, exported encoders"),
+    fmt: str = typer.Option(None, "--format", help="checkpoint layout (default: detected)"),
+    rounds: int = typer.Option(None, "--rounds", help="rounds T (epochs are split evenly; default 1)"),
+    variant: str = typer.Option(None, "--variant", help="standard (eq. 3.1) or raw-anchor (eq. 3.2)"),
+    loss: str = typer.Option(None, "--loss", help="l2 (eq. 3.1) or cosine (spherical, eq. 4.2)"),
+    recipe: str = typer.Option(None, "--recipe", help="YAML recipe (recipes/finetune/*.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue RUN_DIR from its last checkpoint"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="trust and fully unpickle the checkpoint"),
+    val_fraction: float = typer.Option(0.0, "--val-fraction", help="evaluate on a stratified validation "
+                                       "split of this fraction of the train data instead of the test split"),
+    knn: str = typer.Option("5,7,11,15,17,21", "--knn", help="comma-separated ks"),
+    linear: bool = typer.Option(True, "--linear/--no-linear", help="also train a linear probe"),
+    linear_epochs: int = typer.Option(100, "--linear-epochs", help="linear-probe epochs"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Fine-tune an SSL encoder with SimXIR and report kNN/linear accuracy before and after."""
+    from simxir import distributed
+    from simxir.finetune.report import format_report
+    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+    from simxir.io import json_safe
+    from simxir.train.command import DIVERGED_EXIT_CODE
+    from simxir.train.engine import TrainingDiverged
+
+    overrides = list(overrides or [])
+    if resume and recipe is None and (Path(out) / "config.yaml").is_file():
+        recipe = str(Path(out) / "config.yaml")
+    if variant is not None and variant not in ("standard", "raw-anchor"):
+        raise UserError(f"--variant {variant!r}: expected standard or raw-anchor")
+    if loss is not None and loss not in ("l2", "cosine"):
+        raise UserError(f"--loss {loss!r}: expected l2 or cosine")
+    cfg = build_finetune_config(recipe, overrides, data, rounds, variant, loss)
+    protocol = EvalProtocol(knn_ks=_parse_ks(knn), linear=linear, linear_epochs=linear_epochs)
+    try:
+        result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
+                              val_fraction=val_fraction, protocol=protocol)
+    except TrainingDiverged as exc:
+        print(f"diverged: {exc}", file=sys.stderr)
+        raise typer.Exit(DIVERGED_EXIT_CODE) from None
+    if not distributed.is_main():
+        return
+    if json_out:
+        print(json.dumps(json_safe({"before": result["before"], "after": result["after"],
+                                    "encoder": result["encoder"]})))
+        return
+    print(format_report(result["before"], result["after"],
+                        title=f"SimXIR fine-tuning: {encoder} on {cfg.data}"), end="")
+    print(f"\nencoder: {result['encoder']}" + "".join(
+        f"\n{k} layout: {v}" for k, v in result["exported"].items() if k != "simxir"))
+    print(f"report: {Path(out) / 'report.md'}")

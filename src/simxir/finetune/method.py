@@ -1,0 +1,126 @@
+"""SimXIR self-supervised fine-tuning as a Method the training engine runs (SimXIR, Algorithm 1).
+
+For rounds t = 1..T the target f_{t-1} is a frozen copy of the online encoder taken at the start of
+the round (no gradient, never updated inside it); each step minimises
+mean_i ||f(a(x_i)) - f_{t-1}(a'(x_i))||^2 over the online encoder f. At the round's end the online
+encoder becomes the next target. There is no projector, no predictor and no negative.
+
+Batch norm in the target is an explicit choice (``target_bn``):
+
+- ``"batch"`` (default): the target normalises with the statistics of the batch it sees, like the
+  online network does in training mode, so both sides of the loss are computed the same way. Its
+  running statistics stay frozen (BN momentum 0), so the target really is the round-start copy.
+- ``"running"``: the target runs in eval mode and normalises with the running statistics it
+  had at the start of the round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from simxir.errors import UserError
+from simxir.finetune.loss import simxir_loss
+from simxir.methods.base import Method, make_target
+
+
+@dataclass
+class SimXIRConfig:
+    """SimXIR's options (``method.KEY=VALUE`` on the command line)."""
+
+    loss: Literal["l2", "cosine"] = "l2"                 # eq. 3.1, or the spherical eq. 4.2
+    variant: Literal["standard", "raw-anchor"] = "standard"  # raw-anchor: eq. 3.2 (variant dagger)
+    symmetric: bool = False                              # also f(a') -> f_{t-1}(a), averaged
+    target_bn: Literal["batch", "running"] = "batch"
+    epochs_per_round: int = 0                            # 0: one round for the whole run (T = 1)
+    steps_per_round: int = 0                             # >0: rounds of K steps instead of epochs
+
+
+class SimXIR(Method):
+    """Online encoder vs. a frozen copy of itself from the previous round; l2 (or cosine) loss."""
+
+    name = "simxir"
+    config_cls = SimXIRConfig
+
+    def __init__(self, backbone: nn.Module, cfg: SimXIRConfig | dict[str, Any] | None = None) -> None:
+        if cfg is None:
+            cfg = SimXIRConfig()
+        elif isinstance(cfg, dict):
+            from simxir.config import from_dict
+
+            cfg = from_dict(SimXIRConfig, cfg)
+        if cfg.variant == "raw-anchor" and cfg.symmetric:
+            raise UserError("method.symmetric: the raw-anchor variant is one-sided; use "
+                            "variant=standard for a symmetric loss")
+        if cfg.epochs_per_round < 0 or cfg.steps_per_round < 0:
+            raise UserError("method.epochs_per_round / method.steps_per_round: expected >= 0")
+        super().__init__(backbone, cfg)
+        self.target = make_target(backbone)
+        if cfg.target_bn == "batch":
+            for m in self.target.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = 0.0  # batch statistics in forward, running statistics untouched
+        self.target.train(False if cfg.target_bn == "running" else True)
+        self.rounds_done = 0
+
+    def train(self, mode: bool = True) -> "SimXIR":
+        super().train(mode)
+        if self.cfg.target_bn == "running":
+            self.target.eval()
+        return self
+
+    @torch.no_grad()
+    def refresh_target(self) -> None:
+        """End of a round: the online encoder becomes the next frozen target."""
+        self.target.load_state_dict(self.backbone.state_dict())
+        self.rounds_done += 1
+
+    def on_epoch_start(self, epoch: int) -> None:
+        per = self.cfg.epochs_per_round
+        if self.cfg.steps_per_round == 0 and per > 0 and epoch > 0 and epoch % per == 0:
+            self.refresh_target()
+
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        k = self.cfg.steps_per_round
+        if k > 0 and (step + 1) % k == 0 and step + 1 < total_steps:
+            self.refresh_target()
+
+    def _side(self, online_in: Tensor, target_in: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        f = self.backbone(online_in)
+        with torch.no_grad():
+            g = self.target(target_in)
+        return simxir_loss(f.float(), g.float(), self.cfg.loss), f, g
+
+    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
+        """``v1`` goes through the online encoder, ``v2`` through the frozen target.
+
+        For the raw-anchor variant the engine's views are (un-augmented x, a'(x)):
+        see :class:`RawAnchorViews`.
+        """
+        loss, f1, g2 = self._side(v1, v2)
+        if self.cfg.symmetric:
+            loss_b, _, _ = self._side(v2, v1)
+            loss = 0.5 * (loss + loss_b)
+        with torch.no_grad():
+            cos = torch.nn.functional.cosine_similarity(f1.float(), g2.float(), dim=1).mean()
+        return self._outputs(loss, f1, g2, f1, cos_to_target=cos)
+
+    def project(self, x: Tensor) -> Tensor:
+        """SimXIR has no projector: the representation is the encoder's output."""
+        return self.backbone(x)
+
+
+class RawAnchorViews:
+    """Views for the raw-anchor variant (eq. 3.2): (un-augmented x, a'(x)), same ``eval``."""
+
+    def __init__(self, augment: Any) -> None:
+        self.augment = augment
+
+    def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.augment.eval(x), self.augment.view(x, self.augment.specs[1])
+
+    def eval(self, x: Tensor) -> Tensor:
+        return self.augment.eval(x)

@@ -1,0 +1,135 @@
+"""The before/after report of a SimXIR run: the SimXIR paper's Table 1 and Table 2 layouts with
+signed changes, as text and markdown, plus a plot of kNN accuracy over k."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from simxir.io import atomic_write_bytes, atomic_write_json
+
+METRICS = (("cosine", "cos"), ("euclidean", "euc"))
+
+
+def _ks(*results: Mapping[str, Any]) -> list[str]:
+    ks = {int(k) for r in results for m in (r.get("knn") or {}).values() for k in m}
+    return [str(k) for k in sorted(ks)]
+
+
+def _acc(result: Mapping[str, Any], metric: str, k: str) -> float | None:
+    v = (result.get("knn") or {}).get(metric, {}).get(k)
+    return None if v is None else float(v)
+
+
+def _cell(a: float | None, b: float | None, signed: bool = False) -> str:
+    f = (lambda v: "-" if v is None else (f"{v:+.2f}" if signed else f"{v:.2f}"))
+    return f"{f(a)} / {f(b)}"
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else b - a
+
+
+def _render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join(fmt.format(*r) for r in [header, *rows]) + "\n"
+
+
+def knn_table(before: Mapping[str, Any], after: Mapping[str, Any], markdown: bool = False) -> str:
+    """Table 1 layout: kNN top-1 (%), cells "cos / euc", columns k; rows before, after, change."""
+    ks = _ks(before, after)
+    rows = []
+    for name, r in (("before", before), ("after", after)):
+        rows.append([name] + [_cell(_acc(r, "cosine", k), _acc(r, "euclidean", k)) for k in ks])
+    rows.append(["change"] + [_cell(_diff(_acc(before, "cosine", k), _acc(after, "cosine", k)),
+                                    _diff(_acc(before, "euclidean", k), _acc(after, "euclidean", k)),
+                                    signed=True) for k in ks])
+    return _render(["kNN top-1 (cos / euc)"] + [f"k={k}" for k in ks], rows, markdown)
+
+
+def linear_table(before: Mapping[str, Any], after: Mapping[str, Any], markdown: bool = False) -> str:
+    """Table 2 layout: linear-probe top-1 / top-5 (%); rows before, after, change."""
+    b, a = before.get("linear") or {}, after.get("linear") or {}
+    if not b and not a:
+        return ""
+    rows = [["before", f"{b.get('top1', float('nan')):.2f}", f"{b.get('top5', float('nan')):.2f}"],
+            ["after", f"{a.get('top1', float('nan')):.2f}", f"{a.get('top5', float('nan')):.2f}"]]
+    d1, d5 = _diff(b.get("top1"), a.get("top1")), _diff(b.get("top5"), a.get("top5"))
+    rows.append(["change", "-" if d1 is None else f"{d1:+.2f}", "-" if d5 is None else f"{d5:+.2f}"])
+    return _render(["linear probe", "top-1", "top-5"], rows, markdown)
+
+
+def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: str = "",
+                  markdown: bool = False) -> str:
+    """Both tables, as text (``markdown=False``) or markdown."""
+    parts = []
+    if title:
+        parts.append(f"## {title}\n" if markdown else f"{title}\n")
+    parts.append(knn_table(before, after, markdown))
+    lin = linear_table(before, after, markdown)
+    if lin:
+        parts.append(lin)
+    return "\n".join(parts)
+
+
+def plot_knn_over_k(before: Mapping[str, Any], after: Mapping[str, Any], path: str | Path,
+                    title: str = "") -> None:
+    """PNG: kNN top-1 over k, before (dashed) and after (solid), for cosine and Euclidean."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = _ks(before, after)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for (metric, short), color in zip(METRICS, ("tab:blue", "tab:orange")):
+        for name, r, style in (("before", before, "--"), ("after", after, "-")):
+            ys = [_acc(r, metric, k) for k in ks]
+            if all(y is None for y in ys):
+                continue
+            ax.plot([int(k) for k in ks], [float("nan") if y is None else y for y in ys], style,
+                    marker="o", color=color, label=f"{short} {name}")
+    ax.set_xlabel("k")
+    ax.set_ylabel("kNN top-1 accuracy (%)")
+    ax.set_title(title or "kNN accuracy before / after SimXIR", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_report(summary: Mapping[str, Any], run_dir: str | Path, title: str = "") -> None:
+    """``report.md``, ``results.json`` and ``knn_over_k.png`` in ``run_dir``."""
+    run_dir = Path(run_dir)
+    before, after = summary["before"], summary["after"]
+    lines = [f"# {title or 'SimXIR fine-tuning'}", ""]
+    lr = summary.get("load_report") or {}
+    if lr:
+        lines.append(f"Encoder: {lr.get('format')} checkpoint, {lr.get('arch')}, "
+                     f"{lr.get('loaded')} tensors loaded, {lr.get('dropped')} dropped.")
+    cfg = summary.get("config") or {}
+    if cfg:
+        m = cfg.get("method", {})
+        lines.append(f"SimXIR: loss {m.get('loss')}, variant {m.get('variant')}, symmetric "
+                     f"{m.get('symmetric')}, target BN {m.get('target_bn')}, epochs {cfg.get('epochs')}, "
+                     f"batch {cfg.get('batch_size')}, {cfg.get('optim', {}).get('name')} lr "
+                     f"{cfg.get('optim', {}).get('lr')}, weight decay {cfg.get('optim', {}).get('weight_decay')}.")
+    lines.append(f"Evaluated on the {summary.get('evaluated_on', 'test')} split, same protocol before "
+                 f"and after. Accuracies in percent; change = after - before.")
+    if summary.get("collapsed"):
+        lines.append("**The fine-tuned encoder COLLAPSED (collapse monitor of the engine).**")
+    lines += ["", format_report(before, after, markdown=True), "![kNN over k](knn_over_k.png)", ""]
+    atomic_write_bytes(run_dir / "report.md", "\n".join(lines).encode())
+    atomic_write_json(dict(summary), run_dir / "results.json")
+    plot_knn_over_k(before, after, run_dir / "knn_over_k.png", title=title)

@@ -1,0 +1,180 @@
+"""One SimXIR fine-tuning run: load any encoder, evaluate, fine-tune on the engine, evaluate, export.
+
+The run folder holds the engine's files (checkpoint.pt, metrics.csv, config.yaml,
+encoder.safetensors, encoder.pt) plus ``before.json``, ``after.json``, ``results.json``,
+``report.md``, ``knn_over_k.png`` and the encoder in the layout it came in
+(``encoder.<format>.pt``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from simxir.config import ConfigError, apply_overrides, from_dict, to_dict
+from simxir.errors import UserError
+from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
+from simxir.io import atomic_write_json
+from simxir.progress import log
+from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig, TrainConfig
+
+
+def finetune_defaults() -> TrainConfig:
+    """The SimXIR paper's defaults: one round (T = 1) of 20 epochs, SGD lr 5e-4 (not scaled by
+    batch size), weight decay 1e-6, batch 512, SimSiam's CIFAR augmentations, constant lr."""
+    return TrainConfig(
+        method_name="simxir", data="", backbone="auto", augment="simsiam-cifar", epochs=20,
+        batch_size=512,
+        optim=OptimConfig(name="sgd", lr=5e-4, scale_lr=False, weight_decay=1e-6, momentum=0.9),
+        schedule=ScheduleConfig(name="constant", warmup_epochs=0.0),
+        monitor=MonitorConfig(save_predictor=False),
+        method=to_dict(SimXIRConfig()),
+    )
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_finetune_config(recipe: str | Path | None, overrides: list[str], data: str | None = None,
+                          rounds: int | None = None, variant: str | None = None,
+                          loss: str | None = None) -> TrainConfig:
+    """Defaults, then the recipe (a YAML mapping laid over them), then ``key=value`` overrides
+    (``method.KEY=V`` for :class:`SimXIRConfig`), then the explicit options."""
+    data_dict = to_dict(finetune_defaults())
+    if recipe is not None:
+        p = Path(recipe)
+        if not p.is_file():
+            raise UserError(f"--recipe {p}: no such file (expected a YAML finetune recipe)")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"--recipe {p}: expected a YAML mapping of TrainConfig fields")
+        data_dict = _deep_update(data_dict, loaded)
+    method_ovr = [o for o in overrides if o.strip().startswith("method.")]
+    train_ovr = [o for o in overrides if not o.strip().startswith("method.")]
+    try:
+        cfg = apply_overrides(from_dict(TrainConfig, data_dict), train_ovr)
+    except ConfigError as exc:
+        raise ConfigError(f"recipe {recipe}: {exc}" if recipe and not train_ovr else str(exc)) from None
+    wrapper = dataclasses.make_dataclass("MethodSection", [("method", SimXIRConfig)])
+    mcfg = apply_overrides(from_dict(wrapper, {"method": dict(cfg.method)}), method_ovr).method
+    if variant is not None:
+        mcfg = apply_overrides(mcfg, [f"variant={variant}"])
+    if loss is not None:
+        mcfg = apply_overrides(mcfg, [f"loss={loss}"])
+    if rounds is not None:
+        if rounds < 1:
+            raise UserError(f"--rounds: expected >= 1, got {rounds}")
+        if mcfg.steps_per_round:
+            raise UserError("--rounds: cannot be combined with method.steps_per_round")
+        if cfg.epochs % rounds:
+            raise UserError(f"--rounds {rounds}: epochs={cfg.epochs} is not a multiple of it")
+        mcfg = dataclasses.replace(mcfg, epochs_per_round=cfg.epochs // rounds)
+    updates: dict[str, Any] = {"method_name": "simxir", "method": to_dict(mcfg)}
+    if data:
+        updates["data"] = data
+    cfg = dataclasses.replace(cfg, **updates)
+    if not cfg.data:
+        raise UserError("--data: required (a dataset spec such as digits, npz:FILE, cifar10:DIR)")
+    return cfg
+
+
+@dataclasses.dataclass
+class EvalProtocol:
+    """The before/after evaluation, identical on both sides."""
+
+    knn_ks: tuple[int, ...] = (5, 7, 11, 15, 17, 21)
+    linear: bool = True
+    linear_epochs: int = 100
+    batch_size: int = 256
+
+
+def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol) -> dict[str, Any]:
+    """The ``simxir eval --json`` object for ``backbone`` on ``dataset`` (same protocol every time)."""
+    from simxir.eval import LinearProbeConfig, evaluate_encoder
+
+    was = backbone.training
+    result = evaluate_encoder(backbone, dataset, augment, knn_ks=protocol.knn_ks, linear=protocol.linear,
+                              linear_cfg=LinearProbeConfig(epochs=protocol.linear_epochs),
+                              batch_size=protocol.batch_size)
+    backbone.train(was)
+    return result
+
+
+def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt: str | None = None,
+                 allow_pickle: bool = False, resume: bool = False, val_fraction: float = 0.0,
+                 protocol: EvalProtocol | None = None) -> dict[str, Any]:
+    """Evaluate ``encoder`` before and after SimXIR fine-tuning; write the report; return
+    ``{"before", "after", "encoder", "exported", "epochs", "run_dir", "load_report"}``."""
+    from simxir.augment import build_augment
+    from simxir.data import load_dataset, split_validation
+    from simxir.models import export_encoder, load_encoder
+    from simxir.train.engine import train
+
+    from simxir.finetune.report import write_report
+
+    protocol = protocol or EvalProtocol()
+    run_dir = Path(out)
+    backbone, report = load_encoder(encoder, backbone=None if cfg.backbone == "auto" else cfg.backbone,
+                                    format=fmt, allow_pickle=allow_pickle)
+    log(report.summary())
+    dataset = load_dataset(cfg.data)
+    if val_fraction:
+        if not 0 < val_fraction < 1:
+            raise UserError(f"--val-fraction: expected a number in (0, 1), got {val_fraction}")
+        dataset = split_validation(dataset, val_fraction, cfg.seed)
+        log(f"evaluating on a validation split of {val_fraction:.0%} of the training data "
+            f"({len(dataset.test.labels)} images); the test split is not used")
+    augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
+    mcfg = from_dict(SimXIRConfig, dict(cfg.method))
+
+    before_path = run_dir / "before.json"
+    if resume and before_path.is_file():
+        before = json.loads(before_path.read_text())
+    else:
+        if (run_dir / "checkpoint.pt").exists():
+            raise UserError(f"--out {run_dir}: already holds a checkpoint; pass --resume to continue it "
+                            f"or choose another folder")
+        log("evaluating the encoder before fine-tuning")
+        before = evaluate(backbone, dataset, augment, protocol)
+        atomic_write_json(before, before_path)
+
+    torch.manual_seed(cfg.seed)
+    method = SimXIR(backbone, mcfg)
+    views = RawAnchorViews(augment) if mcfg.variant == "raw-anchor" else augment
+    result = train(cfg, method, dataset, views, run_dir, resume=resume)
+
+    tuned = method.backbone.to("cpu").to(memory_format=torch.contiguous_format).float()
+    log("evaluating the encoder after fine-tuning")
+    after = evaluate(tuned, dataset, augment, protocol)
+    atomic_write_json(after, run_dir / "after.json")
+
+    exported = {"simxir": result["encoder"]}
+    if report.format != "simxir":
+        path = run_dir / f"encoder.{report.format}.pt"
+        template = encoder if report.format not in ("torchvision",) else None
+        try:
+            export_encoder(tuned, path, report.format, template=template, allow_pickle=allow_pickle)
+        except UserError as exc:  # the layout could not be rebuilt: keep the safetensors export
+            log(f"could not export in the {report.format} layout ({exc}); encoder.safetensors holds it")
+        else:
+            exported[report.format] = str(path)
+    summary = {
+        "before": before, "after": after, "encoder": result["encoder"], "exported": exported,
+        "epochs": result["epochs"], "collapsed": result["collapsed"], "run_dir": str(run_dir),
+        "load_report": {"format": report.format, "arch": report.arch, "prefix": report.prefix,
+                        "loaded": len(report.loaded), "dropped": len(report.dropped),
+                        "notes": list(report.notes)},
+        "config": to_dict(cfg),
+        "evaluated_on": "validation" if val_fraction else "test",
+    }
+    write_report(summary, run_dir, title=f"SimXIR fine-tuning of {encoder} on {cfg.data}")
+    return summary

@@ -1,0 +1,75 @@
+"""``simxir finetune`` end to end: a MoCo-layout checkpoint in, before/after tables, report files,
+the encoder exported in its own layout, --json, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from simxir.models import build_backbone, load_encoder
+
+
+def _run(args, cwd):
+    env = dict(os.environ, SIMXIR_QUIET="1")
+    return subprocess.run([sys.executable, "-m", "simxir.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_finetune_moco_checkpoint_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    enc = build_backbone("convnet-small")
+    sd = {f"module.encoder_q.{k}": v for k, v in enc.state_dict().items()}
+    sd.update({f"module.encoder_k.{k}": v + 1 for k, v in enc.state_dict().items()})  # momentum copy
+    sd["module.queue"] = torch.randn(128, 16)
+    torch.save({"state_dict": sd, "epoch": 200}, tmp_path / "moco.pth.tar")
+
+    r = _run(["finetune", "--encoder", "moco.pth.tar", "--data", "digits", "--out", "run",
+              "--linear-epochs", "5", "--json", "epochs=2", "batch_size=256", "augment=tiny",
+              "--rounds", "2", "tensorboard=false"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout)                       # exactly one JSON object on stdout
+    assert set(result) == {"before", "after", "encoder"}
+    for side in ("before", "after"):
+        knn = result[side]["knn"]
+        assert set(knn) == {"cosine", "euclidean"}
+        assert set(knn["cosine"]) == {"5", "7", "11", "15", "17", "21"}
+        assert 0 <= result[side]["linear"]["top1"] <= result[side]["linear"]["top5"] <= 100
+    run = tmp_path / "run"
+    for name in ("report.md", "results.json", "knn_over_k.png", "before.json", "after.json",
+                 "encoder.safetensors", "encoder.moco.pt", "checkpoint.pt", "metrics.csv"):
+        assert (run / name).is_file(), name
+    report = (run / "report.md").read_text()
+    assert "| after |" in report and "| change |" in report and "k=21" in report
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["config"]["method"]["epochs_per_round"] == 1
+    assert saved["load_report"]["format"] == "moco"
+    # exported in the layout it came in, momentum copy and queue kept, online weights updated
+    back, rep = load_encoder(run / "encoder.moco.pt")
+    assert rep.format == "moco"
+    tuned, _ = load_encoder(run / "encoder.safetensors")
+    for k, v in tuned.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k], v)
+    raw = torch.load(run / "encoder.moco.pt", weights_only=True)["state_dict"]
+    torch.testing.assert_close(raw["module.encoder_k.features.0.weight"],
+                               enc.state_dict()["features.0.weight"] + 1)
+    assert not torch.equal(raw["module.encoder_q.features.0.weight"], enc.state_dict()["features.0.weight"])
+
+
+def test_finetune_bad_input_is_one_line(tmp_path):
+    r = _run(["finetune", "--encoder", "missing.pt", "--data", "digits", "--out", "run"], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "missing.pt" in r.stderr
+    r = _run(["finetune", "--encoder", "x.pt", "--data", "digits", "--out", "run", "epochz=3"], tmp_path)
+    assert r.returncode == 2 and "unknown key 'epochz'" in r.stderr
+    r = _run(["finetune", "--encoder", "x.pt", "--data", "digits", "--out", "run", "--rounds", "3",
+              "epochs=4"], tmp_path)
+    assert r.returncode == 2 and "not a multiple" in r.stderr
+    r = _run(["finetune", "--encoder", "x.pt", "--data", "digits", "--out", "run", "--variant", "dagger"],
+             tmp_path)
+    assert r.returncode == 2 and "--variant" in r.stderr
