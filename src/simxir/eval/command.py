@@ -156,7 +156,7 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="seed of the linear probe"),
     batch_size: int = typer.Option(256, "--batch-size", help="batch size of feature extraction"),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
-    backend: str = typer.Option("torch", "--knn-backend", help="torch, faiss (if installed) or auto"),
+    backend: str = typer.Option("torch", "--knn-backend", help="torch, or faiss (exact, CPU; needs pip install faiss-cpu)"),
     save_features: str = typer.Option(None, "--save-features", help="also write the extracted features here (.npz)"),
     markdown: bool = typer.Option(False, "--markdown", help="print markdown tables"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
