@@ -48,5 +48,11 @@ def tiny() -> type[TinyBackbone]:
 
 @pytest.fixture
 def backbone() -> nn.Module:
-    """A fresh small backbone ("convnet-small" when available)."""
+    """A fresh TinyBackbone (fast)."""
+    return TinyBackbone()
+
+
+@pytest.fixture
+def convnet_small() -> nn.Module:
+    """A fresh "convnet-small" from simxir.models (TinyBackbone if that package is unavailable)."""
     return small_backbone()

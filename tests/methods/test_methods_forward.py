@@ -31,8 +31,8 @@ def test_small_configs_cover_every_method() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_forward_contract(name, backbone, views) -> None:
-    m = build_method(name, backbone, SMALL[name])
+def test_forward_contract(name, convnet_small, views) -> None:
+    m = build_method(name, convnet_small, SMALL[name])
     m.train()
     m.on_epoch_start(0)
     out = m(*views)
