@@ -33,10 +33,10 @@ def _losses(result) -> list[float]:
     return [r["loss"] for r in result["steps"]]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.slow)])
 def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, precision):
     ds, aug = toy_dataset(), ToyAugment()
-    cfg = _cfg(precision=precision, channels_last=precision == "bf16", accumulate=2)
+    cfg = _cfg(epochs=2, precision=precision, channels_last=precision == "bf16", accumulate=2)
     full = train(cfg, _method(), ds, aug, tmp_path / "full")
 
     class Killed(Exception):
@@ -53,9 +53,9 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, precisio
     torch.manual_seed(1234)
     resumed = train(cfg, _method(seed=99), ds, aug, tmp_path / "cut", resume=True)
 
-    assert len(_losses(full)) == 3 * (64 // 16) == len(_losses(resumed))
+    assert len(_losses(full)) == 2 * (64 // 16) == len(_losses(resumed))
     np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=1e-6, atol=1e-7)
-    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2, 3]
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
     for key in ("loss", "probe_test_top1", "z_std", "feat_erank"):
         np.testing.assert_allclose([e[key] for e in resumed["epochs"]], [e[key] for e in full["epochs"]],
                                    rtol=1e-6, atol=1e-7, err_msg=key)
@@ -65,7 +65,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, precisio
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
     with open(tmp_path / "cut" / "steps.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["step"]) for r in rows] == list(range(1, 13))   # no duplicated or lost rows
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))   # no duplicated or lost rows
     np.testing.assert_allclose([float(r["loss"]) for r in rows], _losses(full), rtol=1e-6)
 
 

@@ -19,6 +19,7 @@ import io
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -394,6 +395,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
         bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        total=steps_per_epoch)
         lr = optimizer.param_groups[0]["lr"]
+        t_start = t_first = time.perf_counter()
         for i in bar:
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][rank * local_b:(rank + 1) * local_b]
             lr = apply_lr(optimizer, lr_factor(step, total_steps, warmup_steps, cfg.schedule))
@@ -419,6 +421,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
             trainable.method.on_train_step_end(step, total_steps)
             step += 1
             n_steps += 1
+            if n_steps == 1:
+                t_first = time.perf_counter()
             sums["loss"] = sums.get("loss", 0.0) + loss
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -428,7 +432,12 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}")
 
-        metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr}
+        t_end = time.perf_counter()
+        # throughput of the training loop, the first (warm-up) step excluded when there are others
+        imgs_per_s = (cfg.batch_size * (n_steps - 1) / (t_end - t_first) if n_steps > 1
+                      else cfg.batch_size / (t_end - t_start))
+        metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
+                                   "train_time_s": t_end - t_start, "train_img_per_s": imgs_per_s}
         for k, v in sums.items():
             if not k.startswith("probe_"):
                 metrics[k] = v / n_steps
