@@ -42,27 +42,17 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Entry point: run the app; bad input prints one line 'error: ...' and exits with code 2."""
+    """Entry point: run the app; bad input prints one line 'error: ...' and exits with code 2.
+
+    Usage errors (unknown options, missing arguments) are handled by typer/click (exit code 2);
+    anything else propagates with its traceback, since that is a bug to report.
+    """
     _register()
     try:
-        app(standalone_mode=False)
+        app()
     except (UserError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":
