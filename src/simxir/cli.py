@@ -33,6 +33,7 @@ def _register() -> None:
     from simxir.data.command import data_app; app.add_typer(data_app, name="data")  # noqa: E702
     from simxir.analysis import command as analysis_cmd; app.command("analyze")(analysis_cmd.analyze_command)  # noqa: E702
     app.command("theorem31")(analysis_cmd.theorem_command)
+    app.command("ablation")(analysis_cmd.ablation_command)
     from simxir.eval.command import eval_command; app.command("eval")(eval_command)  # noqa: E702
     from simxir.dynamics.command import dynamics_app; app.add_typer(dynamics_app, name="dynamics")  # noqa: E702
     from simxir.models import command as models_cmd; app.command("inspect-encoder")(models_cmd.inspect_command)  # noqa: E702

@@ -270,3 +270,26 @@ def theorem_command(
               f"{r['rel_error']:8.2%} {r['envelope_deviation']:8.4f}")
     verdict = "yes" if result["exact_within_10pct"] else "no"
     print(f"exact runs within 10% of 2*eta: {verdict}  (variants: {', '.join(VARIANTS)})")
+
+
+def ablation_command(
+    overrides: list[str] = typer.Argument(None, help="key=value overrides for every row, as for simxir "
+                                          "pretrain (e.g. epochs=10 optim.name=adamw optim.lr=0.001)"),
+    out: Path = typer.Option(..., "--out", help="folder: one run folder per row, ablation.json, ablation.md"),
+    recipe: str = typer.Option(None, "--recipe", help="pretraining YAML recipe (method bridge implied)"),
+    data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, ...)"),
+    rows: str = typer.Option(None, "--rows", help="comma-separated rows (default: all of Table 3)"),
+    knn_k: int = typer.Option(20, "--knn-k", help="k of the cosine kNN accuracy"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Bridging paper Table 3: train the bridge method with parts switched off; accuracy or COLLAPSE."""
+    from simxir.analysis.ablation import format_table, run_ablation, select_rows
+
+    if knn_k < 1:
+        raise UserError(f"--knn-k: expected a positive integer, got {knn_k}")
+    chosen = select_rows([r.strip() for r in rows.split(",") if r.strip()] if rows else None)
+    summary = run_ablation(chosen, out, recipe=recipe, overrides=list(overrides or []), data=data, knn_k=knn_k)
+    if json_out:
+        print(json.dumps(json_safe(summary)))
+        return
+    print(format_table(json_safe(summary)))

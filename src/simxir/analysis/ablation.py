@@ -1,0 +1,169 @@
+"""The bridging paper's Table 3 ablation: switch off parts of the "bridge" method and see which
+rows still learn and which collapse.
+
+Each row sets five switches of :class:`simxir.methods.bridge.BridgeConfig`: the invariance weight
+``c_inv``, the covariance weight ``c_cov``, standardization (``STD``), the identity predictor
+(``I-PRED``) and the stop-gradient (``STOPGRAD``). Every row is trained by the pretraining engine
+(:func:`simxir.train.train`) with the same recipe, data, seed and budget in its own run folder, and
+reported as ``COLLAPSE`` when the engine's collapse monitor says so, otherwise by its accuracy:
+kNN top-1 in percent (cosine, k = ``knn_k``) of frozen backbone features, and the engine's online
+linear probe (its last-epoch test top-1, a fraction). A row whose loss turns nan is ``DIVERGED``; one
+the engine fails on otherwise is ``FAILED`` (with the error), so one row never loses the table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simxir.errors import UserError
+from simxir.io import atomic_write_json
+from simxir.progress import log
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    name: str
+    c_inv: float = 8.0
+    c_cov: float = 8.0
+    standardize: bool = True
+    identity_predictor: bool = False
+    stop_gradient: bool = False
+
+    def method_overrides(self) -> list[str]:
+        """``method.KEY=VALUE`` overrides for ``simxir.train.command.build_config``."""
+        return [f"method.c_inv={self.c_inv}", f"method.c_cov={self.c_cov}",
+                f"method.standardize={str(self.standardize).lower()}",
+                f"method.predictor={'identity' if self.identity_predictor else 'linear'}",
+                f"method.stop_gradient={str(self.stop_gradient).lower()}"]
+
+    def switches(self) -> dict[str, Any]:
+        return {"c_inv": self.c_inv, "c_cov": self.c_cov, "STD": self.standardize,
+                "I-PRED": self.identity_predictor, "STOPGRAD": self.stop_gradient}
+
+
+# Table 3's switches, one change at a time from the full method, plus the stop-gradient rows that
+# connect it to SimSiam (stop-gradient + linear predictor, no covariance term).
+TABLE3_ROWS: tuple[AblationRow, ...] = (
+    AblationRow("full"),
+    AblationRow("no-invariance", c_inv=0.0),
+    AblationRow("no-covariance", c_cov=0.0),
+    AblationRow("no-std", standardize=False),
+    AblationRow("i-pred", identity_predictor=True),
+    AblationRow("stopgrad", stop_gradient=True),
+    AblationRow("stopgrad-no-covariance", c_cov=0.0, stop_gradient=True),
+    AblationRow("i-pred-no-covariance", c_cov=0.0, identity_predictor=True),
+)
+ROWS_BY_NAME = {r.name: r for r in TABLE3_ROWS}
+
+
+def select_rows(names: list[str] | None) -> list[AblationRow]:
+    if not names:
+        return list(TABLE3_ROWS)
+    bad = [n for n in names if n not in ROWS_BY_NAME]
+    if bad:
+        raise UserError(f"--rows: unknown row(s) {', '.join(bad)}; expected some of {', '.join(ROWS_BY_NAME)}")
+    return [ROWS_BY_NAME[n] for n in names]
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
+
+
+def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | None = None,
+                 overrides: list[str] | None = None, data: str | None = None, knn_k: int = 20) -> dict[str, Any]:
+    """Train every row with the engine; returns (and writes ``out_dir/ablation.json``) the table.
+
+    ``recipe``/``overrides``/``data`` are those of ``simxir pretrain`` (``--method bridge`` is
+    implied; ``method.*`` overrides of the five switches are set per row and win).
+    """
+    import torch
+
+    from simxir.augment import build_augment
+    from simxir.data import load_dataset
+    from simxir.eval import evaluate_encoder
+    from simxir.methods import build_method
+    from simxir.models import build_backbone
+    from simxir.train import train
+    from simxir.train.command import build_config
+    from simxir.train.engine import TrainingDiverged
+
+    out = Path(out_dir)
+    base = list(overrides or [])
+    cfgs = {r.name: build_config("bridge", recipe, base + r.method_overrides(), data) for r in rows}
+    first = next(iter(cfgs.values()))
+    dataset = load_dataset(first.data)
+    augment = build_augment(first.augment, dataset.image_size, dataset.mean, dataset.std)
+    results = []
+    for row in rows:
+        cfg = cfgs[row.name]
+        log(f"ablation row {row.name}: {' '.join(row.method_overrides())}")
+        torch.manual_seed(cfg.seed)
+        method = build_method("bridge", build_backbone(cfg.backbone), dict(cfg.method))
+        entry: dict[str, Any] = {"row": row.name, **row.switches(), "run_dir": str(out / row.name)}
+        try:
+            res = train(cfg, method, dataset, augment, out / row.name)
+        except TrainingDiverged as exc:  # nan/inf loss: the engine kept the last good checkpoint
+            entry.update(status="DIVERGED", collapsed=True, detail=str(exc).splitlines()[0])
+            results.append(entry)
+            continue
+        except (RuntimeError, ValueError) as exc:  # e.g. a monitor failing on non-finite features
+            if isinstance(exc, UserError):
+                raise
+            entry.update(status="FAILED", collapsed=None, detail=f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+            log(f"ablation row {row.name} failed: {entry['detail']}")
+            results.append(entry)
+            continue
+        last = res["epochs"][-1] if res["epochs"] else {}
+        knn = evaluate_encoder(method.backbone, dataset, augment, knn_ks=(knn_k,), linear=False,
+                               weighted_temperature=None)
+        knn_top1 = float(knn["knn"]["cosine"][str(knn_k)])  # percent
+        entry.update(
+            collapsed=bool(res["collapsed"]),
+            knn_top1=knn_top1,
+            probe_test_top1=_num(last.get("probe_test_top1")),
+            z_std=_num(last.get("z_std")),
+            feat_erank=_num(last.get("feat_erank")),
+            decorrelation=_num(last.get("decorrelation")),
+            final_loss=_num(last.get("loss")),
+        )
+        entry["status"] = "COLLAPSE" if entry["collapsed"] else f"{knn_top1:.1f}"
+        results.append(entry)
+    summary = {
+        "method": "bridge",
+        "data": first.data,
+        "recipe": recipe,
+        "overrides": base,
+        "epochs": first.epochs,
+        "knn_k": knn_k,
+        "rows": results,
+    }
+    from simxir.analysis.command import json_safe
+
+    atomic_write_json(json_safe(summary), out / "ablation.json")
+    (out / "ablation.md").write_text(format_table(summary) + "\n")
+    return summary
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Markdown table in the paper's layout: switches, then accuracy or COLLAPSE."""
+    def mark(v: bool) -> str:
+        return "x" if v else ""
+
+    lines = [f"Table 3 ablation: bridge on {summary['data']}, {summary['epochs']} epochs, "
+             f"kNN k={summary['knn_k']} (cosine) top-1 %",
+             "",
+             "| row | c_inv | c_cov | STD | I-PRED | STOPGRAD | kNN top-1 | probe top-1 | decorrelation |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        probe = r.get("probe_test_top1")
+        dec = r.get("decorrelation")
+        lines.append(
+            f"| {r['row']} | {r['c_inv']:g} | {r['c_cov']:g} | {mark(r['STD'])} | {mark(r['I-PRED'])} | "
+            f"{mark(r['STOPGRAD'])} | {r['status']} | "
+            f"{'' if probe is None or (isinstance(probe, float) and math.isnan(probe)) else f'{100 * probe:.1f}'} | "
+            f"{'' if dec is None or (isinstance(dec, float) and math.isnan(dec)) else f'{dec:.3g}'} |")
+    return "\n".join(lines)
+
