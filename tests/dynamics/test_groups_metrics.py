@@ -140,3 +140,16 @@ def test_pairs_limited_to_largest_groups():
     assert sorted(map(tuple, gm.pairs.tolist())) == [(1, 3), (1, 5), (3, 5)]
     with pytest.raises(UserError):
         gm(torch.zeros(10, 2))
+
+
+def test_subsample_mode_brackets_truth():
+    rng = np.random.default_rng(3)
+    lab = np.repeat([0, 1], [600, 500])
+    f = rng.standard_normal((1100, 5))
+    f[lab == 1, 0] += 5.0
+    m = GroupMetrics(lab, subsample=100)(torch.from_numpy(f))
+    diam, msd, mind, _ = brute(f, lab)
+    assert not m["diameter_exact"].any() and not m["min_distance_exact"].any()
+    assert (m["diameter"] <= diam + 1e-9).all() and (diam <= m["diameter_upper"] + 1e-9).all()
+    assert m["min_distance_lower"][0] - 1e-9 <= mind[(0, 1)] <= m["min_distance"][0] + 1e-9
+    assert np.allclose(m["intra_msd"], msd, rtol=1e-10)     # moments stay exact

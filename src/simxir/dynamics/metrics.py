@@ -17,6 +17,12 @@ Per pair (g, h) of the ``max_pair_groups`` largest groups:
   |A||B| <= ``pair_budget`` or by KD-tree when d <= 3. Otherwise U is reported as the estimate
   with ``min_distance_lower`` = max(0, projection gap) and ``min_distance_exact`` = False.
 - ``inter_msd`` = mean ||f(x) - f(y)||^2 over g x h, exact in O(1) from means and variances.
+
+``subsample=S`` (for very large runs): diameter and min distance of groups above S points are
+computed on a fixed random subset of S points (chosen once): the subset diameter is a lower bound
+(upper bound 2 R_mean over all points), the subset min distance an upper bound (lower bound: the
+projection gap over all points); both flagged not exact. Means, msd and drift stay exact, O(n d).
+Costs per call: O(n d) for moments + per group O(S^2 d) / O(S log S) + per pair O(S d + s^2 d).
 """
 
 from __future__ import annotations
@@ -29,26 +35,39 @@ from scipy.spatial import ConvexHull, cKDTree
 
 from simxir.errors import UserError
 
-_CHUNK = 1 << 18
+_CHUNK = 1 << 16
 
 
-def _dist_chunks(a: torch.Tensor, b: torch.Tensor, budget: int = 1 << 22):
-    """Yield exact distance blocks ||a_i - b_j|| (difference form, no matmul shortcut)."""
-    step = max(1, budget // max(1, b.shape[0] * a.shape[1]))
+def _best_pair(a: torch.Tensor, b: torch.Tensor, largest: bool, budget: int = 1 << 22) -> float:
+    """max (or min) ||a_i - b_j|| over all pairs: blocks of ||a||^2 + ||b||^2 - 2 a.b (matmul speed),
+    then the winning pair's distance recomputed as ||a_i - b_j||. Exact up to the expanded form's
+    rounding when choosing the pair (relative ~1e-7 in float32, ~1e-15 in float64)."""
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return float("-inf") if largest else float("inf")
+    ref = a[:1]
+    a, b = a - ref, b - ref   # centre first: the expanded form's rounding scales with the norms
+    sb = (b * b).sum(1)
+    step = max(1, budget // max(1, b.shape[0]))
+    best_v, best_ij = None, (0, 0)
     for s in range(0, a.shape[0], step):
-        yield ((a[s:s + step, None, :] - b[None, :, :]) ** 2).sum(-1)
+        blk = a[s:s + step]
+        d2 = (blk * blk).sum(1)[:, None] + sb[None, :] - 2.0 * (blk @ b.T)
+        flat = int(d2.argmax() if largest else d2.argmin())
+        v = float(d2.view(-1)[flat])
+        if best_v is None or (v > best_v if largest else v < best_v):
+            best_v, best_ij = v, (s + flat // b.shape[0], flat % b.shape[0])
+    i, j = best_ij
+    return float((a[i] - b[j]).norm())
 
 
 def pairwise_max(a: torch.Tensor) -> float:
-    """Exact max ||a_i - a_j|| by chunks (O(m^2 d) time, bounded memory)."""
-    return max(float(d2.max()) for d2 in _dist_chunks(a, a)) ** 0.5
+    """Diameter of a point set, all pairs (O(m^2 d) at matmul speed, bounded memory)."""
+    return _best_pair(a, a, largest=True)
 
 
 def pairwise_min(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Exact min ||a_i - b_j|| by chunks."""
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        return float("inf")
-    return min(float(d2.min()) for d2 in _dist_chunks(a, b)) ** 0.5
+    """Minimal distance between two point sets, all pairs."""
+    return _best_pair(a, b, largest=False)
 
 
 def _hull_diameter(a: torch.Tensor, exact_max: int) -> float | None:
@@ -82,7 +101,8 @@ class GroupMetrics:
     exact_max: int = 4096
     pair_budget: int = 16_000_000
     max_pair_groups: int = 32
-    sample: int = 2048
+    sample: int = 256
+    subsample: int | None = None
     seed: int = 0
     pairs: np.ndarray = field(init=False)
     _members: list[np.ndarray] = field(init=False, repr=False)
@@ -103,6 +123,10 @@ class GroupMetrics:
         self.pairs = np.array([(g, h) for i, g in enumerate(big) for h in big[i + 1:]], dtype=np.int64).reshape(-1, 2)
         self._lab_t: dict[str, torch.Tensor] = {}
         self._rng = np.random.default_rng(self.seed)
+        # fixed random subsets of large groups for the geometric metrics (subsample mode)
+        self._geom = [m if self.subsample is None or len(m) <= self.subsample
+                      else np.sort(self._rng.choice(m, self.subsample, replace=False)) for m in self._members]
+        self._member_t: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def reset(self) -> None:
         """Forget the step-0 means (drift is measured from the next call)."""
@@ -119,17 +143,19 @@ class GroupMetrics:
         lab = self._lab(f.device)
         G, d = self.num_groups, f.shape[1]
         sums = torch.zeros(G, d, dtype=torch.float64, device=f.device)
-        for s in range(0, f.shape[0], _CHUNK):
-            sums.index_add_(0, lab[s:s + _CHUNK], f[s:s + _CHUNK].double())
+        for s in range(0, f.shape[0], _CHUNK):   # per-chunk sums in f's dtype, accumulated in float64
+            part = torch.zeros(G, d, dtype=f.dtype, device=f.device).index_add_(0, lab[s:s + _CHUNK], f[s:s + _CHUNK])
+            sums += part.double()
         cnt = torch.from_numpy(self.counts).to(f.device, torch.float64).clamp_min(1)
         mean = sums / cnt[:, None]
+        mean_f = mean.to(f.dtype)
         var = torch.zeros(G, dtype=torch.float64, device=f.device)
         rmax = torch.zeros(G, dtype=torch.float64, device=f.device)
         for s in range(0, f.shape[0], _CHUNK):
             lb = lab[s:s + _CHUNK]
-            r2 = ((f[s:s + _CHUNK].double() - mean[lb]) ** 2).sum(1)
-            var.index_add_(0, lb, r2)
-            rmax.scatter_reduce_(0, lb, r2.sqrt(), reduce="amax")
+            r2 = ((f[s:s + _CHUNK] - mean_f[lb]) ** 2).sum(1)
+            var += torch.zeros(G, dtype=f.dtype, device=f.device).index_add_(0, lb, r2).double()
+            rmax.scatter_reduce_(0, lb, r2.sqrt().double(), reduce="amax")
         return mean, var / cnt, rmax
 
     def _diameter(self, a: torch.Tensor, center: torch.Tensor, rmax: float) -> tuple[float, float, bool]:
@@ -154,13 +180,15 @@ class GroupMetrics:
         if a.shape[0] * b.shape[0] <= self.pair_budget:
             v = pairwise_min(a, b)
             return v, v, True
-        sa = a[torch.from_numpy(self._rng.choice(a.shape[0], min(self.sample, a.shape[0]), replace=False)).to(a.device)]
-        sb = b[torch.from_numpy(self._rng.choice(b.shape[0], min(self.sample, b.shape[0]), replace=False)).to(b.device)]
-        upper = pairwise_min(sa, sb)
         u = (cb - ca).to(a.dtype)
         nu = float(u.norm())
         u = u / nu if nu > 0 else torch.zeros_like(u).index_fill_(0, torch.tensor([0], device=u.device), 1.0)
         pa, pb = a @ u, b @ u
+        # upper bound U: the pair extreme along u, and a small random subsample (O(s^2 d))
+        upper = float((a[int(pa.argmax())] - b[int(pb.argmin())]).norm())
+        sa = a[torch.from_numpy(self._rng.choice(a.shape[0], min(self.sample, a.shape[0]), replace=False)).to(a.device)]
+        sb = b[torch.from_numpy(self._rng.choice(b.shape[0], min(self.sample, b.shape[0]), replace=False)).to(b.device)]
+        upper = min(upper, pairwise_min(sa, sb))
         lower = max(0.0, float(pb.min() - pa.max()))
         ka = a[pa >= pb.min() - upper]
         kb = b[pb <= pa.max() + upper]
@@ -175,6 +203,18 @@ class GroupMetrics:
         return upper, lower, False
 
     def __call__(self, f: torch.Tensor) -> dict[str, np.ndarray]:
+        """All metrics of reps ``f`` (n, d). On CPU it runs single-threaded: it is many small
+        ops, for which torch's thread-pool synchronisation costs more than it saves."""
+        if f.device.type != "cpu":
+            return self._compute(f)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._compute(f)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _compute(self, f: torch.Tensor) -> dict[str, np.ndarray]:
         if f.shape[0] != len(self.labels):
             raise UserError(f"groups: {len(self.labels)} labels for {f.shape[0]} reps")
         mean, var, rmax = self._moments(f)
@@ -184,16 +224,30 @@ class GroupMetrics:
         diam = np.zeros(G)
         diam_up = np.zeros(G)
         diam_ex = np.zeros(G, dtype=bool)
-        members = [torch.from_numpy(m).to(f.device) for m in self._members]
+        key = str(f.device)
+        if key not in self._member_t:
+            self._member_t[key] = [(torch.from_numpy(m).to(f.device), torch.from_numpy(q).to(f.device))
+                                   for m, q in zip(self._members, self._geom)]
+        members = self._member_t[key]
         rmax_np = rmax.cpu().numpy()
         for g in range(G):
-            diam[g], diam_up[g], diam_ex[g] = self._diameter(f[members[g]], mean[g], float(rmax_np[g]))
+            full, sub = members[g]
+            diam[g], diam_up[g], diam_ex[g] = self._diameter(f[sub], mean[g], float(rmax_np[g]))
+            if len(sub) < len(full):   # subset diameter: a lower bound; 2 R_mean over all points: upper
+                diam_up[g] = max(diam[g], 2 * float(rmax_np[g]))
+                diam_ex[g] = False
         P = len(self.pairs)
         mind = np.zeros(P)
         mind_lo = np.zeros(P)
         mind_ex = np.zeros(P, dtype=bool)
         for p, (g, h) in enumerate(self.pairs):
-            mind[p], mind_lo[p], mind_ex[p] = self._min_distance(f[members[g]], f[members[h]], mean[g], mean[h])
+            (fg, sg), (fh, sh) = members[g], members[h]
+            mind[p], mind_lo[p], mind_ex[p] = self._min_distance(f[sg], f[sh], mean[g], mean[h])
+            if len(sg) < len(fg) or len(sh) < len(fh):   # subset minimum: an upper bound
+                u = (mean[h] - mean[g]).to(f.dtype)
+                u = u / u.norm().clamp_min(1e-30)
+                gap = float((f[fh] @ u).min() - (f[fg] @ u).max())
+                mind_lo[p], mind_ex[p] = min(mind[p], max(0.0, gap)), False
         var_np = var.cpu().numpy()
         mean_np = mean.cpu().numpy()
         gi, hi = self.pairs[:, 0], self.pairs[:, 1]
