@@ -76,19 +76,24 @@ def _float(raw: Any) -> float:
         return math.nan
 
 
-def read_decorrelation_csv(path: Path) -> tuple[list[float], list[float]]:
+def _epoch(raw: Any, default: int) -> float | int:
+    v = _float(raw if raw not in (None, "") else default)
+    return int(v) if math.isfinite(v) and v.is_integer() else v
+
+
+def read_decorrelation_csv(path: Path) -> tuple[list[float | int], list[float]]:
     """``(epochs, values)`` of the ``decorrelation`` column of the engine's ``metrics.csv``."""
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if rows and "decorrelation" not in rows[0]:
         raise UserError(f"{path}: no 'decorrelation' column (columns: {', '.join(rows[0])})")
-    epochs = [_float(r.get("epoch", i + 1)) for i, r in enumerate(rows)]
+    epochs = [_epoch(r.get("epoch"), i + 1) for i, r in enumerate(rows)]
     return epochs, [_float(r["decorrelation"]) for r in rows]
 
 
-def _history_curve(history: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+def _history_curve(history: list[dict[str, Any]]) -> tuple[list[float | int], list[float]]:
     rows = [h for h in history if isinstance(h, dict) and "decorrelation" in h]
-    return [_float(h.get("epoch", i + 1)) for i, h in enumerate(rows)], [_float(h["decorrelation"]) for h in rows]
+    return [_epoch(h.get("epoch"), i + 1) for i, h in enumerate(rows)], [_float(h["decorrelation"]) for h in rows]
 
 
 def _pick_epochs(epochs: list[int], wanted: list[int] | None, panels: int = 4) -> list[int]:
