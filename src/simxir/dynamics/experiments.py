@@ -49,7 +49,8 @@ def _save(out_dir: str | Path | None, name: str, result: dict[str, Any], fig: An
 
 
 def _to_list(a: np.ndarray) -> Any:
-    return np.round(np.asarray(a, dtype=np.float64), 10).tolist()
+    """Nested lists of floats with 6 significant digits (keeps the result JSONs small)."""
+    return np.vectorize(lambda v: float(f"{v:.6g}"), otypes=[float])(np.asarray(a, dtype=np.float64)).tolist()
 
 
 def four_groups_inputs(n_per_group: int, half_width: float, seed: int, eps: float,
@@ -87,11 +88,16 @@ def initial_reps(labels: np.ndarray, dim: int, spherical: bool, seed: int, sprea
 
 
 def _history_json(res: Any, gm: GroupMetrics) -> dict[str, Any]:
-    return {
-        "steps": res.steps,
-        "pairs": gm.pairs.tolist(),
-        **{k: _to_list(v) if v.dtype != bool else v.tolist() for k, v in res.history.items()},
-    }
+    """Per-step metrics; bounds and exactness flags are folded into one flag when all exact."""
+    h = dict(res.history)
+    out: dict[str, Any] = {"steps": res.steps, "pairs": gm.pairs.tolist()}
+    for key, bound in (("diameter", "diameter_upper"), ("min_distance", "min_distance_lower")):
+        flag = h.pop(f"{key}_exact")
+        if flag.all():
+            h.pop(bound)
+        out[f"{key}_all_exact"] = bool(flag.all())
+    out.update({k: _to_list(v) for k, v in h.items()})
+    return out
 
 
 def _check_monotone(h: dict[str, np.ndarray], pairs: np.ndarray) -> dict[str, Any]:
