@@ -103,7 +103,10 @@ def test_nan_before_any_checkpoint_says_so(tmp_path):
 def test_checkpoint_contents_logs_and_exports(tmp_path):
     run = tmp_path / "run"
     method = _method()
-    res = train(_cfg(epochs=2), method, toy_dataset(), ToyAugment(), run)
+    res = train(_cfg(epochs=2, monitor=MonitorConfig(eval_size=16, every=2)), method, toy_dataset(),
+                ToyAugment(), run)
+    # monitors only on monitor epochs (every=2), the predictor is saved every epoch
+    assert "probe_test_top1" not in res["epochs"][0] and "probe_test_top1" in res["epochs"][1]
     ckpt = load_checkpoint(run / "checkpoint.pt")  # weights_only=True
     assert {"model", "probe", "optimizer", "scaler", "epoch", "step", "rng", "history", "config"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and ckpt["step"] == 8 and len(ckpt["history"]) == 2

@@ -122,9 +122,8 @@ DDP_CASES = {  # name -> (method config single-process, method config per proces
     "toy": (None, None),
     "byol": ({"proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32}, None),
     "barlow_twins": ({"proj_sizes": [32, 32]}, None),
-    # bridge sums its covariance term over the k partitions while DDP averages the processes'
-    # losses, so k=2 on one process equals k=1 on each of 2 processes at half c_cov (c_cov / k).
-    "bridge": ({"proj_sizes": [32, 16], "partitions": 2, "c_cov": 4.0}, {"proj_sizes": [32, 16], "partitions": 1}),
+    # eq. 19: each process's batch is one partition, so k=2 on one process equals k=1 on each of 2
+    "bridge": ({"proj_sizes": [32, 16], "partitions": 2}, {"proj_sizes": [32, 16], "partitions": 1}),
 }
 
 

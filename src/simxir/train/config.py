@@ -59,7 +59,7 @@ class MonitorConfig:
     eval_batch_size: int = 256
     collapse_std_ratio: float = 0.05
     collapse_erank: float = 1.5
-    save_predictor: bool = True
+    save_predictor: bool = True        # RUN/predictor/epoch_XXXX.npy every epoch (when the method has one)
 
 
 @dataclass

@@ -450,7 +450,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                                              channels_last))
             if evaluator is not None:
                 metrics.update(evaluator(trainable.method.backbone, epoch + 1))
-            w = trainable.method.predictor_weight() if cfg.monitor.save_predictor else None
+        if main and cfg.monitor.save_predictor:
+            w = trainable.method.predictor_weight()
             if w is not None:
                 _save_predictor(w, run_dir, epoch + 1)
         history.append(metrics)
