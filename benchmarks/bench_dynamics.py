@@ -5,11 +5,12 @@ literal pseudocode (loop over points, full distance pass per point) vs the spars
 applied with scipy and with torch CSR; same result (max abs diff after the same steps).
 Part 2 (scale): n=1,000,000 inputs in 2-D (four separated squares -> 4 groups), kNN k=10, 100
 steps, metrics every 10 (exact, and with a 20k-point subsample per group), reps in 2-D and in 128-D
-(20 steps by default, 100 with ``--full``) (the graph is always built on the 2-D inputs;
+(10 steps by default, 100 with ``--full``) (the graph is always built on the 2-D inputs;
 ``--faiss-n`` adds a 128-D-input graph build with the approximate faiss index). Each scale
 configuration runs in a fresh subprocess so its peak RSS (ru_maxrss) is its own.
 
-    python benchmarks/bench_dynamics.py            # default run, < 2 min on 2 idle cores
+    python benchmarks/bench_dynamics.py            # default run, about 1 min on 2 idle cores
+                                                   # (about 4 min at load average 10)
     python benchmarks/bench_dynamics.py --quick    # smaller sizes, for a smoke run
     python benchmarks/bench_dynamics.py --full --faiss-n 100000   # 128-D reps for 100 steps too
 Prints a table and then one JSON object (last line).
@@ -46,7 +47,7 @@ def _time(fn, repeat: int) -> float:
 
 def part_vectorized(n: int, eps: float, literal_steps: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 0.62, (n, 2))                 # square side 0.62 -> ~800 neighbours at eps=0.2
+    x = rng.uniform(0, 0.675, (n, 2))                # square side 0.675 -> ~820 neighbours at eps=0.2
     f0 = rng.standard_normal((n, 2))
     t = time.perf_counter()
     op = radius_operator(x, eps)
@@ -141,9 +142,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=int, default=None, help="scale n (default 1,000,000; 100,000 with --quick)")
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--steps128", type=int, default=20, help="steps of the 128-D reps run (100 with --full)")
+    ap.add_argument("--steps128", type=int, default=10, help="steps of the 128-D reps run (100 with --full)")
     ap.add_argument("--full", action="store_true", help="128-D reps run with --steps steps (several minutes)")
-    ap.add_argument("--subsample", type=int, default=20000, help="metrics subsample per group (0: exact only)")
+    ap.add_argument("--subsample", type=int, default=20000, help="metrics subsample per group in the 128-D run")
+    ap.add_argument("--compare-subsample", action="store_true", help="also run 2-D with subsampled metrics")
     ap.add_argument("--faiss-n", type=int, default=0, help="also time a 128-D-input faiss graph build at this n")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -158,7 +160,7 @@ def main() -> None:
     sub = a.subsample or None
     configs = [dict(dim=2, subsample=None), dict(dim=2, subsample=sub),
                dict(dim=128, subsample=sub, steps=a.steps if a.full else a.steps128)]
-    if sub is None:
+    if not (a.compare_subsample and sub):
         configs = [configs[0], configs[2]]
     result["scale"] = [spawn(**{"n": n_big, "k": 10, "steps": a.steps, "every": 10, "index": "kdtree",
                                 "input_dim": 2, **c}) for c in configs]
