@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from simxir import distributed
 from simxir.errors import UserError
 from simxir.methods.base import Method, full_precision
 from simxir.methods.heads import mlp
@@ -22,7 +23,7 @@ class BridgeConfig:
     stop_gradient: bool = False    # ablation: detach the target side, as BYOL/SimSiam
     c_inv: float = 8.0
     c_cov: float = 8.0
-    partitions: int = 1            # k of eq. 19 (per process); 1 is eq. 17
+    partitions: int = 1            # k of eq. 19 per process (W processes: k*W in all); 1 is eq. 17
     inv_per_sample: bool = False   # True: sum over dims, mean over samples (eq. 17 literally)
 
 
@@ -113,7 +114,11 @@ class Bridge(Method):
             inv_a, cov_a = bridge_terms(s1, t2, w, cfg.partitions, cfg.inv_per_sample, wtw)
             inv_b, cov_b = bridge_terms(s2, t1, w, cfg.partitions, cfg.inv_per_sample, wtw)
             inv, cov = (inv_a + inv_b) / 2, (cov_a + cov_b) / 2
-            loss = cfg.c_inv * inv + cfg.c_cov * cov
+            # Eq. 19 sums the covariance term over partitions; under DDP each process's batch is
+            # a partition, but DDP averages the processes' gradients. Scaling the local term by
+            # the number of processes makes the averaged gradient that of the sum over all
+            # partitions, so k partitions on one process == k/W on each of W processes.
+            loss = cfg.c_inv * inv + cfg.c_cov * cov * distributed.world_size()
         return self._outputs(loss, z1, z2, f1, inv_loss=inv, cov_loss=cov)
 
     def predictor_weight(self) -> Tensor | None:
