@@ -54,8 +54,8 @@ def test_run_knn_groups_spherical_in_process(tmp_path, capsys):
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "p.npz", inputs=rng.random((50, 2)), groups=np.repeat([3, 7], 25))
     run_command(input=str(tmp_path / "p.npz"), eps=None, knn=5, closed=False, weights="gaussian", sigma=None,
-                index="auto", steps=3, spherical=True, every=1, dim=4, seed=0, device="cpu", out=None,
-                json_out=True)
+                index="auto", steps=3, spherical=True, every=1, dim=4, seed=0, device="cpu", float32=True,
+                out=None, json_out=True)
     obj = json.loads(capsys.readouterr().out)
     assert obj["num_groups"] == 2 and obj["reps_dim"] == 4 and obj["spherical"]
     assert not obj["groups_closed"] or obj["num_components"] == 1
@@ -69,7 +69,8 @@ def test_run_errors_exit_code(tmp_path):
 
 def _run(path, **kw):
     args = dict(input=str(path), eps=None, knn=None, closed=False, weights="uniform", sigma=None, index="auto",
-                steps=2, spherical=False, every=1, dim=2, seed=0, device="cpu", out=None, json_out=True)
+                steps=2, spherical=False, every=1, dim=2, seed=0, device="cpu", float32=False, out=None,
+                json_out=True)
     args.update(kw)
     run_command(**args)
 
@@ -79,6 +80,7 @@ def _run(path, **kw):
     (dict(knn=3, every=0), "every"),
     (dict(knn=3, weights="cosine"), "weights"),
     (dict(knn=30), "k"),
+    (dict(knn=3, device="tpu"), "device"),
 ])
 def test_run_errors(tmp_path, kw, needle):
     np.savez(tmp_path / "p.npz", inputs=np.random.default_rng(0).random((10, 2)))

@@ -73,6 +73,7 @@ def run_command(
     dim: int = typer.Option(2, "--dim", help="dimension of random initial reps when the file has no 'reps'"),
     seed: int = typer.Option(0, "--seed", help="seed of random initial reps"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    float32: bool = typer.Option(False, "--float32", help="iterate in float32 (half the memory; default float64)"),
     out: Optional[str] = typer.Option(None, "--out", help="OUT.npz: final reps and metric arrays"),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -88,6 +89,10 @@ def run_command(
         raise UserError(f"--weights: expected uniform or gaussian, got {weights!r}")
     if dim < 1:
         raise UserError(f"--dim: expected >= 1, got {dim}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device: expected auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
     inputs, reps, groups = load_points(input)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
@@ -101,7 +106,7 @@ def run_command(
     labels = check_labels(groups, op.n, "--input groups") if groups is not None else comp
     if reps is None:
         reps = np.random.default_rng(seed).standard_normal((op.n, dim))
-    f0 = torch.from_numpy(np.ascontiguousarray(reps, dtype=np.float64)).to(dev)
+    f0 = torch.from_numpy(np.ascontiguousarray(reps, dtype=np.float32 if float32 else np.float64)).to(dev)
     gm = GroupMetrics(labels)
     t1 = time.perf_counter()
     res = run(op, f0, steps, spherical=spherical, every=every, metrics=gm)
