@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Pretraining table (results/pretrain): every method on the shared CIFAR-10 12k subset under ONE
+# CPU budget: convnet-small, simsiam-cifar augmentation, batch 256, EPOCHS epochs, seed 0.
+# Runs JOBS runs at a time, each on one intra-op thread (OMP_NUM_THREADS=1: on the shared,
+# oversubscribed 2-core CPU a 2-thread step was 5.6x slower than a 1-thread one, see time_step.py).
+# Usage (repo root): bash benchmarks/experiments/pretrain_all.sh [EPOCHS] [JOBS]
+set -euo pipefail
+EPOCHS=${1:-3}; JOBS=${2:-4}
+export OMP_NUM_THREADS=1 SIMXIR_QUIET=1
+DATA=npz:../shared/data/cifar10-12k.npz
+COMMON="epochs=$EPOCHS batch_size=256 backbone=convnet-small augment=simsiam-cifar seed=0 monitor.every=1 schedule.warmup_epochs=0.5"
+SGD="optim.name=sgd optim.lr=0.05 optim.weight_decay=5e-4"
+# LARS as solo-learn's CIFAR recipes for Barlow Twins / VICReg (lr 0.3, eta 0.02, clipped, wd 1e-4);
+# SGD 0.05 made Barlow Twins nearly collapse (feat_erank 6.9 after 1 epoch).
+LARS="optim.name=lars optim.lr=0.3 optim.eta=0.02 optim.clip_lars_lr=true optim.weight_decay=1e-4"
+mkdir -p runs
+# name | method | extra overrides
+cat > runs/pretrain_jobs.txt <<JOBS
+bridge|bridge|$LARS
+bridge-sg-nostd-ipred|bridge|$LARS method.stop_gradient=true method.standardize=false method.predictor=identity
+barlow_twins|barlow_twins|$LARS method.scale_loss=0.1
+vicreg|vicreg|$LARS
+byol|byol|$SGD
+byol-linear|byol|$SGD method.predictor=linear
+simsiam|simsiam|$SGD
+moco|moco|$SGD method.ema=0.99
+simclr|simclr|$SGD
+JOBS
+run_one() {
+  IFS='|' read -r name method extra <<< "$1"
+  rm -rf "runs/pre-$name"
+  start=$(date +%s)
+  set +e
+  simxir pretrain --method "$method" --data "$DATA" --out "runs/pre-$name" $COMMON $extra --json \
+    > "runs/pre-$name.json" 2> "runs/pre-$name.err"
+  rc=$?
+  set -e
+  echo "{\"run\": \"$name\", \"rc\": $rc, \"wall_s\": $(( $(date +%s) - start ))}" > "runs/pre-$name.wall.json"
+  echo "$name rc=$rc wall=$(( $(date +%s) - start ))s"
+}
+export -f run_one; export DATA COMMON
+tr '\n' '\0' < runs/pretrain_jobs.txt | xargs -0 -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}
