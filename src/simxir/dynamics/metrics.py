@@ -190,8 +190,10 @@ class GroupMetrics:
         sb = b[torch.from_numpy(self._rng.choice(b.shape[0], min(self.sample, b.shape[0]), replace=False)).to(b.device)]
         upper = min(upper, pairwise_min(sa, sb))
         lower = max(0.0, float(pb.min() - pa.max()))
-        ka = a[pa >= pb.min() - upper]
-        kb = b[pb <= pa.max() + upper]
+        # slack covers the rounding of the projections (so the slab test never drops the winner)
+        slack = 1e-5 * (upper + float(pa.abs().max()) + float(pb.abs().max()))
+        ka = a[pa >= pb.min() - upper - slack]
+        kb = b[pb <= pa.max() + upper + slack]
         if ka.shape[0] * kb.shape[0] <= self.pair_budget:
             v = min(upper, pairwise_min(ka, kb)) if ka.shape[0] and kb.shape[0] else upper
             return v, v, True
