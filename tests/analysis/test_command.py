@@ -91,6 +91,11 @@ def test_run_folder(app, tmp_path):
         assert (run / "analysis" / p.split("/")[-1]).read_bytes()[:8] == PNG_MAGIC
     saved = json.loads((run / "analysis" / "analysis.json").read_text())
     assert saved["decorrelation"] == out["decorrelation"]
+    # eigen-decomposition limited to evenly spaced snapshots, first and last kept
+    out = json.loads(invoke(app, ["analyze", str(run), "--json", "--max-eig-snapshots", "3"]).stdout)
+    hist = out["predictor_history"]
+    assert hist["eigenvalue_epoch"] == [1, 3, 5] and len(hist["eigenvalues"]) == 3
+    assert len(hist["asymmetry"]) == 5 and out["eigenvalues"] == pytest.approx([6.0, 1.0, -0.5])
 
 
 def test_checkpoint(app, tmp_path):

@@ -110,7 +110,8 @@ def _last_finite(values: list[float]) -> float:
     return values[-1] if values else math.nan
 
 
-def analyze_run_dir(run_dir: Path, out: Path, heatmap_epochs: list[int] | None = None) -> dict[str, Any]:
+def analyze_run_dir(run_dir: Path, out: Path, heatmap_epochs: list[int] | None = None,
+                    max_eig_snapshots: int = 32) -> dict[str, Any]:
     """Plots and numbers of a run folder; the keys of the ``analyze RUN_DIR --json`` object."""
     from simxir.analysis import plots
 
@@ -129,26 +130,33 @@ def analyze_run_dir(run_dir: Path, out: Path, heatmap_epochs: list[int] | None =
                                                            title=f"decorrelation: {run_dir.name}")))
     epochs_p, mats = load_predictor_history(run_dir)
     if mats:
-        result.update(_predictor_history_result(epochs_p, mats, out, heatmap_epochs, plots_made))
+        result.update(_predictor_history_result(epochs_p, mats, out, heatmap_epochs, plots_made, max_eig_snapshots))
     result["plots"] = plots_made
     return result
 
 
 def _predictor_history_result(epochs: list[int], mats: list[np.ndarray], out: Path,
-                              heatmap_epochs: list[int] | None, plots_made: list[str]) -> dict[str, Any]:
+                              heatmap_epochs: list[int] | None, plots_made: list[str],
+                              max_eig_snapshots: int = 32) -> dict[str, Any]:
+    """Scalar diagnostics for every snapshot; eigenvalues (O(d^3) each: seconds at d = 2048) for at
+    most ``max_eig_snapshots`` evenly spaced ones, always including the first and the last."""
     from simxir.analysis import plots
 
-    res: dict[str, Any] = dict(predictor_diagnostics(mats[-1]))
-    res["predictor_epoch"] = epochs[-1]
-    traj = eigenvalue_trajectories(mats)
+    idx = np.unique(np.linspace(0, len(mats) - 1, min(len(mats), max(2, max_eig_snapshots))).round().astype(int))
+    eig_epochs = [epochs[i] for i in idx]
+    traj = eigenvalue_trajectories([mats[i] for i in idx])
     hist = diagnostics_history(mats)
-    res["predictor_history"] = {"epoch": epochs, **hist, "eigenvalues": traj.tolist()}
+    res: dict[str, Any] = {key: vals[-1] for key, vals in hist.items()}
+    res["eigenvalues"] = traj[-1].tolist()
+    res["predictor_epoch"] = epochs[-1]
+    res["predictor_history"] = {"epoch": epochs, **hist, "eigenvalue_epoch": eig_epochs,
+                                "eigenvalues": traj.tolist()}
     chosen = _pick_epochs(epochs, heatmap_epochs)
     by_epoch = dict(zip(epochs, mats))
     plots_made.append(str(plots.plot_predictor_heatmaps(chosen, [by_epoch[e] for e in chosen],
                                                         out / "predictor_heatmaps.png")))
     if len(epochs) > 1:
-        plots_made.append(str(plots.plot_eigenvalue_trajectories(epochs, traj, out / "predictor_eigenvalues.png")))
+        plots_made.append(str(plots.plot_eigenvalue_trajectories(eig_epochs, traj, out / "predictor_eigenvalues.png")))
         plots_made.append(str(plots.plot_predictor_diagnostics(epochs, hist, out / "predictor_diagnostics.png")))
     return res
 
@@ -202,6 +210,8 @@ def analyze_command(
     out: Path = typer.Option(None, "--out", help="folder for plots and analysis.json (default: RUN_DIR/analysis)"),
     epochs: str = typer.Option(None, "--epochs", help="predictor heat-map epochs, e.g. 1,50,100"),
     zero_variance: str = typer.Option("nan", "--zero-variance", help="constant feature dims: nan | drop"),
+    max_eig_snapshots: int = typer.Option(32, "--max-eig-snapshots",
+                                          help="eigen-decompose at most this many predictor snapshots"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Decorrelation and linear-predictor diagnostics of a run, a checkpoint, features or a matrix."""
@@ -213,7 +223,7 @@ def analyze_command(
     if path is not None:
         if path.is_dir():
             out_dir = out or path / "analysis"
-            result.update(analyze_run_dir(path, out_dir, _parse_epochs(epochs)))
+            result.update(analyze_run_dir(path, out_dir, _parse_epochs(epochs), max_eig_snapshots))
         elif path.is_file():
             out_dir = out or path.parent / "analysis"
             result.update(analyze_checkpoint(path, out_dir))

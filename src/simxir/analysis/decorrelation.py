@@ -12,8 +12,8 @@ Zero-variance dimensions have no correlation. What the measure reports for them 
 * ``"drop"``: the constant dimensions are left out and the measure is taken over the rest
   (``nan`` only when no dimension varies). Use it to look at a partly dead representation.
 
-A dimension counts as constant when its standard deviation is at most ``rtol`` times its own largest
-absolute value (what rounding leaves of a constant column); an all-zero column is constant.
+A dimension counts as constant when its standard deviation is zero or at most ``rtol`` times the
+absolute value of its mean (what rounding leaves of a constant column).
 """
 
 from __future__ import annotations
@@ -59,22 +59,23 @@ def correlation_matrix(features: torch.Tensor | np.ndarray, rtol: float | None =
     constant dimensions are ``nan``), ``live`` a bool mask of the non-constant dimensions.
     """
     x = _as_matrix(features, "features")
-    tol = (10.0 * _eps_of(x)) if rtol is None else rtol
-    if not torch.isfinite(x).all():
-        raise UserError("features: contain nan or inf values")
+    tol = max(10.0 * _eps_of(x), 1e-12) if rtol is None else rtol
     xf = x.detach().to(_work_dtype(x))
-    xc = xf - xf.mean(dim=0, keepdim=True)
-    n = xf.shape[0]
-    cov = xc.T @ xc / (n - 1)
-    std = cov.diagonal().clamp_min(0).sqrt()
-    # a constant column's spread is rounding noise, proportional to its own magnitude
-    live = std > tol * xf.abs().amax(dim=0)
+    mean = xf.mean(dim=0)
+    xc = xf - mean
+    cov = xc.T @ xc / (xf.shape[0] - 1)
+    var = cov.diagonal()
+    if not bool(torch.isfinite(var).all()):  # a nan or inf anywhere in a column makes its variance nan
+        raise UserError("features: contain nan or inf values")
+    std = var.clamp_min(0).sqrt()
+    # a constant column's spread is rounding noise, proportional to its magnitude (= |mean|)
+    live = (std > tol * mean.abs()) & (std > 0)
     safe = torch.where(live, std, torch.ones_like(std))
-    corr = cov / safe[:, None] / safe[None, :]
-    corr = corr.clamp(-1.0, 1.0)
-    dead = ~live
-    corr[dead, :] = float("nan")
-    corr[:, dead] = float("nan")
+    corr = (cov / safe[:, None] / safe[None, :]).clamp_(-1.0, 1.0)
+    if not bool(live.all()):
+        dead = ~live
+        corr[dead, :] = float("nan")
+        corr[:, dead] = float("nan")
     return corr, live
 
 
@@ -84,7 +85,8 @@ def decorrelation(features: torch.Tensor | np.ndarray, zero_variance: ZeroVarian
 
     ``normalize=True`` divides by ``d * (d - 1)`` (the rank-one maximum), giving the mean squared
     off-diagonal correlation in [0, 1], comparable across widths. ``zero_variance``: see the module
-    docstring. ``rtol`` (default ``10 * eps`` of the input dtype) decides what counts as constant.
+    docstring. ``rtol`` (default ``max(10 * eps of the input dtype, 1e-12)``) decides what counts as
+constant.
     Works on any device; the result is a Python float.
     """
     if zero_variance not in ("nan", "drop"):
