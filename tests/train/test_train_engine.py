@@ -104,7 +104,9 @@ def test_checkpoint_contents_logs_and_exports(tmp_path):
     run = tmp_path / "run"
     method = _method()
     res = train(_cfg(epochs=2, monitor=MonitorConfig(eval_size=16, every=2)), method, toy_dataset(),
-                ToyAugment(), run)
+                ToyAugment(), run,
+                evaluator=lambda backbone, epoch: {"knn": {"5": np.float64(0.5)}, "n": torch.tensor(3)})
+    assert res["epochs"][1]["knn"] == {"5": 0.5} and type(res["epochs"][1]["knn"]["5"]) is float
     # monitors only on monitor epochs (every=2), the predictor is saved every epoch
     assert "probe_test_top1" not in res["epochs"][0] and "probe_test_top1" in res["epochs"][1]
     ckpt = load_checkpoint(run / "checkpoint.pt")  # weights_only=True

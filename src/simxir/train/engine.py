@@ -280,6 +280,19 @@ def export_encoder(backbone: nn.Module, run_dir: Path) -> Path:
     return path
 
 
+def _plain(v: Any) -> Any:
+    """numpy/tensor scalars -> Python numbers, recursively, so checkpoints load with weights_only."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return v.item()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
 def _save_predictor(weight: torch.Tensor, run_dir: Path, epoch: int) -> None:
     buf = io.BytesIO()
     np.save(buf, weight.detach().float().cpu().numpy())
@@ -449,7 +462,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
             metrics.update(evaluate_monitors(trainable, augment, test_x, test_y, cfg, amp_dtype, device,
                                              channels_last))
             if evaluator is not None:
-                metrics.update(evaluator(trainable.method.backbone, epoch + 1))
+                metrics.update(_plain(evaluator(trainable.method.backbone, epoch + 1)))
         if main and cfg.monitor.save_predictor:
             w = trainable.method.predictor_weight()
             if w is not None:
