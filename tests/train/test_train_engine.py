@@ -178,3 +178,12 @@ def test_gradient_accumulation_of_a_per_sample_loss_equals_the_full_batch(tmp_pa
         params.append([p.detach().clone() for p in trainable.parameters()])
     for a, b in zip(*params):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_collapsed_projection_marks_the_run_collapsed(tmp_path):
+    method = _method()
+    method.project = lambda x: torch.ones(x.shape[0], 8, device=x.device)   # every embedding alike
+    res = train(_cfg(epochs=1), method, toy_dataset(), ToyAugment(), tmp_path / "r")
+    last = res["epochs"][-1]
+    assert res["collapsed"] is True and last["collapsed"] is True
+    assert last["z_std"] == 0.0 and math.isnan(last["decorrelation"])   # undefined, not a number
