@@ -44,8 +44,10 @@ class AblationRow:
                 "I-PRED": self.identity_predictor, "STOPGRAD": self.stop_gradient}
 
 
-# Table 3's switches, one change at a time from the full method, plus the stop-gradient rows that
-# connect it to SimSiam (stop-gradient + linear predictor, no covariance term).
+# Table 3's switches, one change at a time from the full method, plus the rows that connect it to
+# SimSiam (stop-gradient + linear predictor, no covariance term) and to plain invariance (I-PRED, no
+# covariance). Standardization alone already rules out complete collapse (every output dimension
+# keeps unit variance), so the rows that can collapse completely are the ones without STD.
 TABLE3_ROWS: tuple[AblationRow, ...] = (
     AblationRow("full"),
     AblationRow("no-invariance", c_inv=0.0),
@@ -55,6 +57,9 @@ TABLE3_ROWS: tuple[AblationRow, ...] = (
     AblationRow("stopgrad", stop_gradient=True),
     AblationRow("stopgrad-no-covariance", c_cov=0.0, stop_gradient=True),
     AblationRow("i-pred-no-covariance", c_cov=0.0, identity_predictor=True),
+    AblationRow("no-std-no-covariance", c_cov=0.0, standardize=False),
+    AblationRow("stopgrad-no-std-no-covariance", c_cov=0.0, standardize=False, stop_gradient=True),
+    AblationRow("i-pred-no-std-no-covariance", c_cov=0.0, standardize=False, identity_predictor=True),
 )
 ROWS_BY_NAME = {r.name: r for r in TABLE3_ROWS}
 
