@@ -148,7 +148,7 @@ def envelope_deviation(t: np.ndarray, gap: np.ndarray, eta: float) -> float:
     return float(np.max(np.abs(gap - gap[0] * np.exp(-2 * eta * t))) / gap[0])
 
 
-def _summary(eta: float, variant: str, sim: dict[str, np.ndarray], key: str) -> dict[str, Any]:
+def _summary(eta: float, sim: dict[str, np.ndarray], key: str) -> dict[str, Any]:
     rate = fit_rate(sim["t"], sim[key])
     return {
         "fitted_rate": rate,
@@ -174,9 +174,9 @@ def run_theorem(cfg: TheoremConfig | None = None, keep_curves: bool = True) -> d
         for eta in cfg.etas:
             sim = simulate(eta, variant, cfg)
             key = "gap_joint" if variant == "symmetrized-joint" else "gap"
-            entry: dict[str, Any] = {"eta": eta, "variant": variant, "tracked": key, **_summary(eta, variant, sim, key)}
+            entry: dict[str, Any] = {"eta": eta, "variant": variant, "tracked": key, **_summary(eta, sim, key)}
             if variant == "symmetrized":
-                entry["joint"] = _summary(eta, variant, sim, "gap_joint")
+                entry["joint"] = _summary(eta, sim, "gap_joint")
             entry["loss_start"], entry["loss_end"] = float(sim["loss"][0]), float(sim["loss"][-1])
             entry["wp_gram_start"], entry["wp_gram_end"] = float(sim["wp_gram"][0]), float(sim["wp_gram"][-1])
             if keep_curves:
