@@ -24,22 +24,29 @@ def _root() -> None:
 
 
 def _register() -> None:
-    """Attach every capability's commands to the app (each module owns its options)."""
+    """Attach every capability's commands to the app (each capability's command.py owns its options)."""
     from simxir import demo
+    from simxir.analysis import command as analysis
+    from simxir.data.command import data_app
+    from simxir.dynamics.command import dynamics_app
+    from simxir.eval.command import eval_command
+    from simxir.finetune.command import finetune_command
+    from simxir.methods.command import methods_command
+    from simxir.models import command as models
+    from simxir.train.command import pretrain_command
 
-    app.command("demo", help=demo.__doc__.splitlines()[0])(demo.demo_command)
-    # Capabilities register themselves below, one line each.
-    from simxir.train.command import pretrain_command; app.command("pretrain")(pretrain_command)  # noqa: E702
-    from simxir.data.command import data_app; app.add_typer(data_app, name="data")  # noqa: E702
-    from simxir.analysis import command as analysis_cmd; app.command("analyze")(analysis_cmd.analyze_command)  # noqa: E702
-    app.command("theorem31")(analysis_cmd.theorem_command)
-    app.command("ablation")(analysis_cmd.ablation_command)
-    from simxir.eval.command import eval_command; app.command("eval")(eval_command)  # noqa: E702
-    from simxir.dynamics.command import dynamics_app; app.add_typer(dynamics_app, name="dynamics")  # noqa: E702
-    from simxir.models import command as models_cmd; app.command("inspect-encoder")(models_cmd.inspect_command)  # noqa: E702
-    app.command("export-encoder")(models_cmd.export_command)
-    from simxir.methods.command import methods_command; app.command("methods")(methods_command)  # noqa: E702
-    from simxir.finetune.command import finetune_command; app.command("finetune")(finetune_command)  # noqa: E702
+    app.command("demo")(demo.demo_command)
+    app.command("pretrain")(pretrain_command)
+    app.command("finetune")(finetune_command)
+    app.command("eval")(eval_command)
+    app.command("methods")(methods_command)
+    app.command("inspect-encoder")(models.inspect_command)
+    app.command("export-encoder")(models.export_command)
+    app.add_typer(data_app, name="data")
+    app.add_typer(dynamics_app, name="dynamics")
+    app.command("analyze")(analysis.analyze_command)
+    app.command("theorem31")(analysis.theorem_command)
+    app.command("ablation")(analysis.ablation_command)
 
 
 def main() -> None:
