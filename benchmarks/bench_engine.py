@@ -8,8 +8,9 @@
 
 Throughput is source images per second (each image gives two augmented views), the first
 (warm-up) step excluded; with --repeats R each configuration is measured in R interleaved rounds
-and the best kept. A shared machine's load drifts, so (b) is also measured on the bare step with
-the two precisions alternated step by step. Prints a table, then one JSON object on the last line.
+and the best kept (use --repeats 2 or more on a shared, loaded machine). Alternating the two
+precisions step by step is NOT a fair way to cancel load drift on CPU: each switch between a
+bf16 and an fp32 model made both many times slower here (oneDNN re-creates its kernels). Prints a table, then one JSON object on the last line.
 
     python benchmarks/bench_engine.py                     # ResNet-18 CIFAR stem, SimSiam, batch 64
     python benchmarks/bench_engine.py --backbone convnet-small --batch 256 --steps 6
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from types import SimpleNamespace
@@ -85,21 +85,6 @@ def bare(args, amp: bool, channels_last: bool, device: torch.device) -> float:
     return args.batch * args.steps / (time.perf_counter() - t)
 
 
-def bare_interleaved(args, device: torch.device) -> dict[str, float]:
-    """bf16+channels_last vs fp32 NCHW bare steps, alternated step by step (cancels slow drifts
-    in a shared machine's load); median img/s of each."""
-    a = _bare_setup(args, True, True, device)
-    b = _bare_setup(args, False, False, device)
-    a(), b()
-    ta, tb = [], []
-    for _ in range(args.steps):
-        for f, ts in ((a, ta), (b, tb)):
-            t = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t)
-    return {"bf16_cl": args.batch / statistics.median(ta), "fp32_nchw": args.batch / statistics.median(tb)}
-
-
 def engine(args, precision: str, channels_last: bool, device: torch.device) -> float:
     """The engine's own training-loop throughput (its train_img_per_s), one epoch of steps + 1."""
     cfg = TrainConfig(epochs=1, batch_size=args.batch, precision=precision, channels_last=channels_last,
@@ -135,7 +120,6 @@ def main() -> None:
         for name, fn in configs:
             best[name] = max(best.get(name, 0.0), fn())
     rows = [(name, best[name]) for name, _ in configs]
-    inter = bare_interleaved(args, device)
     r = dict(rows)
     result = {
         "device": str(device), "bf16_supported": bf16, "backbone": args.backbone, "method": args.method,
@@ -144,8 +128,6 @@ def main() -> None:
         "a_engine_over_bare_bf16_cl": round(r["engine default (bf16 channels_last)"] / r["bare bf16 channels_last"], 3),
         "b_engine_bf16_cl_over_engine_fp32_nchw": round(r["engine default (bf16 channels_last)"] / r["engine fp32 NCHW"], 3),
         "b_engine_bf16_cl_over_bare_fp32_nchw": round(r["engine default (bf16 channels_last)"] / r["bare fp32 NCHW"], 3),
-        "bare_interleaved_img_per_s": {k: round(v, 2) for k, v in inter.items()},
-        "b_bare_interleaved_bf16_cl_over_fp32_nchw": round(inter["bf16_cl"] / inter["fp32_nchw"], 3),
         "repeats": args.repeats,
         "targets": {"a": 0.85, "b": 2.0},
     }
@@ -154,7 +136,6 @@ def main() -> None:
         print(f"{name:40s} {v:9.1f}")
     print(f"(a) engine / bare, bf16 channels_last:      {result['a_engine_over_bare_bf16_cl']:.3f}  (target >= 0.85)")
     print(f"(b) engine bf16+CL / engine fp32 NCHW:      {result['b_engine_bf16_cl_over_engine_fp32_nchw']:.3f}  (target >= 2)")
-    print(f"(b) bare, step-interleaved bf16+CL / fp32:  {result['b_bare_interleaved_bf16_cl_over_fp32_nchw']:.3f}")
     print(json.dumps(result))
 
 
