@@ -1,18 +1,21 @@
-"""Cost of the per-epoch decorrelation monitor vs numpy's np.corrcoef (same run, interleaved).
+"""Cost of the per-epoch decorrelation monitor vs numpy's np.corrcoef (same run; min of repeats).
 
 The engine calls ``simxir.analysis.decorrelation`` once per monitored epoch on the projector outputs
 of a fixed eval set (n x d). Baseline: ``((np.corrcoef(x, rowvar=False) - I)**2).sum()`` in float64
 on the same array (the obvious implementation). Both values must agree to 1e-9 relative.
 Also times the predictor diagnostics of one d x d matrix (all four, as ``simxir analyze --predictor``).
 
-    python benchmarks/bench_analysis.py [--repeats 5] [--shapes 512x128,512x1024] [--pred-dim-max 512]
+    OMP_NUM_THREADS=1 python benchmarks/bench_analysis.py [--repeats 5] [--shapes 512x128,512x1024]
+        [--pred-dim-max 512] [--threads N]
+
+On a CPU loaded by other processes torch's 2-thread OpenMP pool stalls on its barriers (100x slower
+small ops here); compare with one thread for both (OMP_NUM_THREADS=1) when the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import numpy as np
@@ -28,15 +31,18 @@ def _time(fn, repeats: int) -> float:
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return min(ts)  # the least-disturbed run: the CPU is shared
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--shapes", default="512x128,512x1024")
     ap.add_argument("--pred-dim-max", type=int, default=512, help="skip predictor timing above this d")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     rows = []
     for shape in args.shapes.split(","):
@@ -61,7 +67,8 @@ def main() -> None:
     for r in rows:
         print(f"{r['n']:6d} {r['d']:6d} {r['decorrelation_s'] * 1e3:11.1f} ms {r['np_corrcoef_s'] * 1e3:9.1f} ms "
               f"{r['speedup_vs_corrcoef']:6.2f}x {r['predictor_diagnostics_s'] * 1e3:7.1f} ms")
-    print(json.dumps({"benchmark": "analysis", "torch_threads": torch.get_num_threads(), "rows": rows}))
+    clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
+    print(json.dumps({"benchmark": "analysis", "torch_threads": torch.get_num_threads(), "rows": clean}))
 
 
 if __name__ == "__main__":

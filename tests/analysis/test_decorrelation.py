@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from simxir.analysis import decorrelation
+from simxir.analysis import correlation_matrix, decorrelation
 from simxir.errors import UserError
 
 
@@ -42,6 +42,17 @@ def test_equals_formula_on_sample_correlation():
     assert decorrelation(x) == pytest.approx(expected, rel=1e-10)
     assert decorrelation(torch.tensor(x, dtype=torch.float32)) == pytest.approx(expected, rel=1e-5)
     assert decorrelation(x, normalize=True) == pytest.approx(expected / 12, rel=1e-10)
+
+
+@pytest.mark.parametrize("n, d", [(6, 10), (40, 3), (7, 7)])
+def test_fewer_samples_than_dims_and_matrix_agree(n, d):
+    x = np.random.default_rng(n * d).standard_normal((n, d)) @ np.diag(np.arange(1.0, d + 1))
+    r = _pearson_by_hand(x)
+    expected = float(((r - np.eye(d)) ** 2).sum())
+    assert decorrelation(x) == pytest.approx(expected, rel=1e-10)
+    corr, live = correlation_matrix(x)
+    assert bool(live.all())
+    np.testing.assert_allclose(corr.numpy(), r, atol=1e-12)
 
 
 def test_population_value_with_tolerance():
@@ -82,6 +93,9 @@ def test_zero_variance_dimensions():
     assert math.isnan(decorrelation(collapsed))
     assert math.isnan(decorrelation(collapsed, zero_variance="drop"))
     assert math.isnan(decorrelation(np.zeros((10, 3))))
+    corr, live = correlation_matrix(x)
+    assert live.tolist() == [True, True, False, True, True]
+    assert bool(torch.isnan(corr[2]).all()) and bool(torch.isnan(corr[:, 2]).all())
 
 
 def test_small_but_real_variance_is_not_dead():

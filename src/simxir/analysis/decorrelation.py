@@ -51,6 +51,21 @@ def _eps_of(x: torch.Tensor) -> float:
     return float(torch.finfo(x.dtype).eps) if x.is_floating_point() else float(torch.finfo(torch.float64).eps)
 
 
+def _centred_columns(x: torch.Tensor, rtol: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centred float64 columns, their std, and the mask of non-constant columns."""
+    tol = max(10.0 * _eps_of(x), 1e-12) if rtol is None else rtol
+    xf = x.detach().to(_work_dtype(x))
+    mean = xf.mean(dim=0)
+    xc = xf - mean
+    var = xc.pow(2).sum(dim=0) / (xf.shape[0] - 1)
+    if not bool(torch.isfinite(var).all()):  # a nan or inf anywhere in a column makes its variance nan
+        raise UserError("features: contain nan or inf values")
+    std = var.sqrt()
+    # a constant column's spread is rounding noise, proportional to its magnitude (= |mean|)
+    live = (std > tol * mean.abs()) & (std > 0)
+    return xc, std, live
+
+
 def correlation_matrix(features: torch.Tensor | np.ndarray, rtol: float | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pearson correlation of the columns of ``features`` (n x d), and the mask of varying columns.
@@ -59,17 +74,8 @@ def correlation_matrix(features: torch.Tensor | np.ndarray, rtol: float | None =
     constant dimensions are ``nan``), ``live`` a bool mask of the non-constant dimensions.
     """
     x = _as_matrix(features, "features")
-    tol = max(10.0 * _eps_of(x), 1e-12) if rtol is None else rtol
-    xf = x.detach().to(_work_dtype(x))
-    mean = xf.mean(dim=0)
-    xc = xf - mean
-    cov = xc.T @ xc / (xf.shape[0] - 1)
-    var = cov.diagonal()
-    if not bool(torch.isfinite(var).all()):  # a nan or inf anywhere in a column makes its variance nan
-        raise UserError("features: contain nan or inf values")
-    std = var.clamp_min(0).sqrt()
-    # a constant column's spread is rounding noise, proportional to its magnitude (= |mean|)
-    live = (std > tol * mean.abs()) & (std > 0)
+    xc, std, live = _centred_columns(x, rtol)
+    cov = xc.T @ xc / (xc.shape[0] - 1)
     safe = torch.where(live, std, torch.ones_like(std))
     corr = (cov / safe[:, None] / safe[None, :]).clamp_(-1.0, 1.0)
     if not bool(live.all()):
@@ -86,19 +92,24 @@ def decorrelation(features: torch.Tensor | np.ndarray, zero_variance: ZeroVarian
     ``normalize=True`` divides by ``d * (d - 1)`` (the rank-one maximum), giving the mean squared
     off-diagonal correlation in [0, 1], comparable across widths. ``zero_variance``: see the module
     docstring. ``rtol`` (default ``max(10 * eps of the input dtype, 1e-12)``) decides what counts as
-constant.
-    Works on any device; the result is a Python float.
+    constant. Computed in float64 from the smaller Gram matrix (``||z^T z||_F = ||z z^T||_F`` for
+    standardized columns ``z``), so ``n < d`` costs ``n^2 d``. Works on any device; returns a float.
     """
     if zero_variance not in ("nan", "drop"):
         raise UserError(f"zero_variance: expected 'nan' or 'drop', got {zero_variance!r}")
-    corr, live = correlation_matrix(features, rtol=rtol)
+    x = _as_matrix(features, "features")
+    xc, std, live = _centred_columns(x, rtol)
     if not bool(live.all()):
         if zero_variance == "nan" or not bool(live.any()):
             return math.nan
-        corr = corr[live][:, live]
-    d = corr.shape[0]
-    eye = torch.eye(d, dtype=corr.dtype, device=corr.device)
-    value = float((corr - eye).pow(2).sum())
+        xc, std = xc[:, live], std[live]
+    n, d = xc.shape
+    z = xc / (std * math.sqrt(n - 1))          # unit-norm columns: corr = z^T z
+    # ||corr||_F^2 = ||z^T z||_F^2 = ||z z^T||_F^2: use the smaller Gram matrix (n x n when n < d)
+    gram = z.T @ z if d <= n else z @ z.T
+    diag = z.pow(2).sum(dim=0)                 # the diagonal of corr: 1 up to rounding
+    value = float(gram.pow(2).sum() - diag.pow(2).sum() + (diag - 1).pow(2).sum())
+    value = max(value, 0.0)
     if normalize:
         value = value / (d * (d - 1)) if d > 1 else 0.0
     return value
