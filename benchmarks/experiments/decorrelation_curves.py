@@ -59,7 +59,7 @@ def main() -> None:
             {"error": proc.stderr.strip().splitlines()[-1:] }
         curves[name] = {"label": label, "epochs": ep, "decorrelation": dec, "proj_dim": d,
                         "mean_sq_offdiag": [v / (d * (d - 1)) for v in dec] if d else None,
-                        "falls": bool(len(dec) > 1 and dec[-1] < dec[0]),
+                        "falls": bool(len(dec) > 1 and dec[-1] < 0.9 * dec[0]),  # >10% drop first->last
                         "first_to_last_ratio": dec[-1] / dec[0] if dec and dec[0] else None,
                         "analyze": analysis}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

@@ -53,7 +53,7 @@ def main() -> None:
     for p in sorted(runs.glob("ft-*.json")):
         if p.name.endswith(".wall.json"):
             continue
-        s = load(p)
+        s = load(Path("runs") / p.stem / "results.json") or load(p)   # full summary of the run folder
         if s is None:
             continue
         wall = load(p.with_name(p.stem + ".wall.json")) or {}
@@ -64,11 +64,11 @@ def main() -> None:
     for p in sorted(runs.glob("tune-*.json")):
         if p.name.endswith(".wall.json"):
             continue
-        s = load(p)
+        s = load(Path("runs") / p.stem / "results.json") or load(p)
         if s is None:
             continue
         out["tuning"][p.stem] = {"before_knn_mean": knn_mean(s["before"]), "after_knn_mean": knn_mean(s["after"]),
-                                 "before": s["before"], "after": s["after"], "evaluated_on": s["evaluated_on"],
+                                 "before": s["before"], "after": s["after"], "evaluated_on": s.get("evaluated_on"),
                                  "collapsed": s.get("collapsed")}
     if out["tuning"]:
         print("| tuning run (validation split) | kNN mean before | kNN mean after | change |")

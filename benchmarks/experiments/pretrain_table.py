@@ -19,7 +19,7 @@ from pathlib import Path
 
 DATA = "npz:../shared/data/cifar10-12k.npz"
 RUNS = ["byol", "byol-linear", "simsiam", "barlow_twins", "vicreg", "moco", "simclr", "bridge",
-        "bridge-sg-nostd-ipred"]
+        "bridge-sg-nostd-ipred", "bridge-sg-nostd-ipred-nocov"]
 KS = ["5", "7", "11", "15", "17", "21"]
 
 
