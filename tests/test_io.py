@@ -55,3 +55,10 @@ def test_missing_and_garbage_files(tmp_path):
 def test_atomic_json(tmp_path):
     atomic_write_json({"a": 1}, tmp_path / "r.json")
     assert (tmp_path / "r.json").read_text().strip() == '{\n  "a": 1\n}'
+
+
+def test_atomic_files_get_the_mode_a_plain_open_would(tmp_path):
+    atomic_write_json({"a": 1}, tmp_path / "r.json")
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

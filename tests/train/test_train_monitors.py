@@ -47,3 +47,12 @@ def test_topk_correct():
     logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3], [0.2, 0.3, 0.5]])
     y = torch.tensor([1, 2, 0])
     assert topk_correct(logits, y, (1, 2, 5)) == {1: 1, 2: 2, 5: 3}
+
+
+def test_effective_rank_of_non_finite_features_is_nan_and_collapsed():
+    x = torch.randn(16, 8)
+    x[3, 2] = float("nan")
+    assert math.isnan(effective_rank(x))
+    x[3, 2] = float("inf")
+    assert math.isnan(effective_rank(x))
+    assert is_collapsed(0.3, 8, effective_rank(x), 0.05, 1.5)

@@ -22,7 +22,12 @@ def normalized_std(z: torch.Tensor) -> float:
 
 
 def effective_rank(x: torch.Tensor, eps: float = 1e-12) -> float:
-    """Roy & Vetterli effective rank ``exp(-sum p_k log p_k)``, ``p_k = s_k / sum s`` of ``x`` (n, d)."""
+    """Roy & Vetterli effective rank ``exp(-sum p_k log p_k)``, ``p_k = s_k / sum s`` of ``x`` (n, d).
+
+    Non-finite features (a run blowing up between loss checks) give nan, which counts as collapsed.
+    """
+    if not bool(torch.isfinite(x).all()):
+        return math.nan
     s = torch.linalg.svdvals(x.detach().double())
     total = s.sum()
     if not torch.isfinite(total) or total <= eps:
