@@ -20,7 +20,7 @@ from simxir.eval.evaluate import evaluate_features
 from simxir.eval.features import extract_features
 from simxir.eval.knn import DEFAULT_KS, faiss_available
 from simxir.eval.linear import LinearProbeConfig
-from simxir.eval.report import format_tables, format_tables_markdown
+from simxir.eval.report import format_tables
 from simxir.progress import log
 
 FEATURE_KEYS = ("train_features", "train_labels", "test_features", "test_labels")
@@ -197,5 +197,6 @@ def eval_command(
         print(json.dumps(result))
         return
     title = f"simxir eval: {features or encoder}" + (f" on {data}" if data else "")
-    print(format_tables_markdown(result, title=title) if markdown else format_tables(result, title=title), end="")
+    # the SimXIR paper's Table 1 layout: columns k, cells "cos / euc"
+    print(format_tables(result, title=title, combined=True, markdown=markdown), end="")
 
