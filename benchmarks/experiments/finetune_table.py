@@ -70,6 +70,27 @@ def main() -> None:
         out["tuning"][p.stem] = {"before_knn_mean": knn_mean(s["before"]), "after_knn_mean": knn_mean(s["after"]),
                                  "before": s["before"], "after": s["after"], "evaluated_on": s.get("evaluated_on"),
                                  "collapsed": s.get("collapsed")}
+    # summary: mean of the 12 kNN numbers and linear top-1, before -> after
+    print("| run | epochs | kNN mean before | after | change | linear top-1 before | after | change |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, s in out["standard_runs"].items():
+        b, a = s["before"], s["after"]
+        lb, la = (b.get("linear") or {}).get("top1"), (a.get("linear") or {}).get("top1")
+        lin = f"{lb:.2f} | {la:.2f} | {la - lb:+.2f}" if lb is not None and la is not None else "— | — | —"
+        print(f"| {n} | {len(s.get('epochs') or [])} | {knn_mean(b):.2f} | {knn_mean(a):.2f} | "
+              f"{knn_mean(a) - knn_mean(b):+.2f} | {lin} |")
+    # control: the same encoders after 5 more epochs of their own pretraining (continue_pretrain.sh)
+    out["continue_pretraining"] = {}
+    for p in sorted(runs.glob("cont-*/eval.json")):
+        m = p.parent.name[len("cont-"):]
+        b, a = load(runs / f"pre-{m}" / "eval.json"), load(p)
+        if b is None or a is None:
+            continue
+        out["continue_pretraining"][m] = {"before": b, "after": a}
+        lb, la = b["linear"]["top1"], a["linear"]["top1"]
+        print(f"| control: {m} pretraining continued | 5 | {knn_mean(b):.2f} | {knn_mean(a):.2f} | "
+              f"{knn_mean(a) - knn_mean(b):+.2f} | {lb:.2f} | {la:.2f} | {la - lb:+.2f} |")
+    print()
     if out["tuning"]:
         print("| tuning run (validation split) | kNN mean before | kNN mean after | change |")
         print("|---|---|---|---|")
