@@ -3,9 +3,10 @@
 # CPU budget: convnet-small, simsiam-cifar augmentation, batch 256, EPOCHS epochs, seed 0.
 # Runs JOBS runs at a time, each on one intra-op thread (OMP_NUM_THREADS=1: on the shared,
 # oversubscribed 2-core CPU a 2-thread step was 5.6x slower than a 1-thread one, see time_step.py).
-# Usage (repo root): [ONLY="bridge|simsiam"] bash benchmarks/experiments/pretrain_all.sh [EPOCHS] [JOBS]
+# PREFIX (default pre) names the run folders runs/PREFIX-NAME.
+# Usage (repo root): [ONLY="bridge|simsiam"] [PREFIX=pre10] bash benchmarks/experiments/pretrain_all.sh [EPOCHS] [JOBS]
 set -euo pipefail
-EPOCHS=${1:-3}; JOBS=${2:-4}
+EPOCHS=${1:-3}; JOBS=${2:-4}; PREFIX=${PREFIX:-pre}
 export OMP_NUM_THREADS=1 SIMXIR_QUIET=1
 DATA=npz:../shared/data/cifar10-12k.npz
 COMMON="epochs=$EPOCHS batch_size=256 backbone=convnet-small augment=simsiam-cifar seed=0 monitor.every=1 schedule.warmup_epochs=0.5"
@@ -18,7 +19,10 @@ mkdir -p runs
 # 10% online probe after one epoch, and the stop-gradient/I-PRED ablation hit an inf loss at step
 # 16; so bridge runs with AdamW 1e-3 and a 512-512-128 projector (output d=128 < batch 256, so the
 # batch covariance is full rank), as the digits ablation of results/analysis does (128^3).
-BRIDGE="optim.name=adamw optim.lr=1e-3 optim.weight_decay=1e-4 method.proj_sizes=[512,512,128]"
+BRIDGE_OPT="optim.name=adamw optim.lr=1e-3 optim.weight_decay=1e-4"
+BRIDGE="$BRIDGE_OPT method.proj_sizes=[512,512,128]"
+# byol-linear collapsed its projector output with SGD 0.05; two follow-ups (added after the table):
+# AdamW 1e-3 as bridge, and SGD at lr 0.02.
 # name | method | extra overrides
 cat > runs/pretrain_jobs.txt <<JOBS
 bridge|bridge|$BRIDGE
@@ -28,6 +32,8 @@ barlow_twins|barlow_twins|$LARS method.scale_loss=0.1
 vicreg|vicreg|$LARS
 byol|byol|$SGD
 byol-linear|byol|$SGD method.predictor=linear
+byol-linear-adamw|byol|$BRIDGE_OPT method.predictor=linear
+byol-linear-lr0.02|byol|optim.name=sgd optim.lr=0.02 optim.weight_decay=5e-4 method.predictor=linear
 simsiam|simsiam|$SGD
 moco|moco|$SGD method.ema=0.99
 simclr|simclr|$SGD
@@ -35,15 +41,15 @@ JOBS
 if [ -n "${ONLY:-}" ]; then grep -E "^(${ONLY})\|" runs/pretrain_jobs.txt > runs/pretrain_jobs.only || true; mv runs/pretrain_jobs.only runs/pretrain_jobs.txt; fi
 run_one() {
   IFS='|' read -r name method extra <<< "$1"
-  rm -rf "runs/pre-$name"
+  rm -rf "runs/$PREFIX-$name"
   start=$(date +%s)
   set +e
-  simxir pretrain --method "$method" --data "$DATA" --out "runs/pre-$name" $COMMON $extra --json \
-    > "runs/pre-$name.json" 2> "runs/pre-$name.err"
+  simxir pretrain --method "$method" --data "$DATA" --out "runs/$PREFIX-$name" $COMMON $extra --json \
+    > "runs/$PREFIX-$name.json" 2> "runs/$PREFIX-$name.err"
   rc=$?
   set -e
-  echo "{\"run\": \"$name\", \"rc\": $rc, \"wall_s\": $(( $(date +%s) - start ))}" > "runs/pre-$name.wall.json"
+  echo "{\"run\": \"$name\", \"rc\": $rc, \"wall_s\": $(( $(date +%s) - start ))}" > "runs/$PREFIX-$name.wall.json"
   echo "$name rc=$rc wall=$(( $(date +%s) - start ))s"
 }
-export -f run_one; export DATA COMMON
+export -f run_one; export DATA COMMON PREFIX
 tr '\n' '\0' < runs/pretrain_jobs.txt | xargs -0 -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}

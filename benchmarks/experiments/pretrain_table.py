@@ -19,7 +19,7 @@ from pathlib import Path
 
 DATA = "npz:../shared/data/cifar10-12k.npz"
 RUNS = ["byol", "byol-linear", "simsiam", "barlow_twins", "vicreg", "moco", "simclr", "bridge",
-        "bridge-sg-nostd-ipred", "bridge-sg-nostd-ipred-nocov"]
+        "bridge-sg-nostd-ipred", "bridge-sg-nostd-ipred-nocov", "byol-linear-adamw", "byol-linear-lr0.02"]
 KS = ["5", "7", "11", "15", "17", "21"]
 
 
@@ -50,11 +50,11 @@ def run_eval(encoder: Path, out: Path, linear_epochs: int) -> dict | None:
     return res
 
 
-def read_run(name: str) -> dict:
-    d = Path("runs") / f"pre-{name}"
+def read_run(name: str, prefix: str = "pre") -> dict:
+    d = Path("runs") / f"{prefix}-{name}"
     info: dict = {"run": name}
-    pj = Path("runs") / f"pre-{name}.json"
-    wall = Path("runs") / f"pre-{name}.wall.json"
+    pj = Path("runs") / f"{prefix}-{name}.json"
+    wall = Path("runs") / f"{prefix}-{name}.wall.json"
     if wall.is_file():
         info.update(json.loads(wall.read_text()))
     if pj.is_file() and pj.read_text().strip():
@@ -80,18 +80,22 @@ def fmt(x: float | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--linear-epochs", type=int, default=50)
+    ap.add_argument("--prefix", default="pre", help="run folders runs/PREFIX-NAME (pre10: the 10-epoch runs)")
+    ap.add_argument("--out", default="results/pretrain/results.json")
     args = ap.parse_args()
     rnd = Path("runs/random-convnet-small/encoder.safetensors")
     random_encoder(rnd)
     results = {"data": DATA, "random_init": run_eval(rnd, rnd.parent / "eval.json", args.linear_epochs),
                "runs": {}}
     for name in RUNS:
-        info = read_run(name)
-        info["eval"] = run_eval(Path("runs") / f"pre-{name}" / "encoder.safetensors",
-                                Path("runs") / f"pre-{name}" / "eval.json", args.linear_epochs)
+        if not (Path("runs") / f"{args.prefix}-{name}").is_dir():
+            continue
+        info = read_run(name, args.prefix)
+        info["eval"] = run_eval(Path("runs") / f"{args.prefix}-{name}" / "encoder.safetensors",
+                                Path("runs") / f"{args.prefix}-{name}" / "eval.json", args.linear_epochs)
         results["runs"][name] = info
     Path("results/pretrain").mkdir(parents=True, exist_ok=True)
-    Path("results/pretrain/results.json").write_text(json.dumps(results, indent=1))
+    Path(args.out).write_text(json.dumps(results, indent=1))
 
     def row(label: str, ev: dict | None, extra: str) -> str:
         if ev is None:
