@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RUNS = {"byol-linear": "BYOL (linear predictor)", "simsiam": "SimSiam", "barlow_twins": "Barlow Twins",
+RUNS = {"byol-linear": "BYOL (linear predictor)", "byol-linear-adamw": "BYOL (linear predictor, AdamW)", "simsiam": "SimSiam", "barlow_twins": "Barlow Twins",
         "vicreg": "VICReg", "bridge": "bridge"}
 OUT = Path("results/analysis")
 
