@@ -62,3 +62,23 @@ def test_atomic_files_get_the_mode_a_plain_open_would(tmp_path):
     plain = tmp_path / "plain.json"
     plain.write_text("{}")
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_read_npz_errors_name_option_path_and_keys(tmp_path):
+    import numpy as np
+
+    from simxir.io import read_npz
+
+    np.savez(tmp_path / "a.npz", x=np.arange(3), y=np.ones(2))
+    got = read_npz(tmp_path / "a.npz", ("x",), optional=("y", "z"))
+    assert set(got) == {"x", "y"} and got["x"].tolist() == [0, 1, 2]
+    with pytest.raises(UserError, match=r"--f .*a.npz: missing key\(s\) w .*found x, y"):
+        read_npz(tmp_path / "a.npz", ("w",), option="--f")
+    with pytest.raises(UserError, match="no such file .*keys x"):
+        read_npz(tmp_path / "b.npz", ("x",))
+    np.savez(tmp_path / "o.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(UserError, match="o.npz: not a readable .npz of numeric arrays"):
+        read_npz(tmp_path / "o.npz", ("x",))
+    (tmp_path / "t.npz").write_text("not a zip")
+    with pytest.raises(UserError, match="t.npz: not a readable .npz"):
+        read_npz(tmp_path / "t.npz", ("x",))

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 
 from simxir.errors import UserError
@@ -66,6 +67,34 @@ def json_safe(value: Any) -> Any:
 def atomic_write_json(obj: Any, path: str | Path) -> None:
     """Write ``obj`` as indented, strict JSON (nan/inf as null), atomically."""
     atomic_write_bytes(path, (json.dumps(json_safe(obj), indent=2) + "\n").encode())
+
+
+def read_npz(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
+             option: str = "") -> dict[str, np.ndarray]:
+    """The ``required`` (and present ``optional``) arrays of an ``.npz``, loaded without pickle.
+
+    Errors are one line naming ``option`` (e.g. ``--features``), the path and the keys expected:
+    a missing file, missing keys, a file that is not an .npz, or object arrays.
+    """
+    p = Path(path).expanduser()
+    who = f"{option} {p}" if option else str(p)
+    expected = ", ".join(required) + (f" (optional {', '.join(optional)})" if optional else "")
+    if not p.is_file():
+        raise UserError(f"{who}: no such file (expected an .npz with keys {expected})")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            missing = [k for k in required if k not in z.files]
+            if missing:
+                raise UserError(f"{who}: missing key(s) {', '.join(missing)} (expected {expected}; "
+                                f"found {', '.join(z.files) or 'none'})")
+            return {k: z[k] for k in (*required, *optional) if k in z.files}
+    except UserError:
+        raise
+    except ValueError as exc:
+        what = "pickled or object data, which is never unpickled" if "pickle" in str(exc).lower() else "ValueError"
+        raise UserError(f"{who}: not a readable .npz of numeric arrays ({what})") from None
+    except Exception as exc:  # noqa: BLE001 - zipfile, OS and EOF errors for damaged files
+        raise UserError(f"{who}: not a readable .npz of numeric arrays ({exc.__class__.__name__})") from None
 
 
 def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> Any:

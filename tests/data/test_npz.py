@@ -53,7 +53,7 @@ def test_npz_errors(tmp_path: Path) -> None:
         load_dataset(f"npz:{p}")
     rng = np.random.default_rng(2)
     cases = {
-        "missing keys y_test": lambda a: a.pop("y_test"),
+        "missing key(s) y_test": lambda a: a.pop("y_test"),
         "out of range": lambda a: a.__setitem__("y_test", np.array([0, 1, 2, 3])),
         "4 labels for 10 images": lambda a: a.__setitem__("y_train", np.arange(4) % 3),
         "expected uint8": lambda a: a.__setitem__("x_train", a["x_train"].astype(np.float32)),

@@ -90,7 +90,7 @@ def test_run_errors(tmp_path, kw, needle):
 
 def test_run_bad_files(tmp_path):
     np.savez(tmp_path / "p.npz", points=np.zeros((3, 2)))
-    with pytest.raises(UserError, match="'inputs'"):
+    with pytest.raises(UserError, match=r"--input .*p.npz: missing key\(s\) inputs .*found points"):
         _run(tmp_path / "p.npz", knn=2)
     with pytest.raises(UserError, match="no such file"):
         _run(tmp_path / "missing.npz", knn=2)

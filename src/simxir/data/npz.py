@@ -9,25 +9,14 @@ import numpy as np
 
 from simxir.data.dataset import ImageDataset, from_numpy_nhwc
 from simxir.errors import UserError
+from simxir.io import read_npz
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def load_npz(path: str | Path) -> ImageDataset:
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"{p}: no such .npz file (expected keys {', '.join(KEYS)}, optional classes)")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            missing = [k for k in KEYS if k not in z.files]
-            if missing:
-                raise UserError(f"{p}: missing keys {', '.join(missing)} (expected {', '.join(KEYS)}, "
-                                f"optional classes)")
-            arrays = {k: z[k] for k in (*KEYS, "classes") if k in z.files}
-    except UserError:
-        raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"{p}: not a readable .npz without object arrays ({str(exc).splitlines()[0]})") from None
+    arrays = read_npz(p, KEYS, optional=("classes",))
     train = from_numpy_nhwc(arrays["x_train"], arrays["y_train"], f"{p}: x_train/y_train")
     test = from_numpy_nhwc(arrays["x_test"], arrays["y_test"], f"{p}: x_test/y_test")
     if "classes" in arrays:

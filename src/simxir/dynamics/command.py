@@ -13,6 +13,7 @@ import torch
 import typer
 
 from simxir.errors import UserError
+from simxir.io import read_npz
 from simxir.io import atomic_write_bytes
 from simxir.progress import log
 
@@ -33,19 +34,8 @@ def _emit(obj: dict[str, Any], json_out: bool, text: str) -> None:
 def load_points(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Read ``inputs`` (n, d1), optional ``reps`` (n, d2) and ``groups`` (n,) from an .npz."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"--input {p}: no such file (expected an .npz with 'inputs' and optional 'reps', 'groups')")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if "inputs" not in z.files:
-                raise UserError(f"--input {p}: missing key 'inputs' (found {', '.join(z.files) or 'none'})")
-            inputs = z["inputs"]
-            reps = z["reps"] if "reps" in z.files else None
-            groups = z["groups"] if "groups" in z.files else None
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - zipfile/pickle/OS errors
-        raise UserError(f"--input {p}: not a readable .npz of numeric arrays ({exc.__class__.__name__})") from None
+    arrays = read_npz(p, ("inputs",), optional=("reps", "groups"), option="--input")
+    inputs, reps, groups = arrays["inputs"], arrays.get("reps"), arrays.get("groups")
     if inputs.ndim != 2 or inputs.dtype.kind not in "fiu" or inputs.shape[0] == 0:
         raise UserError(f"--input {p}: 'inputs' must be a non-empty 2-D numeric array (n, d), got shape "
                         f"{inputs.shape} dtype {inputs.dtype}")

@@ -18,6 +18,7 @@ from simxir.dynamics.neighbourhoods import knn_operator, radius_operator
 from simxir.dynamics.propagation import clustering_accuracy, smooth_then_kmeans
 from simxir.dynamics.steps import run
 from simxir.errors import UserError
+from simxir.io import read_npz
 from simxir.io import atomic_write_json
 from simxir.progress import log
 
@@ -307,16 +308,10 @@ def load_embedding_inputs(features: str | None, data: str | None, encoder: str |
         ytr, yte = ds.train.labels, ds.test.labels
         src = f"encoder {encoder} on {data}"
     elif data:
-        p = Path(data)
-        if not p.is_file():
-            raise UserError(f"--data {p}: no such file (expected an images .npz with x_train/y_train/x_test/y_test)")
-        with np.load(p, allow_pickle=False) as z:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
-            if missing:
-                raise UserError(f"--data {p}: missing key(s) {', '.join(missing)}")
-            tr = torch.from_numpy(z["x_train"].reshape(len(z["x_train"]), -1).astype(np.float32) / 255.0)
-            te = torch.from_numpy(z["x_test"].reshape(len(z["x_test"]), -1).astype(np.float32) / 255.0)
-            ytr, yte = torch.from_numpy(z["y_train"].astype(np.int64)), torch.from_numpy(z["y_test"].astype(np.int64))
+        z = read_npz(data, ("x_train", "y_train", "x_test", "y_test"), option="--data")
+        tr = torch.from_numpy(z["x_train"].reshape(len(z["x_train"]), -1).astype(np.float32) / 255.0)
+        te = torch.from_numpy(z["x_test"].reshape(len(z["x_test"]), -1).astype(np.float32) / 255.0)
+        ytr, yte = torch.from_numpy(z["y_train"].astype(np.int64)), torch.from_numpy(z["y_test"].astype(np.int64))
         src = f"raw pixels of {data}"
     else:
         raise UserError("embeddings: pass --features FILE, --data IMAGES.npz, or --encoder CKPT --data SPEC")

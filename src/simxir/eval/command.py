@@ -16,6 +16,7 @@ import torch
 import typer
 
 from simxir.errors import UserError
+from simxir.io import read_npz
 from simxir.eval.evaluate import evaluate_features
 from simxir.eval.features import extract_features
 from simxir.eval.knn import DEFAULT_KS, faiss_available
@@ -48,23 +49,7 @@ def parse_ks(text: str) -> list[int]:
 def load_features_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Read and check a features file: 2-D float features with equal dims, 1-D integer labels."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"--features {p}: no such file (expected an .npz with keys {', '.join(FEATURE_KEYS)})")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            missing = [k for k in FEATURE_KEYS if k not in z.files]
-            if missing:
-                raise UserError(f"--features {p}: missing key(s) {', '.join(missing)} "
-                                f"(expected {', '.join(FEATURE_KEYS)}; found {', '.join(z.files) or 'none'})")
-            arrs = {k: z[k] for k in FEATURE_KEYS}
-    except UserError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise UserError(f"--features {p}: holds object arrays; expected numeric arrays") from None
-        raise UserError(f"--features {p}: not a readable .npz file ({str(exc).splitlines()[0] if str(exc) else 'ValueError'})") from None
-    except Exception as exc:  # noqa: BLE001 - zipfile/OSError/etc.
-        raise UserError(f"--features {p}: not a readable .npz file ({exc.__class__.__name__})") from None
+    arrs = read_npz(p, FEATURE_KEYS, option="--features")
     for split in ("train", "test"):
         f, y = arrs[f"{split}_features"], arrs[f"{split}_labels"]
         if f.ndim != 2 or f.dtype.kind not in "fiu":
