@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from simxir.data.dataset import ImageDataset, from_numpy_nhwc
 from simxir.errors import UserError
