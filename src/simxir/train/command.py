@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import typer
 
 from simxir.config import ConfigError, apply_overrides, from_dict, load_recipe, to_dict
 from simxir.errors import UserError
+from simxir.io import json_safe
 from simxir.train.config import TrainConfig
 from simxir.train.engine import EpochCallback, TrainingDiverged, train
 
@@ -68,17 +68,6 @@ def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
     return train(cfg, method, dataset, augment, out, resume=resume, callbacks=callbacks)
 
 
-def _finite(v: Any) -> Any:
-    """JSON has no nan/inf: they become null."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_finite(x) for x in v]
-    return v
-
-
 def pretrain_command(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. epochs=1 "
                                           "batch_size=128 optim.lr=0.1 method.proj_dim=256"),
@@ -109,7 +98,7 @@ def pretrain_command(
         return
     summary = {"epochs": result["epochs"], "collapsed": result["collapsed"], "encoder": result["encoder"]}
     if json_out:
-        print(json.dumps(_finite(summary)))
+        print(json.dumps(json_safe(summary)))
     else:
         last = result["epochs"][-1]
         status = "COLLAPSED" if result["collapsed"] else "ok"
