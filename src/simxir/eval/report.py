@@ -15,7 +15,7 @@ from typing import Any
 _SHORT = {"cosine": "cos", "euclidean": "euc"}
 
 
-def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
     """Right-aligned plain-text table (first column left-aligned), or a GitHub markdown table."""
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
@@ -80,14 +80,14 @@ def format_tables(result: Mapping[str, Any], title: str = "", combined: bool = F
         parts.append("**Table 1: kNN top-1 accuracy (%)**" if markdown else "Table 1: kNN top-1 accuracy (%)")
         if markdown:
             parts.append("")
-        parts.append(_render(["metric"] + [f"k={k}" for k in ks], _knn_rows(result, ks, combined), markdown))
+        parts.append(render_table(["metric"] + [f"k={k}" for k in ks], _knn_rows(result, ks, combined), markdown))
         parts.append("")
     lin = result.get("linear")
     if lin:
         parts.append("**Table 2: linear probe accuracy (%)**" if markdown else "Table 2: linear probe accuracy (%)")
         if markdown:
             parts.append("")
-        parts.append(_render(["top-1", "top-5"], [[_fmt(lin.get("top1")), _fmt(lin.get("top5"))]], markdown))
+        parts.append(render_table(["top-1", "top-5"], [[_fmt(lin.get("top1")), _fmt(lin.get("top5"))]], markdown))
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 
@@ -105,7 +105,7 @@ def format_knn_table(results: Mapping[str, Mapping[str, Any]], markdown: bool = 
     for name, r in results.items():
         rows.append([name] + [f"{_fmt(_get(r, 'knn', 'cosine', k))} / {_fmt(_get(r, 'knn', 'euclidean', k))}"
                               for k in sk])
-    return _render(["method"] + [f"k={k}" for k in sk], rows, markdown) + "\n"
+    return render_table(["method"] + [f"k={k}" for k in sk], rows, markdown) + "\n"
 
 
 def _comparison_rows(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[list[str]]:
@@ -136,7 +136,7 @@ def format_comparison(before: Mapping[str, Any], after: Mapping[str, Any], title
                       markdown: bool = False, labels: tuple[str, str] = ("before", "after")) -> str:
     """Every accuracy of two results side by side with the signed change ``after - before``."""
     parts = _title(title, markdown)
-    parts.append(_render(["eval", "k", labels[0], labels[1], "change"], _comparison_rows(before, after), markdown))
+    parts.append(render_table(["eval", "k", labels[0], labels[1], "change"], _comparison_rows(before, after), markdown))
     return "\n".join(parts).rstrip() + "\n"
 
 

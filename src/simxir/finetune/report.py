@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from simxir.eval.report import render_table
 from simxir.io import atomic_write_bytes, atomic_write_json
 
 METRICS = (("cosine", "cos"), ("euclidean", "euc"))
@@ -31,16 +32,6 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
 
-def _render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines) + "\n"
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join(fmt.format(*r) for r in [header, *rows]) + "\n"
-
-
 def knn_table(before: Mapping[str, Any], after: Mapping[str, Any], markdown: bool = False) -> str:
     """Table 1 layout: kNN top-1 (%), cells "cos / euc", columns k; rows before, after, change."""
     ks = _ks(before, after)
@@ -50,7 +41,7 @@ def knn_table(before: Mapping[str, Any], after: Mapping[str, Any], markdown: boo
     rows.append(["change"] + [_cell(_diff(_acc(before, "cosine", k), _acc(after, "cosine", k)),
                                     _diff(_acc(before, "euclidean", k), _acc(after, "euclidean", k)),
                                     signed=True) for k in ks])
-    return _render(["kNN top-1 (cos / euc)"] + [f"k={k}" for k in ks], rows, markdown)
+    return render_table(["kNN top-1 (cos / euc)"] + [f"k={k}" for k in ks], rows, markdown) + "\n"
 
 
 def linear_table(before: Mapping[str, Any], after: Mapping[str, Any], markdown: bool = False) -> str:
@@ -62,7 +53,7 @@ def linear_table(before: Mapping[str, Any], after: Mapping[str, Any], markdown: 
             ["after", f"{a.get('top1', float('nan')):.2f}", f"{a.get('top5', float('nan')):.2f}"]]
     d1, d5 = _diff(b.get("top1"), a.get("top1")), _diff(b.get("top5"), a.get("top5"))
     rows.append(["change", "-" if d1 is None else f"{d1:+.2f}", "-" if d5 is None else f"{d5:+.2f}"])
-    return _render(["linear probe", "top-1", "top-5"], rows, markdown)
+    return render_table(["linear probe", "top-1", "top-5"], rows, markdown) + "\n"
 
 
 def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: str = "",
