@@ -4,7 +4,8 @@
 # Runs JOBS runs at a time, each on one intra-op thread (OMP_NUM_THREADS=1: on the shared,
 # oversubscribed 2-core CPU a 2-thread step was 5.6x slower than a 1-thread one, see time_step.py).
 # PREFIX (default pre) names the run folders runs/PREFIX-NAME.
-# Usage (repo root): [ONLY="bridge|simsiam"] [PREFIX=pre10] bash benchmarks/experiments/pretrain_all.sh [EPOCHS] [JOBS]
+# JOBFILE=FILE runs the "name|method|overrides" lines of FILE instead of the built-in list below.
+# Usage (repo root): [ONLY="bridge|simsiam"] [PREFIX=pre10] [JOBFILE=F] bash benchmarks/experiments/pretrain_all.sh [EPOCHS] [JOBS]
 set -euo pipefail
 EPOCHS=${1:-3}; JOBS=${2:-4}; PREFIX=${PREFIX:-pre}
 export OMP_NUM_THREADS=1 SIMXIR_QUIET=1
@@ -38,6 +39,7 @@ simsiam|simsiam|$SGD
 moco|moco|$SGD method.ema=0.99
 simclr|simclr|$SGD
 JOBS
+if [ -n "${JOBFILE:-}" ]; then cp "$JOBFILE" runs/pretrain_jobs.txt; fi
 if [ -n "${ONLY:-}" ]; then grep -E "^(${ONLY})\|" runs/pretrain_jobs.txt > runs/pretrain_jobs.only || true; mv runs/pretrain_jobs.only runs/pretrain_jobs.txt; fi
 run_one() {
   IFS='|' read -r name method extra <<< "$1"

@@ -62,3 +62,29 @@ def test_tiny_run_through_the_engine(tmp_path):
     assert saved["rows"][0]["row"] == "i-pred-no-covariance" and saved["epochs"] == 1
     assert saved["rows"][0]["I-PRED"] is True and saved["rows"][0]["c_cov"] == 0.0
     assert "| i-pred-no-covariance |" in (tmp_path / "ablation.md").read_text()
+
+
+def test_paper_rows_are_the_papers_table3_and_the_group_expands():
+    from simxir.analysis.ablation import PAPER_ROWS
+
+    rows = select_rows(["paper"])
+    assert rows == list(PAPER_ROWS)
+    in_table = [r for r in rows if r.paper is not None]
+    assert len(in_table) == 9                                  # the paper's Table 3 has 9 rows
+    assert all(r.c_inv == 1.0 and r.c_cov in (0.0, 1.0) for r in rows)
+    # the paper's collapsed rows are exactly those without STD and without stop-gradient,
+    # except I-PRED with the covariance term (62.6)
+    collapsed = {(r.c_cov, r.identity_predictor) for r in in_table if r.paper == "COLLAPSE"}
+    assert collapsed == {(0.0, False), (1.0, False), (0.0, True)}
+    assert all(not r.standardize and not r.stop_gradient for r in in_table if r.paper == "COLLAPSE")
+    assert [r.name for r in select_rows(["full", "paper"])][:2] == ["full", rows[0].name]
+
+
+def test_format_table_adds_the_paper_column_when_rows_have_one():
+    r = AblationRow("paper-no-std", 1.0, 1.0, standardize=False, paper="COLLAPSE")
+    summary = {"data": "digits", "epochs": 1, "knn_k": 5, "rows": [
+        {"row": r.name, **r.switches(), "paper": r.paper, "status": "COLLAPSE", "probe_test_top1": 0.2,
+         "decorrelation": 3.0}]}
+    lines = format_table(summary).splitlines()
+    assert lines[2].endswith("| paper (ImageNet linear) |")
+    assert lines[-1] == "| paper-no-std | 1 | 1 |  |  |  | COLLAPSE | 20.0 | 3 | COLLAPSE |"

@@ -187,3 +187,48 @@ def test_a_collapsed_projection_marks_the_run_collapsed(tmp_path):
     last = res["epochs"][-1]
     assert res["collapsed"] is True and last["collapsed"] is True
     assert last["z_std"] == 0.0 and math.isnan(last["decorrelation"])   # undefined, not a number
+
+
+# only the scale-collapse rule (the toy's few-step embeddings fail the normalized-std rule anyway)
+SPREAD_ONLY = MonitorConfig(eval_size=16, collapse_std_ratio=0.0, collapse_erank=0.0)
+
+
+class ShrinkingToy(ToyMethod):
+    """ToyMethod whose reported embeddings shrink by ``factor`` per optimizer step (scale collapse)."""
+
+    def __init__(self, factor: float, **kw):
+        super().__init__(**kw)
+        self.factor = factor
+
+    def forward(self, v1, v2):
+        out = super().forward(v1, v2)
+        scale = self.factor ** self.steps_done
+        return {**out, "z1": out["z1"] * scale, "z2": out["z2"] * scale}
+
+
+def test_embeddings_shrinking_towards_zero_are_a_scale_collapse(tmp_path):
+    torch.manual_seed(0)
+    res = train(_cfg(epochs=2, monitor=SPREAD_ONLY), ShrinkingToy(0.3), toy_dataset(), ToyAugment(),
+                tmp_path / "r")
+    first, last = res["epochs"][0], res["epochs"][-1]
+    # the reference is the first step's spread; 4 steps per epoch, so epoch 2 averages 0.3^4..0.3^7
+    assert first["z_spread_init"] > 0
+    assert last["z_spread_ratio"] == pytest.approx(last["z_spread"] / first["z_spread_init"])
+    assert last["z_spread_ratio"] < 0.01
+    assert res["collapsed"] is True and last["collapsed"] is True
+
+
+def test_spread_ratio_of_a_healthy_run_and_after_resume(tmp_path):
+    ds, aug = toy_dataset(), ToyAugment()
+    full = train(_cfg(epochs=2, monitor=SPREAD_ONLY), _method(), ds, aug, tmp_path / "full")
+    last = full["epochs"][-1]
+    assert last["z_spread_ratio"] > 0.01 and full["collapsed"] is False
+
+    def stop_after_first(epoch, _metrics):
+        return epoch == 1
+
+    cfg = _cfg(epochs=2, monitor=SPREAD_ONLY)
+    train(cfg, _method(), ds, aug, tmp_path / "cut", callbacks=(stop_after_first,))
+    resumed = train(cfg, _method(), ds, aug, tmp_path / "cut", resume=True)
+    assert resumed["epochs"][0]["z_spread_init"] == full["epochs"][0]["z_spread_init"]
+    assert resumed["epochs"][-1]["z_spread_ratio"] == pytest.approx(last["z_spread_ratio"], rel=1e-6)

@@ -56,3 +56,12 @@ def test_effective_rank_of_non_finite_features_is_nan_and_collapsed():
     x[3, 2] = float("inf")
     assert math.isnan(effective_rank(x))
     assert is_collapsed(0.3, 8, effective_rank(x), 0.05, 1.5)
+
+
+def test_spread_is_the_mean_per_dimension_batch_std():
+    from simxir.train.monitors import spread
+
+    z = torch.randn(50, 7, dtype=torch.float64) * torch.arange(1, 8)
+    expected = sum(float(z[:, j].std()) for j in range(7)) / 7
+    assert spread(z) == pytest.approx(expected, rel=1e-6)
+    assert spread(torch.ones(10, 3)) == 0.0

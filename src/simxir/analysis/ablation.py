@@ -31,6 +31,7 @@ class AblationRow:
     standardize: bool = True
     identity_predictor: bool = False
     stop_gradient: bool = False
+    paper: str | None = None       # the paper's Table 3 outcome for this row (None: not in it)
 
     def method_overrides(self) -> list[str]:
         """``method.KEY=VALUE`` overrides for ``simxir.train.command.build_config``."""
@@ -61,16 +62,43 @@ TABLE3_ROWS: tuple[AblationRow, ...] = (
     AblationRow("stopgrad-no-std-no-covariance", c_cov=0.0, standardize=False, stop_gradient=True),
     AblationRow("i-pred-no-std-no-covariance", c_cov=0.0, standardize=False, identity_predictor=True),
 )
-ROWS_BY_NAME = {r.name: r for r in TABLE3_ROWS}
+# The paper's Table 3 itself, row by row (k = 1, c_inv = 1, c_cov = 0 or 1, its ImageNet linear-probe
+# outcome in ``paper``), then the two stop-gradient rows without STD that the table does not have:
+# with I-PRED and no covariance term that is SimSiam without its predictor, which SimSiam's paper
+# reports to collapse; with the covariance term the (non-detached) whitening penalty remains.
+PAPER_ROWS: tuple[AblationRow, ...] = (
+    AblationRow("paper-no-std-no-cov", 1.0, 0.0, standardize=False, paper="COLLAPSE"),
+    AblationRow("paper-no-std", 1.0, 1.0, standardize=False, paper="COLLAPSE"),
+    AblationRow("paper-std-no-cov", 1.0, 0.0, paper="50.9"),
+    AblationRow("paper-std", 1.0, 1.0, paper="61.4"),
+    AblationRow("paper-i-pred-no-std-no-cov", 1.0, 0.0, standardize=False, identity_predictor=True,
+                paper="COLLAPSE"),
+    AblationRow("paper-i-pred-no-std", 1.0, 1.0, standardize=False, identity_predictor=True, paper="62.6"),
+    AblationRow("paper-std-i-pred-no-cov", 1.0, 0.0, identity_predictor=True, paper="50.9"),
+    AblationRow("paper-std-i-pred", 1.0, 1.0, identity_predictor=True, paper="58.7"),
+    AblationRow("paper-std-i-pred-stopgrad-no-cov", 1.0, 0.0, identity_predictor=True,
+                stop_gradient=True, paper="55.0"),
+    AblationRow("extra-i-pred-stopgrad-no-std-no-cov", 1.0, 0.0, standardize=False,
+                identity_predictor=True, stop_gradient=True),
+    AblationRow("extra-i-pred-stopgrad-no-std", 1.0, 1.0, standardize=False, identity_predictor=True,
+                stop_gradient=True),
+)
+ROWS_BY_NAME = {r.name: r for r in TABLE3_ROWS + PAPER_ROWS}
+ROW_GROUPS = {"switches": TABLE3_ROWS, "paper": PAPER_ROWS}
 
 
 def select_rows(names: list[str] | None) -> list[AblationRow]:
+    """Rows by name; the group names ``switches`` (the default) and ``paper`` expand to their rows."""
     if not names:
         return list(TABLE3_ROWS)
-    bad = [n for n in names if n not in ROWS_BY_NAME]
+    bad = [n for n in names if n not in ROWS_BY_NAME and n not in ROW_GROUPS]
     if bad:
-        raise UserError(f"--rows: unknown row(s) {', '.join(bad)}; expected some of {', '.join(ROWS_BY_NAME)}")
-    return [ROWS_BY_NAME[n] for n in names]
+        raise UserError(f"--rows: unknown row(s) {', '.join(bad)}; expected a group "
+                        f"({', '.join(ROW_GROUPS)}) or some of {', '.join(ROWS_BY_NAME)}")
+    out: list[AblationRow] = []
+    for n in names:
+        out.extend(ROW_GROUPS[n] if n in ROW_GROUPS else [ROWS_BY_NAME[n]])
+    return out
 
 
 def _num(v: Any) -> float:
@@ -107,7 +135,8 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
         log(f"ablation row {row.name}: {' '.join(row.method_overrides())}")
         torch.manual_seed(cfg.seed)
         method = build_method("bridge", build_backbone(cfg.backbone), dict(cfg.method))
-        entry: dict[str, Any] = {"row": row.name, **row.switches(), "run_dir": str(out / row.name)}
+        entry: dict[str, Any] = {"row": row.name, **row.switches(), "paper": row.paper,
+                                 "run_dir": str(out / row.name)}
         try:
             res = train(cfg, method, dataset, augment, out / row.name)
         except TrainingDiverged as exc:  # nan/inf loss: the engine kept the last good checkpoint
@@ -157,18 +186,23 @@ def format_table(summary: dict[str, Any]) -> str:
     def mark(v: bool) -> str:
         return "x" if v else ""
 
+    with_paper = any(r.get("paper") for r in summary["rows"])
+    head = "| row | c_inv | c_cov | STD | I-PRED | STOPGRAD | kNN top-1 | probe top-1 | decorrelation |"
+    rule = "|---|---|---|---|---|---|---|---|---|"
+    if with_paper:
+        head, rule = head + " paper (ImageNet linear) |", rule + "---|"
     lines = [f"Table 3 ablation: bridge on {summary['data']}, {summary['epochs']} epochs, "
-             f"kNN k={summary['knn_k']} (cosine) top-1 %",
-             "",
-             "| row | c_inv | c_cov | STD | I-PRED | STOPGRAD | kNN top-1 | probe top-1 | decorrelation |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"kNN k={summary['knn_k']} (cosine) top-1 %", "", head, rule]
     for r in summary["rows"]:
         probe = r.get("probe_test_top1")
         dec = r.get("decorrelation")
-        lines.append(
+        line = (
             f"| {r['row']} | {r['c_inv']:g} | {r['c_cov']:g} | {mark(r['STD'])} | {mark(r['I-PRED'])} | "
             f"{mark(r['STOPGRAD'])} | {r['status']} | "
             f"{'' if probe is None or (isinstance(probe, float) and math.isnan(probe)) else f'{100 * probe:.1f}'} | "
             f"{'' if dec is None or (isinstance(dec, float) and math.isnan(dec)) else f'{dec:.3g}'} |")
+        if with_paper:
+            line += f" {r.get('paper') or 'not in the table'} |"
+        lines.append(line)
     return "\n".join(lines)
 

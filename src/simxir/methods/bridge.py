@@ -119,7 +119,8 @@ class Bridge(Method):
             # the number of processes makes the averaged gradient that of the sum over all
             # partitions, so k partitions on one process == k/W on each of W processes.
             loss = cfg.c_inv * inv + cfg.c_cov * cov * distributed.world_size()
-        return self._outputs(loss, z1, z2, f1, inv_loss=inv, cov_loss=cov)
+        # z1/z2 of the contract are what the loss compares: the standardized outputs (raw with STD off)
+        return self._outputs(loss, s1, s2, f1, inv_loss=inv, cov_loss=cov)
 
     def predictor_weight(self) -> Tensor | None:
         """W_p; the fixed identity for I-PRED (``predictor="identity"``)."""

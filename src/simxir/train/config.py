@@ -51,7 +51,10 @@ class MonitorConfig:
 
     A run is marked ``collapsed`` when, at the last epoch, the std of the l2-normalized embeddings
     (projector outputs, or backbone features when the method has no ``project``) falls below
-    ``collapse_std_ratio / sqrt(d)`` or the effective rank of backbone features below ``collapse_erank``.
+    ``collapse_std_ratio / sqrt(d)`` or the effective rank of backbone features below ``collapse_erank``,
+    or (scale collapse) the last epoch's mean batch std of the embeddings the loss compares
+    (``z_spread``, raw, training mode) falls below ``collapse_spread_ratio`` times its value at the
+    first step.
     """
 
     every: int = 1                     # epochs between monitor/probe evaluations (last epoch always)
@@ -59,6 +62,7 @@ class MonitorConfig:
     eval_batch_size: int = 256
     collapse_std_ratio: float = 0.05
     collapse_erank: float = 1.5
+    collapse_spread_ratio: float = 0.01
     save_predictor: bool = True        # RUN/predictor/epoch_XXXX.npy every epoch (when the method has one)
 
 

@@ -180,6 +180,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
         for k, v in out.items():
             if k not in _SKIP_KEYS and isinstance(v, torch.Tensor) and v.ndim == 0:
                 logs[k] = logs.get(k, 0.0) + float(v.detach()) / n_micro
+        if isinstance(out.get("z1"), torch.Tensor) and out["z1"].shape[0] > 1:
+            logs["z_spread"] = logs.get("z_spread", 0.0) + monitors.spread(out["z1"]) / n_micro
         if "probe_logits" in out and y is not None:
             hit = monitors.topk_correct(out["probe_logits"], y, (1, 5))
             hits1, hits5, count = hits1 + hit[1], hits5 + hit[5], count + y.shape[0]
@@ -393,6 +395,9 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
         f"{'fp32' if amp_dtype is None else str(amp_dtype).split('.')[-1]}, "
         f"channels_last={channels_last}, device {device}")
 
+    # the loss's embeddings' spread at the very first step (initial weights): the reference of the
+    # scale-collapse rule (restored from the first epoch's metrics on --resume)
+    spread_init = history[0].get("z_spread_init") if history else None
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         shuffle = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0))
@@ -432,6 +437,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                 raise TrainingDiverged(f"loss is {loss} at epoch {epoch + 1}, step {i + 1} of the epoch "
                                        f"(global step {step + 1}); {last}")
             trainable.method.on_train_step_end(step, total_steps)
+            if step == 0 and "z_spread" in logs:
+                spread_init = logs["z_spread"]
             step += 1
             n_steps += 1
             if n_steps == 1:
@@ -451,6 +458,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                       else cfg.batch_size / (t_end - t_start))
         metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
                                    "train_time_s": t_end - t_start, "train_img_per_s": imgs_per_s}
+        if epoch == 0 and spread_init is not None:
+            metrics["z_spread_init"] = spread_init
         for k, v in sums.items():
             if not k.startswith("probe_"):
                 metrics[k] = v / n_steps
@@ -461,6 +470,10 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
         if main and due:
             metrics.update(evaluate_monitors(trainable, augment, test_x, test_y, cfg, amp_dtype, device,
                                              channels_last))
+            if spread_init and "z_spread" in metrics:
+                metrics["z_spread_ratio"] = metrics["z_spread"] / spread_init
+                if metrics["z_spread_ratio"] < cfg.monitor.collapse_spread_ratio:
+                    metrics["collapsed"] = True
             if evaluator is not None:
                 metrics.update(_plain(evaluator(trainable.method.backbone, epoch + 1)))
         if main and cfg.monitor.save_predictor:
@@ -500,7 +513,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
 
 def _epoch_line(m: dict[str, Any]) -> str:
     parts = [f"epoch {m['epoch']}", f"loss {m['loss']:.4f}"]
-    for k in ("probe_train_top1", "probe_test_top1", "z_std", "feat_erank", "decorrelation"):
+    for k in ("probe_train_top1", "probe_test_top1", "z_std", "z_spread_ratio", "feat_erank", "decorrelation"):
         if k in m and isinstance(m[k], float):
             parts.append(f"{k} {m[k]:.4g}")
     if m.get("collapsed"):

@@ -4,6 +4,9 @@
   (SimSiam's monitor): about ``1/sqrt(d)`` for healthy, spread-out embeddings, 0 when collapsed.
 * ``effective_rank``: Roy & Vetterli (2007): ``exp(H(p))`` with ``p = s / sum(s)`` the normalised
   singular values of the (uncentred) feature matrix; between 1 and ``min(n, d)``.
+* ``spread``: mean over dimensions of the batch std of the raw embeddings the loss compares; the
+  engine logs it every step and compares the last epoch's mean with the first step's (scale
+  collapse: outputs shrinking towards a constant, e.g. zero, which ``normalized_std`` cannot see).
 * ``is_collapsed``: the documented rule (see :class:`simxir.train.config.MonitorConfig`).
 """
 
@@ -19,6 +22,11 @@ def normalized_std(z: torch.Tensor) -> float:
     """Mean over dimensions of the batch std of ``z / ||z||`` (rows); ``z`` is (n, d)."""
     zn = F.normalize(z.detach().float(), dim=1)
     return float(zn.std(dim=0).mean())
+
+
+def spread(z: torch.Tensor) -> float:
+    """Mean over dimensions of the batch std of ``z`` (n, d), un-normalized."""
+    return float(z.detach().float().std(dim=0).mean())
 
 
 def effective_rank(x: torch.Tensor, eps: float = 1e-12) -> float:
