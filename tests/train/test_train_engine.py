@@ -232,3 +232,14 @@ def test_spread_ratio_of_a_healthy_run_and_after_resume(tmp_path):
     resumed = train(cfg, _method(), ds, aug, tmp_path / "cut", resume=True)
     assert resumed["epochs"][0]["z_spread_init"] == full["epochs"][0]["z_spread_init"]
     assert resumed["epochs"][-1]["z_spread_ratio"] == pytest.approx(last["z_spread_ratio"], rel=1e-6)
+
+
+def test_threads_sets_torch_intra_op_threads_and_rejects_negative(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        train(_cfg(epochs=1, threads=1), _method(), toy_dataset(), ToyAugment(), tmp_path / "r")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(UserError, match="threads"):
+        train(_cfg(epochs=1, threads=-2), _method(), toy_dataset(), ToyAugment(), tmp_path / "r2")

@@ -323,6 +323,10 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     main = rank == 0
     if cfg.epochs < 1:
         raise UserError(f"epochs: expected >= 1, got {cfg.epochs}")
+    if cfg.threads < 0:
+        raise UserError(f"threads: expected 0 (torch's default) or a positive count, got {cfg.threads}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     if cfg.accumulate < 1:
         raise UserError(f"accumulate: expected >= 1, got {cfg.accumulate}")
     if cfg.batch_size % (world * cfg.accumulate):
