@@ -202,3 +202,21 @@ def test_bridge_rejects_bad_partitions(backbone) -> None:
     m = build_method("bridge", small_backbone_copy(backbone), BridgeConfig(proj_sizes=[8], partitions=64))
     with pytest.raises(UserError, match="partitions"):
         m(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
+
+
+@pytest.mark.parametrize("name,extra", [(n, {}) for n in sorted(SMALL)] + [("bridge", {"standardize": False})])
+def test_scale_sensitive_says_whether_shrinking_the_projector_output_changes_the_loss(
+        name, extra, backbone, views) -> None:
+    import copy
+
+    m = build_method(name, backbone, {**SMALL[name], **extra})
+    shrunk = copy.deepcopy(m)     # deep copies: MoCo's forward enqueues keys
+    # outputs at scale 100 vs 50: far above the normalization eps, which dominates at init scale
+    m.projector.register_forward_hook(lambda _mod, _inp, out: 100.0 * out)
+    shrunk.projector.register_forward_hook(lambda _mod, _inp, out: 50.0 * out)
+    torch.manual_seed(0)
+    base = float(m(*views)["loss"])
+    torch.manual_seed(0)
+    half = float(shrunk(*views)["loss"])
+    changed = abs(half - base) > 1e-3 * abs(base)
+    assert changed == m.scale_sensitive, (name, extra, base, half)

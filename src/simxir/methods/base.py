@@ -7,6 +7,7 @@ A method wraps a backbone with its heads and loss. The engine only calls::
     method.on_epoch_start(epoch)
     method.predictor_weight()       # linear predictor matrix or None
     method.project(x)               # online projector output, for the analysis tools
+    method.scale_sensitive          # True when shrinking z1/z2 towards zero lowers the loss
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class Method(nn.Module):
 
     name: ClassVar[str] = "base"
     config_cls: ClassVar[type] = object
+    # Whether the loss depends on the scale of "z1"/"z2" so that shrinking them towards zero lowers
+    # it (an unnormalized l2 term): the engine's scale-collapse rule applies only then. Losses of
+    # normalized or standardized embeddings (cosine, InfoNCE, cross-correlation) are scale-free.
+    scale_sensitive: bool = False
 
     def __init__(self, backbone: nn.Module, cfg: Any) -> None:
         super().__init__()

@@ -95,6 +95,8 @@ class Bridge(Method):
         else:
             raise UserError(f"bridge predictor: expected 'linear' or 'identity', got {cfg.predictor!r}")
         self.proj_dim = d
+        # without STD the l2 terms shrink with the outputs (the paper's "obvious collapsing case")
+        self.scale_sensitive = not cfg.standardize
 
     def _w(self, like: Tensor) -> Tensor:
         if self.predictor is None:

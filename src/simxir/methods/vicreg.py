@@ -61,6 +61,7 @@ class VICReg(Method):
 
     name = "vicreg"
     config_cls = VICRegConfig
+    scale_sensitive = True   # unnormalized invariance term (the variance hinge is what stops shrinking)
 
     def __init__(self, backbone: nn.Module, cfg: VICRegConfig | None = None) -> None:
         cfg = cfg or VICRegConfig()

@@ -52,9 +52,13 @@ class MonitorConfig:
     A run is marked ``collapsed`` when, at the last epoch, the std of the l2-normalized embeddings
     (projector outputs, or backbone features when the method has no ``project``) falls below
     ``collapse_std_ratio / sqrt(d)`` or the effective rank of backbone features below ``collapse_erank``,
-    or (scale collapse) the last epoch's mean batch std of the embeddings the loss compares
-    (``z_spread``, raw, training mode) falls below ``collapse_spread_ratio`` times its value at the
-    first step.
+    or, for methods whose loss is scale-sensitive (``Method.scale_sensitive``: an unnormalized l2
+    term, e.g. bridge without STD), the last epoch's mean batch std of the embeddings the loss
+    compares (``z_spread``, training mode) falls below ``collapse_spread_ratio`` times its value at
+    the first step (scale collapse: outputs shrinking towards zero, which the normalized std cannot
+    see). The 0.1 default: the bridging paper's collapsing rows (no STD, no stop-gradient) shrank
+    their outputs ~30x on CIFAR in 10 epochs (results/analysis/README.md) while every other row
+    kept its scale; a first 0.01 missed them.
     """
 
     every: int = 1                     # epochs between monitor/probe evaluations (last epoch always)
@@ -62,7 +66,7 @@ class MonitorConfig:
     eval_batch_size: int = 256
     collapse_std_ratio: float = 0.05
     collapse_erank: float = 1.5
-    collapse_spread_ratio: float = 0.01
+    collapse_spread_ratio: float = 0.1
     save_predictor: bool = True        # RUN/predictor/epoch_XXXX.npy every epoch (when the method has one)
 
 

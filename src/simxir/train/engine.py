@@ -476,7 +476,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                                              channels_last))
             if spread_init and "z_spread" in metrics:
                 metrics["z_spread_ratio"] = metrics["z_spread"] / spread_init
-                if metrics["z_spread_ratio"] < cfg.monitor.collapse_spread_ratio:
+                if (getattr(trainable.method, "scale_sensitive", False)
+                        and metrics["z_spread_ratio"] < cfg.monitor.collapse_spread_ratio):
                     metrics["collapsed"] = True
             if evaluator is not None:
                 metrics.update(_plain(evaluator(trainable.method.backbone, epoch + 1)))
