@@ -103,3 +103,17 @@ def test_simsiam_stop_gradient_matches_explicit_formula(tiny, views) -> None:
         torch.testing.assert_close(a, b)
     g_nostop = torch.autograd.grad(ref(False), params)
     assert any(not torch.allclose(a, b) for a, b in zip(g_ours, g_nostop))
+
+
+def test_byol_proj_bn_puts_batchnorm_in_the_projector_hidden_layer(backbone) -> None:
+    from torch import nn as _nn
+
+    from simxir.methods import build_method
+
+    plain = build_method("byol", backbone, {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16})
+    with_bn = build_method("byol", backbone, {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16,
+                                              "proj_bn": True})
+    assert not any(isinstance(m, _nn.BatchNorm1d) for m in plain.projector)
+    kinds = [type(m) for m in with_bn.projector]
+    assert kinds == [_nn.Linear, _nn.BatchNorm1d, _nn.ReLU, _nn.Linear]
+    assert [type(m) for m in with_bn.target_projector] == kinds    # the EMA target mirrors it

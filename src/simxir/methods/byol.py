@@ -23,6 +23,8 @@ class BYOLConfig:
     pred_hidden: int = 512
     predictor: Literal["mlp", "linear"] = "mlp"   # "linear": one bias-free Linear(d, d)
     tau_base: float = 0.99                        # EMA decay at step 0, cosine-scheduled to 1
+    proj_bn: bool = False                         # BN in the projector's hidden layer: the BYOL
+                                                  # paper's projector has it, SimXIR's C.2 does not
 
 
 def byol_loss(p: Tensor, z: Tensor) -> Tensor:
@@ -37,7 +39,8 @@ def byol_loss(p: Tensor, z: Tensor) -> Tensor:
 
 
 class BYOL(Method):
-    """Projector Linear-ReLU-Linear, predictor Linear-BN-ReLU-Linear (or a linear map)."""
+    """Projector Linear-ReLU-Linear (Linear-BN-ReLU-Linear with ``proj_bn``), predictor
+    Linear-BN-ReLU-Linear (or a linear map)."""
 
     name = "byol"
     config_cls = BYOLConfig
@@ -47,7 +50,7 @@ class BYOL(Method):
         super().__init__(backbone, cfg)
         if not 0.0 <= cfg.tau_base <= 1.0:
             raise UserError(f"byol tau_base: expected a number in [0, 1], got {cfg.tau_base}")
-        self.projector = mlp([self.feature_dim, cfg.proj_hidden, cfg.proj_dim], hidden_bn=False)
+        self.projector = mlp([self.feature_dim, cfg.proj_hidden, cfg.proj_dim], hidden_bn=cfg.proj_bn)
         if cfg.predictor == "mlp":
             self.predictor: nn.Module = mlp([cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim])
         elif cfg.predictor == "linear":
