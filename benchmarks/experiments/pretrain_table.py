@@ -82,12 +82,14 @@ def main() -> None:
     ap.add_argument("--linear-epochs", type=int, default=50)
     ap.add_argument("--prefix", default="pre", help="run folders runs/PREFIX-NAME (pre10: the 10-epoch runs)")
     ap.add_argument("--out", default="results/pretrain/results.json")
+    ap.add_argument("--runs", default=None, help="comma-separated run names (default: the RUNS list)")
     args = ap.parse_args()
+    names = [n for n in args.runs.split(",") if n] if args.runs else RUNS
     rnd = Path("runs/random-convnet-small/encoder.safetensors")
     random_encoder(rnd)
     results = {"data": DATA, "random_init": run_eval(rnd, rnd.parent / "eval.json", args.linear_epochs),
                "runs": {}}
-    for name in RUNS:
+    for name in names:
         if not (Path("runs") / f"{args.prefix}-{name}").is_dir():
             continue
         info = read_run(name, args.prefix)
