@@ -221,3 +221,28 @@ def test_bridge_partitions_sum_of_blocks() -> None:
     torch.testing.assert_close(c2, a + b)
     _, c1 = bridge_terms(z1, z2, w, partitions=1)
     assert not torch.allclose(c1, c2)
+
+
+def test_bridge_stop_gradient_with_identity_predictor_only_halves_the_invariance_gradient():
+    """With W_p = I the symmetric invariance term sends z1 the same pull from both directions, so
+    detaching the targets halves it and leaves the covariance gradient alone: with I-PRED,
+    stop-gradient is a reweighting (c_inv -> c_inv / 2), not a different objective."""
+    from simxir.methods.bridge import bridge_loss
+
+    torch.manual_seed(0)
+    z1 = torch.randn(24, 6, dtype=torch.float64, requires_grad=True)
+    z2 = torch.randn(24, 6, dtype=torch.float64, requires_grad=True)
+    eye = torch.eye(6, dtype=torch.float64)
+
+    def grads(**kw):
+        g = torch.autograd.grad(bridge_loss(z1, z2, eye, **kw), (z1, z2))
+        return torch.cat([t.flatten() for t in g])
+
+    sg = grads(c_inv=3.0, c_cov=2.0, stop_gradient=True)
+    half_inv = grads(c_inv=1.5, c_cov=2.0, stop_gradient=False)
+    torch.testing.assert_close(sg, half_inv)
+    # not so with a learned (non-identity) predictor
+    w = torch.randn(6, 6, dtype=torch.float64)
+    g_sg = torch.autograd.grad(bridge_loss(z1, z2, w, 3.0, 0.0, stop_gradient=True), z1)[0]
+    g_half = torch.autograd.grad(bridge_loss(z1, z2, w, 1.5, 0.0, stop_gradient=False), z1)[0]
+    assert not torch.allclose(g_sg, g_half)
