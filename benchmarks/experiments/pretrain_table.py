@@ -23,13 +23,14 @@ RUNS = ["byol", "byol-linear", "simsiam", "barlow_twins", "vicreg", "moco", "sim
 KS = ["5", "7", "11", "15", "17", "21"]
 
 
-def random_encoder(path: Path) -> None:
+def random_encoder(path: Path, seed: int = 0) -> None:
+    """convnet-small as ``simxir pretrain seed=SEED`` initialises it (the runs' own starting point)."""
     import torch
     from simxir.models import build_backbone, save_encoder
     if path.is_file():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     save_encoder(build_backbone("convnet-small"), path)
 
 
@@ -83,10 +84,13 @@ def main() -> None:
     ap.add_argument("--prefix", default="pre", help="run folders runs/PREFIX-NAME (pre10: the 10-epoch runs)")
     ap.add_argument("--out", default="results/pretrain/results.json")
     ap.add_argument("--runs", default=None, help="comma-separated run names (default: the RUNS list)")
+    ap.add_argument("--random-seed", type=int, default=0,
+                    help="seed of the random-init encoder (the runs' seed: their initial weights)")
     args = ap.parse_args()
     names = [n for n in args.runs.split(",") if n] if args.runs else RUNS
-    rnd = Path("runs/random-convnet-small/encoder.safetensors")
-    random_encoder(rnd)
+    suffix = "" if args.random_seed == 0 else f"-s{args.random_seed}"
+    rnd = Path(f"runs/random-convnet-small{suffix}/encoder.safetensors")
+    random_encoder(rnd, args.random_seed)
     results = {"data": DATA, "random_init": run_eval(rnd, rnd.parent / "eval.json", args.linear_epochs),
                "runs": {}}
     for name in names:

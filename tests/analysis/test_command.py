@@ -137,7 +137,7 @@ def test_user_errors(app, args, match, tmp_path, monkeypatch):
 
 def test_bad_feature_files(tmp_path):
     np.savez(tmp_path / "x.npz", feats=np.zeros((3, 2)))
-    with pytest.raises(UserError, match="no key 'features'"):
+    with pytest.raises(UserError, match=r"missing key\(s\) features"):
         cmd.load_features(tmp_path / "x.npz")
     np.savez(tmp_path / "y.npz", features=np.zeros(3))
     with pytest.raises(UserError, match="n x d"):
@@ -160,3 +160,14 @@ def test_entry_point_json_and_error_exit(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.startswith("error: --predictor")
     assert "nope.npy" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_features_from_a_plain_npy_and_bad_npy(tmp_path):
+    arr = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.save(tmp_path / "f.npy", arr)
+    np.testing.assert_array_equal(cmd.load_features(tmp_path / "f.npy"), arr)
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(UserError, match="--features .*bad.npy: not a readable .npy"):
+        cmd.load_features(tmp_path / "bad.npy")
+    with pytest.raises(UserError, match="no such file"):
+        cmd.load_features(tmp_path / "absent.npy")

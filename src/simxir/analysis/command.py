@@ -28,7 +28,7 @@ from simxir.analysis.predictor import (
     predictor_diagnostics,
 )
 from simxir.errors import UserError
-from simxir.io import atomic_write_json
+from simxir.io import atomic_write_json, read_npz
 from simxir.progress import log
 
 
@@ -46,24 +46,19 @@ def json_safe(obj: Any) -> Any:
 
 
 def load_features(path: str | Path) -> np.ndarray:
-    """``features`` (n x d) from an ``.npz`` file (or a plain ``.npy`` array)."""
+    """``features`` (n x d) from an ``.npz`` file (through :func:`simxir.io.read_npz`) or a plain
+    ``.npy`` array."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--features {path}: no such file (expected an .npz with key 'features', n x d)")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad files
-        raise UserError(f"--features {path}: not a readable .npz/.npy file ({exc.__class__.__name__})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            if "features" not in data.files:
-                raise UserError(f"--features {path}: no key 'features' (keys: {', '.join(data.files) or 'none'})")
-            try:
-                feats = data["features"]
-            except ValueError:
-                raise UserError(f"--features {path}: key 'features' holds Python objects, expected numbers") from None
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise UserError(f"--features {path}: no such file (expected an n x d .npy array or an "
+                            f".npz with key 'features')")
+        try:
+            feats = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad files
+            raise UserError(f"--features {path}: not a readable .npy array ({exc.__class__.__name__})") from None
     else:
-        feats = data
+        feats = read_npz(path, ("features",), option="--features")["features"]
     if feats.ndim != 2 or not np.issubdtype(feats.dtype, np.number) or np.iscomplexobj(feats):
         raise UserError(f"--features {path}: expected a real n x d array, got {feats.dtype} {tuple(feats.shape)}")
     return feats
