@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RUNS = {"byol-projbn-adamw": ("BYOL", 128), "simsiam-adamw": ("SimSiam", 128),
+RUNS = {"byol-projbn-adamw-tau0.9": ("BYOL", 128), "simsiam-adamw": ("SimSiam", 128),
         "barlow_twins-adamw": ("Barlow Twins", 2048), "vicreg-adamw": ("VICReg", 2048),
         "bridge": ("bridge", 128), "moco": ("MoCo v2", 128), "simclr": ("SimCLR", 128)}
 OUT = Path("results/analysis")
