@@ -186,6 +186,7 @@ def test_a_collapsed_projection_marks_the_run_collapsed(tmp_path):
     res = train(_cfg(epochs=1), method, toy_dataset(), ToyAugment(), tmp_path / "r")
     last = res["epochs"][-1]
     assert res["collapsed"] is True and last["collapsed"] is True
+    assert last["collapse_reasons"] == "z_std"
     assert last["z_std"] == 0.0 and math.isnan(last["decorrelation"])   # undefined, not a number
 
 
@@ -217,6 +218,7 @@ def test_embeddings_shrinking_towards_zero_are_a_scale_collapse(tmp_path):
     assert last["z_spread_ratio"] == pytest.approx(last["z_spread"] / first["z_spread_init"])
     assert last["z_spread_ratio"] < 0.1
     assert res["collapsed"] is True and last["collapsed"] is True
+    assert last["collapse_reasons"] == "z_spread"
     # a scale-free loss (normalized embeddings) does not get lower by shrinking: not a collapse
     torch.manual_seed(0)
     free = train(_cfg(epochs=2, monitor=SPREAD_ONLY), ShrinkingToy(0.3, scale_sensitive=False),
@@ -232,6 +234,7 @@ def test_spread_ratio_of_a_healthy_run_and_after_resume(tmp_path):
     full = train(_cfg(epochs=2, monitor=SPREAD_ONLY), method, ds, aug, tmp_path / "full")
     last = full["epochs"][-1]
     assert last["z_spread_ratio"] > 0.1 and full["collapsed"] is False
+    assert last["collapse_reasons"] == ""
 
     def stop_after_first(epoch, _metrics):
         return epoch == 1

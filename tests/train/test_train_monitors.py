@@ -65,3 +65,12 @@ def test_spread_is_the_mean_per_dimension_batch_std():
     expected = sum(float(z[:, j].std()) for j in range(7)) / 7
     assert spread(z) == pytest.approx(expected, rel=1e-6)
     assert spread(torch.ones(10, 3)) == 0.0
+
+
+def test_collapse_reasons_name_the_rules_that_fire():
+    from simxir.train.monitors import collapse_reasons
+
+    assert collapse_reasons(0.1, 16, 10.0, 0.05, 1.5) == []
+    assert collapse_reasons(0.001, 16, 10.0, 0.05, 1.5) == ["z_std"]
+    assert collapse_reasons(0.001, 16, 1.0, 0.05, 1.5) == ["z_std", "feat_erank"]
+    assert collapse_reasons(float("nan"), 16, 10.0, 0.05, 1.5) == ["non-finite"]

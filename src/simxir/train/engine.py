@@ -241,8 +241,10 @@ def evaluate_monitors(trainable: Trainable, augment: Any, test_x: torch.Tensor, 
     res["z_std"] = monitors.normalized_std(z)
     res["z_std_healthy"] = 1.0 / math.sqrt(z.shape[1])
     res["decorrelation"] = _decorrelation(z)
-    res["collapsed"] = monitors.is_collapsed(res["z_std"], z.shape[1], res["feat_erank"],
-                                             cfg.monitor.collapse_std_ratio, cfg.monitor.collapse_erank)
+    reasons = monitors.collapse_reasons(res["z_std"], z.shape[1], res["feat_erank"],
+                                        cfg.monitor.collapse_std_ratio, cfg.monitor.collapse_erank)
+    res["collapsed"] = bool(reasons)
+    res["collapse_reasons"] = "+".join(reasons)   # which rules fired ("" when healthy)
     trainable.train(was_training)
     return res
 
@@ -479,6 +481,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                 if (getattr(trainable.method, "scale_sensitive", False)
                         and metrics["z_spread_ratio"] < cfg.monitor.collapse_spread_ratio):
                     metrics["collapsed"] = True
+                    metrics["collapse_reasons"] = "+".join(
+                        r for r in (metrics.get("collapse_reasons"), "z_spread") if r)
             if evaluator is not None:
                 metrics.update(_plain(evaluator(trainable.method.backbone, epoch + 1)))
         if main and cfg.monitor.save_predictor:
@@ -522,5 +526,5 @@ def _epoch_line(m: dict[str, Any]) -> str:
         if k in m and isinstance(m[k], float):
             parts.append(f"{k} {m[k]:.4g}")
     if m.get("collapsed"):
-        parts.append("COLLAPSED")
+        parts.append(f"COLLAPSED ({m['collapse_reasons']})" if m.get("collapse_reasons") else "COLLAPSED")
     return ", ".join(parts)

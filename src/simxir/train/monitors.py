@@ -56,8 +56,19 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks: tuple[int, ...] = (1
     return out
 
 
+def collapse_reasons(std: float, dim: int, erank: float, std_ratio: float, min_erank: float) -> list[str]:
+    """Which rules say collapsed: ``"z_std"`` when ``std * sqrt(dim) < std_ratio``, ``"feat_erank"``
+    when ``erank < min_erank``, ``"non-finite"`` for nan/inf monitors; empty when healthy."""
+    if not math.isfinite(std) or not math.isfinite(erank):
+        return ["non-finite"]
+    reasons = []
+    if std * math.sqrt(dim) < std_ratio:
+        reasons.append("z_std")
+    if erank < min_erank:
+        reasons.append("feat_erank")
+    return reasons
+
+
 def is_collapsed(std: float, dim: int, erank: float, std_ratio: float, min_erank: float) -> bool:
     """Collapsed when ``std * sqrt(dim) < std_ratio`` or ``erank < min_erank`` (nan counts as collapsed)."""
-    if not math.isfinite(std) or not math.isfinite(erank):
-        return True
-    return std * math.sqrt(dim) < std_ratio or erank < min_erank
+    return bool(collapse_reasons(std, dim, erank, std_ratio, min_erank))
