@@ -101,7 +101,9 @@ def pretrain_command(
         print(json.dumps(json_safe(summary)))
     else:
         last = result["epochs"][-1]
-        status = "COLLAPSED" if result["collapsed"] else "ok"
+        status = "ok"
+        if result["collapsed"]:
+            status = f"COLLAPSED ({last['collapse_reasons']})" if last.get("collapse_reasons") else "COLLAPSED"
         print(f"{cfg.method_name}: {len(result['epochs'])} epochs, final loss {last['loss']:.4f}, "
               f"probe test top-1 {last.get('probe_test_top1', float('nan')):.3f}, {status}; "
               f"encoder {result['encoder']}")
