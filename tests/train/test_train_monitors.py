@@ -74,3 +74,14 @@ def test_collapse_reasons_name_the_rules_that_fire():
     assert collapse_reasons(0.001, 16, 10.0, 0.05, 1.5) == ["z_std"]
     assert collapse_reasons(0.001, 16, 1.0, 0.05, 1.5) == ["z_std", "feat_erank"]
     assert collapse_reasons(float("nan"), 16, 10.0, 0.05, 1.5) == ["non-finite"]
+
+
+def test_the_spread_rule_joins_the_other_reasons():
+    from simxir.train.monitors import collapse_label, collapse_reasons
+
+    assert collapse_reasons(0.1, 16, 10.0, 0.05, 1.5, spread_ratio=0.5, min_spread_ratio=0.1) == []
+    assert collapse_reasons(0.1, 16, 10.0, 0.05, 1.5, spread_ratio=0.05, min_spread_ratio=0.1) == ["z_spread"]
+    assert collapse_reasons(0.001, 16, 10.0, 0.05, 1.5, 0.05, 0.1) == ["z_std", "z_spread"]
+    assert collapse_reasons(0.001, 16, 10.0, 0.05, 1.5, None, 0.1) == ["z_std"]
+    assert collapse_label({"collapse_reasons": "z_std+z_spread"}) == "COLLAPSED (z_std+z_spread)"
+    assert collapse_label({"collapse_reasons": ""}) == "COLLAPSED"

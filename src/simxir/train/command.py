@@ -16,6 +16,7 @@ from simxir.errors import UserError
 from simxir.io import json_safe
 from simxir.train.config import TrainConfig
 from simxir.train.engine import EpochCallback, TrainingDiverged, train
+from simxir.train.monitors import collapse_label
 
 DIVERGED_EXIT_CODE = 3
 
@@ -101,9 +102,7 @@ def pretrain_command(
         print(json.dumps(json_safe(summary)))
     else:
         last = result["epochs"][-1]
-        status = "ok"
-        if result["collapsed"]:
-            status = f"COLLAPSED ({last['collapse_reasons']})" if last.get("collapse_reasons") else "COLLAPSED"
+        status = collapse_label(last) if result["collapsed"] else "ok"
         print(f"{cfg.method_name}: {len(result['epochs'])} epochs, final loss {last['loss']:.4f}, "
               f"probe test top-1 {last.get('probe_test_top1', float('nan')):.3f}, {status}; "
               f"encoder {result['encoder']}")

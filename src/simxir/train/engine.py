@@ -208,8 +208,11 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
 @torch.no_grad()
 def evaluate_monitors(trainable: Trainable, augment: Any, test_x: torch.Tensor, test_y: torch.Tensor,
                       cfg: TrainConfig, amp_dtype: torch.dtype | None, device: torch.device,
-                      channels_last: bool) -> dict[str, Any]:
-    """Online-probe test accuracy, collapse monitors and decorrelation on un-augmented test images."""
+                      channels_last: bool, spread_ratio: float | None = None) -> dict[str, Any]:
+    """Online-probe test accuracy, collapse monitors and decorrelation on un-augmented test images.
+
+    ``spread_ratio``: the training embeddings' ``z_spread`` over its first-step value, for the
+    scale-collapse rule (None when the method's loss is scale-free or there is no reference)."""
     method = trainable.method
     was_training = trainable.training
     trainable.eval()
@@ -242,7 +245,8 @@ def evaluate_monitors(trainable: Trainable, augment: Any, test_x: torch.Tensor, 
     res["z_std_healthy"] = 1.0 / math.sqrt(z.shape[1])
     res["decorrelation"] = _decorrelation(z)
     reasons = monitors.collapse_reasons(res["z_std"], z.shape[1], res["feat_erank"],
-                                        cfg.monitor.collapse_std_ratio, cfg.monitor.collapse_erank)
+                                        cfg.monitor.collapse_std_ratio, cfg.monitor.collapse_erank,
+                                        spread_ratio, cfg.monitor.collapse_spread_ratio)
     res["collapsed"] = bool(reasons)
     res["collapse_reasons"] = "+".join(reasons)   # which rules fired ("" when healthy)
     trainable.train(was_training)
@@ -474,15 +478,12 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
             metrics["probe_train_top5"] = sums["probe_hits5"] / sums["probe_count"]
         due = (epoch + 1) % max(1, cfg.monitor.every) == 0 or epoch + 1 == cfg.epochs
         if main and due:
-            metrics.update(evaluate_monitors(trainable, augment, test_x, test_y, cfg, amp_dtype, device,
-                                             channels_last))
             if spread_init and "z_spread" in metrics:
                 metrics["z_spread_ratio"] = metrics["z_spread"] / spread_init
-                if (getattr(trainable.method, "scale_sensitive", False)
-                        and metrics["z_spread_ratio"] < cfg.monitor.collapse_spread_ratio):
-                    metrics["collapsed"] = True
-                    metrics["collapse_reasons"] = "+".join(
-                        r for r in (metrics.get("collapse_reasons"), "z_spread") if r)
+            ratio = (metrics.get("z_spread_ratio")
+                     if getattr(trainable.method, "scale_sensitive", False) else None)
+            metrics.update(evaluate_monitors(trainable, augment, test_x, test_y, cfg, amp_dtype, device,
+                                             channels_last, spread_ratio=ratio))
             if evaluator is not None:
                 metrics.update(_plain(evaluator(trainable.method.backbone, epoch + 1)))
         if main and cfg.monitor.save_predictor:
@@ -526,5 +527,5 @@ def _epoch_line(m: dict[str, Any]) -> str:
         if k in m and isinstance(m[k], float):
             parts.append(f"{k} {m[k]:.4g}")
     if m.get("collapsed"):
-        parts.append(f"COLLAPSED ({m['collapse_reasons']})" if m.get("collapse_reasons") else "COLLAPSED")
+        parts.append(monitors.collapse_label(m))
     return ", ".join(parts)

@@ -56,17 +56,29 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks: tuple[int, ...] = (1
     return out
 
 
-def collapse_reasons(std: float, dim: int, erank: float, std_ratio: float, min_erank: float) -> list[str]:
+def collapse_reasons(std: float, dim: int, erank: float, std_ratio: float, min_erank: float,
+                     spread_ratio: float | None = None, min_spread_ratio: float = 0.0) -> list[str]:
     """Which rules say collapsed: ``"z_std"`` when ``std * sqrt(dim) < std_ratio``, ``"feat_erank"``
-    when ``erank < min_erank``, ``"non-finite"`` for nan/inf monitors; empty when healthy."""
-    if not math.isfinite(std) or not math.isfinite(erank):
-        return ["non-finite"]
+    when ``erank < min_erank``, ``"non-finite"`` for nan/inf monitors, and ``"z_spread"`` when a
+    ``spread_ratio`` is given (scale-sensitive losses only) and is below ``min_spread_ratio``;
+    empty when healthy."""
     reasons = []
-    if std * math.sqrt(dim) < std_ratio:
-        reasons.append("z_std")
-    if erank < min_erank:
-        reasons.append("feat_erank")
+    if not math.isfinite(std) or not math.isfinite(erank):
+        reasons.append("non-finite")
+    else:
+        if std * math.sqrt(dim) < std_ratio:
+            reasons.append("z_std")
+        if erank < min_erank:
+            reasons.append("feat_erank")
+    if spread_ratio is not None and spread_ratio < min_spread_ratio:
+        reasons.append("z_spread")
     return reasons
+
+
+def collapse_label(metrics: dict) -> str:
+    """``COLLAPSED (reasons)`` for an epoch's metrics that say collapsed ("COLLAPSED" without reasons)."""
+    reasons = metrics.get("collapse_reasons")
+    return f"COLLAPSED ({reasons})" if reasons else "COLLAPSED"
 
 
 def is_collapsed(std: float, dim: int, erank: float, std_ratio: float, min_erank: float) -> bool:
