@@ -5,6 +5,7 @@
 # and raw-anchor variants, evaluated on the test split (kNN k=5..21 cos/euc + linear probe).
 # Usage (repo root): bash benchmarks/experiments/finetune_all.sh [EPOCHS] [JOBS] [LINEAR_EPOCHS]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 EPOCHS=${1:-3}; JOBS=${2:-3}; LINEAR_EPOCHS=${3:-50}
 export OMP_NUM_THREADS=1 SIMXIR_QUIET=1
 DATA=npz:../shared/data/cifar10-12k.npz
@@ -16,16 +17,9 @@ done
 run_one() {
   IFS='|' read -r m v <<< "$1"
   name="ft-$m-$v"
-  rm -rf "runs/$name"
-  start=$(date +%s)
-  set +e
-  simxir finetune --recipe recipes/finetune/simxir-cifar.yaml --encoder "runs/pre-$m/encoder.safetensors" \
-    --data "$DATA" --out "runs/$name" --variant "$v" --linear-epochs "$LINEAR_EPOCHS" \
-    epochs="$EPOCHS" monitor.every="$EPOCHS" --json > "runs/$name.json" 2> "runs/$name.err"
-  rc=$?
-  set -e
-  echo "{\"run\": \"$name\", \"rc\": $rc, \"wall_s\": $(( $(date +%s) - start ))}" > "runs/$name.wall.json"
-  echo "$name rc=$rc wall=$(( $(date +%s) - start ))s"
+  timed_run "$name" simxir finetune --recipe recipes/finetune/simxir-cifar.yaml \
+    --encoder "runs/pre-$m/encoder.safetensors" --data "$DATA" --out "runs/$name" --variant "$v" \
+    --linear-epochs "$LINEAR_EPOCHS" epochs="$EPOCHS" monitor.every="$EPOCHS" --json || true
 }
 export -f run_one; export DATA EPOCHS LINEAR_EPOCHS
 tr '\n' '\0' < runs/finetune_jobs.txt | xargs -0 -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}

@@ -5,6 +5,7 @@
 # statistics move: re-estimated on this data); 5 epochs of the best. kNN only (selection by validation kNN).
 # Usage (repo root): [ONLY="lr0|lr5e-3"] bash benchmarks/experiments/finetune_tune.sh [ENCODER_RUN] [EPOCHS] [JOBS]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 ENC=${1:-byol}; EPOCHS=${2:-2}; JOBS=${3:-4}
 export OMP_NUM_THREADS=1 SIMXIR_QUIET=1
 DATA=npz:../shared/data/cifar10-12k.npz
@@ -21,16 +22,9 @@ if [ -n "${ONLY:-}" ]; then grep -E "^(${ONLY})\|" runs/tune_jobs.txt > runs/tun
 run_one() {
   IFS='|' read -r tag extra <<< "$1"
   name="tune-$ENC-$tag"
-  rm -rf "runs/$name"
-  start=$(date +%s)
-  set +e
-  simxir finetune --recipe recipes/finetune/simxir-cifar.yaml --encoder "runs/pre-$ENC/encoder.safetensors" \
-    --data "$DATA" --out "runs/$name" --val-fraction 0.1 --no-linear \
-    epochs="$EPOCHS" monitor.every="$EPOCHS" $extra --json > "runs/$name.json" 2> "runs/$name.err"
-  rc=$?
-  set -e
-  echo "{\"run\": \"$name\", \"rc\": $rc, \"wall_s\": $(( $(date +%s) - start ))}" > "runs/$name.wall.json"
-  echo "$name rc=$rc wall=$(( $(date +%s) - start ))s"
+  timed_run "$name" simxir finetune --recipe recipes/finetune/simxir-cifar.yaml \
+    --encoder "runs/pre-$ENC/encoder.safetensors" --data "$DATA" --out "runs/$name" --val-fraction 0.1 \
+    --no-linear epochs="$EPOCHS" monitor.every="$EPOCHS" $extra --json || true
 }
 export -f run_one; export DATA EPOCHS ENC
 tr '\n' '\0' < runs/tune_jobs.txt | xargs -0 -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}

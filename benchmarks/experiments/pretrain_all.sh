@@ -7,6 +7,7 @@
 # JOBFILE=FILE runs the "name|method|overrides" lines of FILE instead of the built-in list below.
 # Usage (repo root): [ONLY="bridge|simsiam"] [PREFIX=pre10] [JOBFILE=F] bash benchmarks/experiments/pretrain_all.sh [EPOCHS] [JOBS]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 EPOCHS=${1:-3}; JOBS=${2:-4}; PREFIX=${PREFIX:-pre}
 export OMP_NUM_THREADS=1 SIMXIR_QUIET=1
 DATA=npz:../shared/data/cifar10-12k.npz
@@ -43,15 +44,8 @@ if [ -n "${JOBFILE:-}" ]; then cp "$JOBFILE" runs/pretrain_jobs.txt; fi
 if [ -n "${ONLY:-}" ]; then grep -E "^(${ONLY})\|" runs/pretrain_jobs.txt > runs/pretrain_jobs.only || true; mv runs/pretrain_jobs.only runs/pretrain_jobs.txt; fi
 run_one() {
   IFS='|' read -r name method extra <<< "$1"
-  rm -rf "runs/$PREFIX-$name"
-  start=$(date +%s)
-  set +e
-  simxir pretrain --method "$method" --data "$DATA" --out "runs/$PREFIX-$name" $COMMON $extra --json \
-    > "runs/$PREFIX-$name.json" 2> "runs/$PREFIX-$name.err"
-  rc=$?
-  set -e
-  echo "{\"run\": \"$name\", \"rc\": $rc, \"wall_s\": $(( $(date +%s) - start ))}" > "runs/$PREFIX-$name.wall.json"
-  echo "$name rc=$rc wall=$(( $(date +%s) - start ))s"
+  timed_run "$PREFIX-$name" simxir pretrain --method "$method" --data "$DATA" --out "runs/$PREFIX-$name" \
+    $COMMON $extra --json || true
 }
 export -f run_one; export DATA COMMON PREFIX
 tr '\n' '\0' < runs/pretrain_jobs.txt | xargs -0 -P "$JOBS" -I{} bash -c 'run_one "$@"' _ {}

@@ -56,8 +56,8 @@ def read_run(name: str, prefix: str = "pre") -> dict:
     info: dict = {"run": name}
     pj = Path("runs") / f"{prefix}-{name}.json"
     wall = Path("runs") / f"{prefix}-{name}.wall.json"
-    if wall.is_file():
-        info.update(json.loads(wall.read_text()))
+    if wall.is_file():   # rc, wall_s ("run" there is the folder name; the table keys by NAME)
+        info.update({k: v for k, v in json.loads(wall.read_text()).items() if k != "run"})
     if pj.is_file() and pj.read_text().strip():
         try:
             res = json.loads(pj.read_text())
