@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import typer
@@ -49,18 +50,39 @@ def _register() -> None:
     app.command("ablation")(analysis.ablation_command)
 
 
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130   # the shell's code for Ctrl-C (128 + SIGINT)
+
+
+def _fail(kind: str, message: str, code: int) -> None:
+    """One line on stderr; with --json also the one JSON object the command promises, on stdout."""
+    print(f"{kind}: {message}", file=sys.stderr)
+    if "--json" in sys.argv[1:]:
+        print(json.dumps({"error": message, "status": kind, "exit_code": code}))
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point: run the app; bad input prints one line 'error: ...' and exits with code 2.
+    """Entry point: run the app. Bad input prints one line 'error: ...' and exits 2; a diverged run
+    'diverged: ...' and exits 3; Ctrl-C during training 'interrupted: ...' (what was kept and how
+    to resume) and exits 130. With --json each also prints one JSON object
+    ``{"error", "status", "exit_code"}`` on stdout.
 
     Usage errors (unknown options, missing arguments) are handled by typer/click (exit code 2);
     anything else propagates with its traceback, since that is a bug to report.
     """
+    from simxir.train.engine import TrainingDiverged, TrainingInterrupted
+
     _register()
     try:
         app()
     except (UserError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail("error", str(exc), EXIT_BAD_INPUT)
+    except TrainingDiverged as exc:
+        _fail("diverged", str(exc), EXIT_DIVERGED)
+    except TrainingInterrupted as exc:
+        _fail("interrupted", str(exc), EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -171,24 +171,41 @@ def _parse_scalar(raw: str) -> Any:
     return raw if isinstance(parsed, dict) else parsed
 
 
-def load_recipe(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
-    """Load ``cls`` from a YAML recipe (or its defaults when ``path`` is None), then apply overrides."""
-    if path is None:
-        cfg = cls()
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"recipe {p}: no such file (expected a YAML mapping of {cls.__name__} fields)")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"recipe {p}: not valid YAML ({exc.__class__.__name__})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"recipe {p}: expected a YAML mapping of {cls.__name__} fields")
-        try:
-            cfg = from_dict(cls, data)
-        except ConfigError as exc:
-            raise ConfigError(f"recipe {p}: {exc}") from None
+def deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``new`` laid over it; nested mappings are merged key by key."""
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_recipe(path: str | Path, what: str = "configuration") -> dict[str, Any]:
+    """The mapping a YAML recipe holds (unchecked); errors name the file and what was expected."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"recipe {p}: is a directory (expected a YAML file of {what} fields)")
+    if not p.is_file():
+        raise ConfigError(f"recipe {p}: no such file (expected a YAML mapping of {what} fields)")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {p}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {p}: expected a YAML mapping of {what} fields")
+    return data
+
+
+def load_recipe(cls: type[T], path: str | Path | None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> T:
+    """Load ``cls`` from a YAML recipe (or its defaults when ``path`` is None), then apply overrides.
+
+    ``base``: a (partial, nested) mapping laid over the dataclass defaults beneath the recipe,
+    e.g. a method's own defaults: the recipe and the overrides win over it."""
+    data = deep_update(base or {}, read_recipe(path, cls.__name__) if path is not None else {})
+    try:
+        cfg = from_dict(cls, deep_update(to_dict(cls()), data))
+    except ConfigError as exc:
+        raise ConfigError(f"recipe {path}: {exc}" if path is not None else str(exc)) from None
     return apply_overrides(cfg, overrides or [])
 
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,18 @@ def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def require_file(path: str | Path, expected: str, option: str = "", noun: str = "file") -> Path:
+    """``path`` as a Path when it is a file; else a one-line UserError that says whether it is
+    missing or a directory, naming ``option`` (e.g. ``--features``) and what was ``expected``."""
+    p = Path(path).expanduser()
+    who = f"{option} {p}" if option else str(p)
+    if p.is_dir():
+        raise UserError(f"{who}: is a directory (expected {expected})")
+    if not p.is_file():
+        raise UserError(f"{who}: no such {noun} (expected {expected})")
+    return p
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -78,9 +91,9 @@ def read_npz(path: str | Path, required: tuple[str, ...], optional: tuple[str, .
     """
     p = Path(path).expanduser()
     who = f"{option} {p}" if option else str(p)
-    expected = ", ".join(required) + (f" (optional {', '.join(optional)})" if optional else "")
-    if not p.is_file():
-        raise UserError(f"{who}: no such file (expected an .npz with keys {expected})")
+    expected = (", ".join(required) + (f" (optional {', '.join(optional)})" if optional else "")
+                if required else "one of " + ", ".join(optional))
+    require_file(p, f"an .npz with keys {expected}", option)
     try:
         with np.load(p, allow_pickle=False) as z:
             missing = [k for k in required if k not in z.files]
@@ -100,24 +113,30 @@ def read_npz(path: str | Path, required: tuple[str, ...], optional: tuple[str, .
 def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> Any:
     """Load a torch checkpoint with ``weights_only=True``.
 
-    A file that needs arbitrary unpickling is refused with a message naming ``--allow-pickle``;
-    with ``allow_pickle=True`` (the user trusts the file) it is loaded fully.
+    A file that needs arbitrary unpickling (torch's weights-only unpickler refuses a global, an
+    opcode or a pickle protocol) is refused with a message naming ``--allow-pickle``; with
+    ``allow_pickle=True`` (the user trusts the file) it is loaded fully.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint file")
+    path = require_file(path, "a file written by torch.save, or a .safetensors file", noun="checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises several types here
-        text = str(exc)
-        if "Unsupported global" in text:
-            if allow_pickle:
-                return torch.load(path, map_location="cpu", weights_only=False)
+    except pickle.UnpicklingError as exc:
+        text = str(exc).lower()
+        if "weights only load failed" not in text and "unsupported global" not in text:
+            raise _unreadable(path, exc) from None
+        if not allow_pickle:
             raise UserError(
                 f"{path}: checkpoint holds Python objects beyond tensors and cannot be loaded with "
                 f"weights_only=True; if you trust this file, pass --allow-pickle"
             ) from None
-        raise UserError(
-            f"{path}: not a readable torch checkpoint (expected a file written by torch.save, "
-            f"or a .safetensors file; torch said {exc.__class__.__name__})"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for damaged files
+        raise _unreadable(path, exc) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - e.g. a class the trusted pickle names is not importable
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> UserError:
+    return UserError(f"{path}: not a readable torch checkpoint (expected a file written by torch.save, "
+                     f"or a .safetensors file; torch said {exc.__class__.__name__})")

@@ -158,7 +158,10 @@ def test_entry_point_json_and_error_exit(tmp_path):
                                      "eigenvalues": [1.0, 1.0, 1.0]}
     bad = subprocess.run(run + ["analyze", "--predictor", str(tmp_path / "nope.npy"), "--json"],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.startswith("error: --predictor")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --predictor")
+    # --json promises one JSON object on stdout, also when the command fails
+    err = json.loads(bad.stdout)
+    assert err["status"] == "error" and err["exit_code"] == 2 and err["error"].startswith("--predictor")
     assert "nope.npy" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 

@@ -50,7 +50,7 @@ def test_cli_error_exit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     with pytest.raises(SystemExit) as exc:
         main()
     out = capsys.readouterr()
-    assert exc.value.code == 2 and out.out == ""
+    assert exc.value.code == 2 and json.loads(out.out)["status"] == "error"   # --json: one object
     assert out.err.startswith("error: ") and out.err.count("\n") == 1 and "nope" in out.err
 
 

@@ -64,7 +64,8 @@ def test_run_knn_groups_spherical_in_process(tmp_path, capsys):
 def test_run_errors_exit_code(tmp_path):
     np.savez(tmp_path / "p.npz", inputs=np.random.default_rng(0).random((10, 2)))
     r = cli("dynamics", "run", "--input", str(tmp_path / "p.npz"), "--eps", "0.1", "--knn", "3", "--json")
-    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("error:") and "exactly one" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "exactly one" in r.stderr
+    assert json.loads(r.stdout)["error"] == r.stderr.strip().removeprefix("error: ")   # --json: one object
 
 
 def _run(path, **kw):

@@ -97,7 +97,7 @@ def test_cli_error_exit_code_and_single_line(tmp_path):
     _write(tmp_path / "bad.npz", test_labels=None)
     proc = subprocess.run([sys.executable, "-m", "simxir.cli", "eval", "--features", str(tmp_path / "bad.npz"),
                            "--json"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.returncode == 2 and json.loads(proc.stdout)["exit_code"] == 2   # --json: one object
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
 
 

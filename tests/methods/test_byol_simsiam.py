@@ -110,9 +110,10 @@ def test_byol_proj_bn_puts_batchnorm_in_the_projector_hidden_layer(backbone) -> 
 
     from simxir.methods import build_method
 
-    plain = build_method("byol", backbone, {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16})
-    with_bn = build_method("byol", backbone, {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16,
-                                              "proj_bn": True})
+    plain = build_method("byol", backbone, {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16,
+                                            "proj_bn": False})   # SimXIR appendix C.2's projector
+    with_bn = build_method("byol", backbone, {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16})
+    # the default is the BYOL paper's projector, with BN
     assert not any(isinstance(m, _nn.BatchNorm1d) for m in plain.projector)
     kinds = [type(m) for m in with_bn.projector]
     assert kinds == [_nn.Linear, _nn.BatchNorm1d, _nn.ReLU, _nn.Linear]

@@ -160,7 +160,7 @@ def test_bridge_method_loss_is_bridge_loss_on_standardized_outputs(backbone, vie
 
 
 def test_bridge_standardize_off_uses_raw_outputs(backbone, views) -> None:
-    m = build_method("bridge", backbone, BridgeConfig(proj_sizes=[16, 8], standardize=False))
+    m = build_method("bridge", backbone, BridgeConfig(proj_sizes=[16, 8], standardize=False, c_inv=8.0, c_cov=8.0))
     assert isinstance(m.standardizer, nn.Identity)
     out = m(*views)
     with torch.no_grad():
@@ -170,7 +170,7 @@ def test_bridge_standardize_off_uses_raw_outputs(backbone, views) -> None:
 
 
 def test_bridge_identity_predictor(backbone, views) -> None:
-    m = build_method("bridge", backbone, BridgeConfig(proj_sizes=[16, 8], predictor="identity"))
+    m = build_method("bridge", backbone, BridgeConfig(proj_sizes=[16, 8], predictor="identity", c_inv=8.0, c_cov=8.0))
     assert m.predictor is None
     assert not any("predictor" in name for name, _ in m.named_parameters())
     torch.testing.assert_close(m.predictor_weight(), torch.eye(8))

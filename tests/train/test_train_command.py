@@ -76,7 +76,8 @@ def test_diverged_run_exits_3_with_one_line(tmp_path, tiny_npz):
     r = _run(["--method", "simsiam", "--data", f"npz:{tiny_npz}", "--out", str(tmp_path / "r"),
               "epochs=3", "optim.lr=1e30", "probe.enabled=false", *COMMON, "--json"], tmp_path)
     assert r.returncode == 3, r.stderr
-    assert r.stdout == ""
+    failed = json.loads(r.stdout)   # --json: one object, also when the run fails
+    assert failed["status"] == "diverged" and failed["exit_code"] == 3 and "loss is nan" in failed["error"]
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("diverged:")]
     assert len(lines) == 1 and "epoch" in lines[0] and "step" in lines[0]
 

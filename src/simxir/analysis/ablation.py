@@ -130,6 +130,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
     dataset = load_dataset(first.data)
     augment = build_augment(first.augment, dataset.image_size, dataset.mean, dataset.std)
     results = []
+    trained: list[dict[str, Any]] = []
     for row in rows:
         cfg = cfgs[row.name]
         log(f"ablation row {row.name}: {' '.join(row.method_overrides())}")
@@ -150,6 +151,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
             log(f"ablation row {row.name} failed: {entry['detail']}")
             results.append(entry)
             continue
+        trained.append(res)
         last = res["epochs"][-1] if res["epochs"] else {}
         knn = evaluate_encoder(method.backbone, dataset, augment, knn_ks=(knn_k,), linear=False,
                                weighted_temperature=None)
@@ -170,7 +172,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
         "data": first.data,
         "recipe": recipe,
         "overrides": base,
-        "epochs": first.epochs,
+        "epochs": next((len(r["epochs"]) for r in trained if r.get("epochs")), first.epochs),
         "knn_k": knn_k,
         "rows": results,
     }

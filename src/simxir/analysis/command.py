@@ -28,7 +28,7 @@ from simxir.analysis.predictor import (
     predictor_diagnostics,
 )
 from simxir.errors import UserError
-from simxir.io import atomic_write_json, read_npz
+from simxir.io import atomic_write_json, read_npz, require_file
 from simxir.progress import log
 
 
@@ -50,15 +50,19 @@ def load_features(path: str | Path) -> np.ndarray:
     ``.npy`` array."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise UserError(f"--features {path}: no such file (expected an n x d .npy array or an "
-                            f".npz with key 'features')")
+        require_file(path, "an n x d .npy array or an .npz with key 'features' or 'train_features'",
+                     "--features")
         try:
             feats = np.load(path, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad files
             raise UserError(f"--features {path}: not a readable .npy array ({exc.__class__.__name__})") from None
     else:
-        feats = read_npz(path, ("features",), option="--features")["features"]
+        # 'features' (a plain matrix) or the file ``simxir eval --save-features`` writes (its
+        # train split's features)
+        arrays = read_npz(path, (), ("features", "train_features"), option="--features")
+        if not arrays:
+            read_npz(path, ("features",), option="--features")   # raises: names the keys found
+        feats = arrays.get("features", arrays.get("train_features"))
     if feats.ndim != 2 or not np.issubdtype(feats.dtype, np.number) or np.iscomplexobj(feats):
         raise UserError(f"--features {path}: expected a real n x d array, got {feats.dtype} {tuple(feats.shape)}")
     return feats

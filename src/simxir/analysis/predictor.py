@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from simxir.errors import UserError
+from simxir.io import require_file
 
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.npy$")
 
@@ -97,8 +98,7 @@ def load_predictor(path: str | Path, label: str = "") -> np.ndarray:
     """Read a d x d predictor matrix from a ``.npy`` file (``label``, e.g. "--predictor", prefixes errors)."""
     path = Path(path)
     name = f"{label} {path}".strip()
-    if not path.is_file():
-        raise UserError(f"{name}: no such file (expected a d x d predictor matrix saved with numpy.save)")
+    require_file(path, "a d x d predictor matrix saved with numpy.save", label)
     try:
         w = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad files

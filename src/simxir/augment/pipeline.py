@@ -48,7 +48,13 @@ def _tiny() -> tuple[ViewSpec, ViewSpec]:
 
 
 _RECIPES = {"simsiam-cifar": _simsiam_cifar, "byol-imagenet": _byol_imagenet, "tiny": _tiny}
-RECIPES: tuple[str, ...] = tuple(_RECIPES)
+RECIPES: tuple[str, ...] = (*_RECIPES, "auto")
+
+
+def auto_recipe(image_size: int) -> str:
+    """``auto``'s choice by image side: ``tiny`` up to 16 px (digits: flips and strong crops
+    destroy them), ``simsiam-cifar`` up to 64 px (CIFAR, SVHN, STL at 64), ``byol-imagenet`` above."""
+    return "tiny" if image_size <= 16 else "simsiam-cifar" if image_size <= 64 else "byol-imagenet"
 
 
 def blur_kernel_size(image_size: int) -> int:
@@ -162,14 +168,17 @@ class Augment:
 
 def build_augment(recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float], *,
                   cpu_threads: int | None = None) -> Augment:
-    """The named recipe (one of :data:`RECIPES`) for ``image_size`` images and dataset mean/std.
+    """The named recipe (one of :data:`RECIPES`; ``auto``: :func:`auto_recipe`) for ``image_size``
+    images and dataset mean/std.
 
     ``cpu_threads``: intra-op threads for CPU batches (None: 1 thread for small batches of at most
     ``SMALL_BATCH_ELEMENTS`` output values, torch's setting otherwise)."""
-    if recipe not in _RECIPES:
+    if recipe not in RECIPES:
         raise UserError(f"augment recipe: expected one of {', '.join(RECIPES)}, got {recipe!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise UserError(f"augment image_size: expected a positive integer, got {image_size!r}")
+    if recipe == "auto":
+        recipe = auto_recipe(image_size)
     for name, vals in (("mean", mean), ("std", std)):
         if not isinstance(vals, Sequence | Tensor) or len(vals) != 3:
             raise UserError(f"augment {name}: expected 3 per-channel values, got {vals!r}")

@@ -12,6 +12,7 @@ import torch
 from simxir.data.dataset import ImageDataset, Split
 from simxir.data.safe_pickle import safe_loads
 from simxir.errors import UserError
+from simxir.io import require_file
 
 # variant -> (folder name, archive name, train files, test files, meta file, label key, names key)
 _LAYOUTS = {
@@ -67,8 +68,7 @@ def _read_archive(path: Path, folder: str, needed: set[str]) -> Callable[[str], 
 
 
 def _read_file(p: Path) -> bytes:
-    if not p.is_file():
-        raise UserError(f"{p}: missing CIFAR file (expected {p.name} in {p.parent})")
+    require_file(p, f"the CIFAR file {p.name} in {p.parent}")
     return p.read_bytes()
 
 

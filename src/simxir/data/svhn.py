@@ -8,6 +8,7 @@ import numpy as np
 
 from simxir.data.dataset import ImageDataset, Split, from_numpy_nhwc
 from simxir.errors import UserError
+from simxir.io import require_file
 
 FILES = ("train_32x32.mat", "test_32x32.mat")
 
@@ -15,8 +16,7 @@ FILES = ("train_32x32.mat", "test_32x32.mat")
 def _load_mat(p: Path) -> Split:
     import scipy.io
 
-    if not p.is_file():
-        raise UserError(f"{p}: missing SVHN file (expected {' and '.join(FILES)} in {p.parent})")
+    require_file(p, f"the SVHN file {p.name}: {' and '.join(FILES)} in {p.parent}")
     try:
         m = scipy.io.loadmat(p)
     except Exception as exc:  # noqa: BLE001 - scipy raises several types (incl. for v7.3/HDF5 files)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -43,10 +42,11 @@ def finetune_command(
     from simxir.finetune.report import format_report
     from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
     from simxir.io import json_safe
-    from simxir.train.command import DIVERGED_EXIT_CODE
-    from simxir.train.engine import TrainingDiverged
+    from simxir.train.checkpoint import require_checkpoint
 
     overrides = list(overrides or [])
+    if resume:
+        require_checkpoint(Path(out))
     if resume and recipe is None and (Path(out) / "config.yaml").is_file():
         recipe = str(Path(out) / "config.yaml")
     if variant is not None and variant not in ("standard", "raw-anchor"):
@@ -55,12 +55,8 @@ def finetune_command(
         raise UserError(f"--loss {loss!r}: expected l2 or cosine")
     cfg = build_finetune_config(recipe, overrides, data, rounds, variant, loss)
     protocol = EvalProtocol(knn_ks=_parse_ks(knn), linear=linear, linear_epochs=linear_epochs)
-    try:
-        result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
-                              val_fraction=val_fraction, protocol=protocol)
-    except TrainingDiverged as exc:
-        print(f"diverged: {exc}", file=sys.stderr)
-        raise typer.Exit(DIVERGED_EXIT_CODE) from None
+    result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
+                          val_fraction=val_fraction, protocol=protocol)   # diverged: see simxir.cli
     if not distributed.is_main():
         return
     if json_out:

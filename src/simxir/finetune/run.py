@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from simxir.config import ConfigError, apply_overrides, from_dict, to_dict
+from simxir.config import ConfigError, apply_overrides, deep_update, from_dict, read_recipe, to_dict
 from simxir.errors import UserError
 from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
 from simxir.io import atomic_write_json
@@ -37,13 +36,6 @@ def finetune_defaults() -> TrainConfig:
     )
 
 
-def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def build_finetune_config(recipe: str | Path | None, overrides: list[str], data: str | None = None,
                           rounds: int | None = None, variant: str | None = None,
                           loss: str | None = None) -> TrainConfig:
@@ -51,13 +43,7 @@ def build_finetune_config(recipe: str | Path | None, overrides: list[str], data:
     (``method.KEY=V`` for :class:`SimXIRConfig`), then the explicit options."""
     data_dict = to_dict(finetune_defaults())
     if recipe is not None:
-        p = Path(recipe)
-        if not p.is_file():
-            raise UserError(f"--recipe {p}: no such file (expected a YAML finetune recipe)")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise UserError(f"--recipe {p}: expected a YAML mapping of TrainConfig fields")
-        data_dict = _deep_update(data_dict, loaded)
+        data_dict = deep_update(data_dict, read_recipe(recipe, "finetune TrainConfig"))
     method_ovr = [o for o in overrides if o.strip().startswith("method.")]
     train_ovr = [o for o in overrides if not o.strip().startswith("method.")]
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +64,11 @@ class BarlowTwins(Method):
 
     name = "barlow_twins"
     config_cls = BarlowTwinsConfig
+    # Adam-family optimizers are what these losses' large, badly scaled gradients need at CPU-scale
+    # batches: SGD lr 0.05 diverged (VICReg, bridge) or left a rank-4 backbone (Barlow Twins);
+    # AdamW 1e-3 learned for every one of them (results/pretrain/README.md). Papers' LARS: recipes.
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4}}
 
     def __init__(self, backbone: nn.Module, cfg: BarlowTwinsConfig | None = None) -> None:
         cfg = cfg or BarlowTwinsConfig()

@@ -94,6 +94,10 @@ class Method(nn.Module):
     # it (an unnormalized l2 term): the engine's scale-collapse rule applies only then. Losses of
     # normalized or standardized embeddings (cosine, InfoNCE, cross-correlation) are scale-free.
     scale_sensitive: bool = False
+    # The method's own training defaults: a partial, nested TrainConfig mapping (``optim``,
+    # ``schedule``, ``method`` fields) laid over TrainConfig's defaults beneath any recipe, so that
+    # ``simxir pretrain --method M`` without a recipe trains with settings that learn for M.
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, backbone: nn.Module, cfg: Any) -> None:
         super().__init__()

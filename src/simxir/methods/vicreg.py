@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,11 @@ class VICReg(Method):
 
     name = "vicreg"
     config_cls = VICRegConfig
+    # Adam-family optimizers are what these losses' large, badly scaled gradients need at CPU-scale
+    # batches: SGD lr 0.05 diverged (VICReg, bridge) or left a rank-4 backbone (Barlow Twins);
+    # AdamW 1e-3 learned for every one of them (results/pretrain/README.md). Papers' LARS: recipes.
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4}}
     scale_sensitive = True   # unnormalized invariance term (the variance hinge is what stops shrinking)
 
     def __init__(self, backbone: nn.Module, cfg: VICRegConfig | None = None) -> None:

@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from simxir.errors import UserError
-from simxir.io import atomic_save, atomic_write_bytes, load_checkpoint
+from simxir.io import atomic_save, atomic_write_bytes, load_checkpoint, require_file
 from simxir.models.backbones import RESNET_LAYOUTS, build_backbone
 from simxir.models.formats import FORMATS, Extracted, extract, wrap, wrap_into_template
 
@@ -84,8 +85,7 @@ def infer_arch(sd: dict[str, Tensor], where: str = "checkpoint") -> str:
 def _read(path: Path, allow_pickle: bool) -> tuple[Any, dict[str, str] | None]:
     """The checkpoint object and, for safetensors files, their metadata."""
     if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise UserError(f"{path}: no such checkpoint file")
+        require_file(path, "a .safetensors encoder file", noun="checkpoint file")
         from safetensors import safe_open
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -150,6 +150,56 @@ def _stem_padding(ex: Extracted, meta: dict[str, str] | None, arch: str) -> int 
     return None
 
 
+def _check_stem_fits(model: nn.Module, format: str) -> None:
+    """Refuse an export whose CIFAR stem the target's own model would rebuild differently.
+
+    solo-learn builds its CIFAR stem with padding 2 and the other layouts' models (torchvision
+    names) with padding 1; only simxir's own file records the padding. The same weights under
+    another padding compute other features, so such an export is an error, not a silent change."""
+    conv1 = getattr(model, "conv1", None)
+    if format == "simxir" or not str(getattr(model, "arch", "")).endswith("-cifar") \
+            or not isinstance(conv1, nn.Conv2d):
+        return
+    have, want = conv1.padding[0], (2 if format == "solo-learn" else 1)
+    if have != want:
+        raise UserError(f"--to {format}: this encoder's CIFAR stem has conv1 padding {have}, but "
+                        f"{format}'s model builds it with padding {want}, so the exported weights "
+                        f"would compute different features there; export to "
+                        f"{'simxir or solo-learn' if have == 2 else 'simxir, torchvision or the other layouts'}"
+                        f" instead")
+
+
+@torch.no_grad()
+def max_feature_difference(a: nn.Module, b: nn.Module, image_size: int = 32, seed: int = 0) -> float:
+    """Largest absolute difference of two backbones' features on one seeded random batch (eval mode)."""
+    x = torch.randn(4, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
+    modes = (a.training, b.training)
+    a.eval()
+    b.eval()
+    try:
+        return float((a(x).float() - b(x).float()).abs().max())
+    finally:
+        a.train(modes[0])
+        b.train(modes[1])
+
+
+def verify_export(model: nn.Module, path: str | Path, format: str, allow_pickle: bool = False
+                  ) -> tuple[LoadReport, float]:
+    """Re-load an export and check that it holds the same tensors AND computes the same features
+    (the stem's padding is not in any state_dict); returns (load report, max feature difference)."""
+    model = _unwrap(model)
+    back, report = load_encoder(path, backbone=str(model.arch), format=format, allow_pickle=allow_pickle)
+    ref = model.state_dict()
+    if not all(torch.equal(v, ref[k]) for k, v in back.state_dict().items()):
+        raise UserError(f"{path}: re-loading the export gave different tensors")
+    size = 64 if not str(model.arch).endswith("-cifar") and str(model.arch).startswith("resnet") else 32
+    diff = max_feature_difference(model.to("cpu"), back, image_size=size)
+    if diff > 1e-5:
+        raise UserError(f"{path}: re-loading the export computes different features (max difference "
+                        f"{diff:.3g}); the {format} layout cannot hold this encoder as it is")
+    return report, diff
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     """The bare backbone behind DDP (``.module``), ``torch.compile`` (``._orig_mod``) or a Method."""
     for _ in range(4):
@@ -193,6 +243,7 @@ def export_encoder(model: nn.Module, path: str | Path, format: str,
     if format not in FORMATS:
         raise UserError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
     model = _unwrap(model)
+    _check_stem_fits(model, format)
     if format == "simxir":
         save_encoder(model, path)
         return format

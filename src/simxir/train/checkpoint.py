@@ -57,11 +57,19 @@ def save_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
     return path
 
 
-def load_training_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """Read ``run_dir/checkpoint.pt`` (weights_only); a missing or foreign file is a UserError."""
+def require_checkpoint(run_dir: Path) -> Path:
+    """``run_dir/checkpoint.pt``, or a UserError naming it when there is none to resume from."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
-        raise UserError(f"--resume: no checkpoint at {path}; start the run without --resume")
+        where = "no such folder" if not Path(run_dir).exists() else "no checkpoint.pt in it"
+        raise UserError(f"--resume: {path}: no checkpoint to resume ({where}); start the run "
+                        f"without --resume")
+    return path
+
+
+def load_training_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """Read ``run_dir/checkpoint.pt`` (weights_only); a missing or foreign file is a UserError."""
+    path = require_checkpoint(run_dir)
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("version") != VERSION or "model" not in ckpt:
         raise UserError(f"{path}: not a simxir training checkpoint (version {VERSION})")

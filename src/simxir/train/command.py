@@ -4,39 +4,40 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import typer
 
-from simxir.config import ConfigError, apply_overrides, from_dict, load_recipe, to_dict
+from simxir.config import ConfigError, apply_overrides, from_dict, load_recipe, read_recipe, to_dict
 from simxir.errors import UserError
 from simxir.io import json_safe
 from simxir.train.config import TrainConfig
-from simxir.train.engine import EpochCallback, TrainingDiverged, train
+from simxir.train.checkpoint import require_checkpoint
+from simxir.train.engine import EpochCallback, train
 from simxir.train.monitors import collapse_label
 
-DIVERGED_EXIT_CODE = 3
 
 
 def build_config(method: str | None, recipe: str | Path | None, overrides: list[str],
                  data: str | None = None) -> TrainConfig:
-    """The resolved config: recipe, then ``key=value`` overrides (``method.KEY=V`` for the method's
-    own config, checked against ``simxir.methods.CONFIGS[method]``), then ``--data``."""
-    from simxir.methods import CONFIGS
+    """The resolved config: TrainConfig's defaults, the method's own ``train_defaults``, the
+    recipe, then ``key=value`` overrides (``method.KEY=V`` for the method's own config, checked
+    against ``simxir.methods.CONFIGS[method]``), then ``--data``."""
+    from simxir.methods import CONFIGS, METHODS
 
     method_ovr = [o for o in overrides if o.strip().startswith("method.")]
     train_ovr = [o for o in overrides if not o.strip().startswith("method.")]
-    cfg = load_recipe(TrainConfig, recipe, train_ovr)
-    if method and cfg.method_name and method != cfg.method_name:
-        raise UserError(f"--method {method}: the recipe {recipe} is written for {cfg.method_name!r}")
-    name = method or cfg.method_name
+    recipe_name = read_recipe(recipe, "TrainConfig").get("method_name") if recipe else None
+    if method and recipe_name and method != recipe_name:
+        raise UserError(f"--method {method}: the recipe {recipe} is written for {recipe_name!r}")
+    name = method or recipe_name
     if not name:
         raise UserError("--method: required (one of " + ", ".join(sorted(CONFIGS)) + ")")
-    if name not in CONFIGS:
+    if not isinstance(name, str) or name not in CONFIGS:
         raise UserError(f"--method {name}: expected one of {', '.join(sorted(CONFIGS))}")
+    cfg = load_recipe(TrainConfig, recipe, train_ovr, base=METHODS[name].train_defaults)
     if not isinstance(cfg.method, dict):
         raise UserError(f"recipe {recipe}: 'method' must be a mapping of {name} config fields")
     # a one-field wrapper makes errors name the keys as the user wrote them: method.KEY
@@ -84,15 +85,12 @@ def pretrain_command(
 ) -> None:
     """Pretrain a backbone with a self-supervised method; writes RUN_DIR/encoder.safetensors."""
     overrides = list(overrides or [])
+    if resume:
+        require_checkpoint(Path(out))
     if resume and recipe is None and (Path(out) / "config.yaml").is_file():
         recipe = str(Path(out) / "config.yaml")
     cfg = build_config(method, recipe, overrides, data)
-    try:
-        result = run_pretrain(cfg, out, resume=resume)
-    except TrainingDiverged as exc:
-        print(f"diverged: {exc}", file=sys.stderr)
-        # sys.exit, not typer.Exit: click returns (drops) Exit codes in standalone_mode=False
-        sys.exit(DIVERGED_EXIT_CODE)
+    result = run_pretrain(cfg, out, resume=resume)   # diverged/interrupted: reported by simxir.cli
     from simxir import distributed
 
     if not distributed.is_main():

@@ -77,8 +77,8 @@ class TrainConfig:
     method_name: str = ""             # optional: the method a recipe was written for
     data: str = "digits"
     backbone: str = "convnet-small"
-    augment: str = "tiny"
-    epochs: int = 10
+    augment: str = "auto"             # auto: by image size (tiny <= 16 px, simsiam-cifar <= 64, byol-imagenet)
+    epochs: int | None = None         # None: auto_epochs (10, more for small data: >= 150 steps)
     batch_size: int = 256             # global batch (all processes, all accumulation steps)
     accumulate: int = 1               # gradient accumulation steps per optimizer step
     seed: int = 0

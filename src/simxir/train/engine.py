@@ -15,6 +15,7 @@ epoch-boundary checkpoint reproduces the uninterrupted run bit for bit.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import math
 import os
@@ -43,7 +44,7 @@ from simxir.train.checkpoint import CHECKPOINT, load_training_checkpoint, save_c
 from simxir.train.config import TrainConfig
 from simxir.train.logging import TensorBoard, write_csv
 from simxir.train.optim import build_optimizer
-from simxir.train.schedule import apply_lr, lr_factor
+from simxir.train.schedule import apply_lr, auto_epochs, lr_factor
 from simxir.train.syncbn import convert_sync_batchnorm
 
 PROBE_STREAM = 2**31
@@ -52,6 +53,10 @@ EpochCallback = Callable[[int, dict[str, Any]], "bool | None"]
 
 class TrainingDiverged(RuntimeError):
     """The loss became nan/inf; the message names epoch and step and the last good checkpoint."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C (KeyboardInterrupt) during training; the message names what was kept and how to resume."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,8 +332,10 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     device = device or resolve_device(cfg)
     rank, world = distributed.rank(), distributed.world_size()
     main = rank == 0
-    if cfg.epochs < 1:
-        raise UserError(f"epochs: expected >= 1, got {cfg.epochs}")
+    if cfg.epochs is not None and cfg.epochs < 1:
+        raise UserError(f"epochs: expected >= 1 (or null for the automatic length), got {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise UserError(f"batch_size: expected a positive integer, got {cfg.batch_size}")
     if cfg.threads < 0:
         raise UserError(f"threads: expected 0 (torch's default) or a positive count, got {cfg.threads}")
     if cfg.threads:
@@ -344,6 +351,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     steps_per_epoch = n_train // cfg.batch_size
     if steps_per_epoch < 1:
         raise UserError(f"batch_size: {cfg.batch_size} is larger than the {n_train} training images")
+    if cfg.epochs is None:
+        cfg = dataclasses.replace(cfg, epochs=auto_epochs(steps_per_epoch))
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = int(round(cfg.schedule.warmup_epochs * steps_per_epoch))
     amp_dtype = resolve_precision(cfg.precision, device)
@@ -409,106 +418,114 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     # scale-collapse rule (restored from the first epoch's metrics on --resume)
     spread_init = history[0].get("z_spread_init") if history else None
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
-        shuffle = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0))
-        perm = torch.randperm(n_train, generator=shuffle)
-        aug_seed = epoch_seed(cfg.seed, epoch, 1 + rank)
-        torch.manual_seed(aug_seed)
-        np.random.seed(aug_seed % 2**32)
-        random.seed(aug_seed)
-        trainable.method.on_epoch_start(epoch)
-        trainable.train()
-        sums: dict[str, float] = {}
-        n_steps = 0
-        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       total=steps_per_epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        t_start = t_first = time.perf_counter()
-        for i in bar:
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][rank * local_b:(rank + 1) * local_b]
-            lr = apply_lr(optimizer, lr_factor(step, total_steps, warmup_steps, cfg.schedule))
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            shuffle = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0))
+            perm = torch.randperm(n_train, generator=shuffle)
+            aug_seed = epoch_seed(cfg.seed, epoch, 1 + rank)
+            torch.manual_seed(aug_seed)
+            np.random.seed(aug_seed % 2**32)
+            random.seed(aug_seed)
+            trainable.method.on_epoch_start(epoch)
+            trainable.train()
+            sums: dict[str, float] = {}
+            n_steps = 0
+            bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           total=steps_per_epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            t_start = t_first = time.perf_counter()
+            for i in bar:
+                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][rank * local_b:(rank + 1) * local_b]
+                lr = apply_lr(optimizer, lr_factor(step, total_steps, warmup_steps, cfg.schedule))
 
-            def micro_batches(idx: torch.Tensor = idx):
-                for a in range(cfg.accumulate):
-                    j = idx[a * micro:(a + 1) * micro].to(images.device)
-                    x = images[j].to(device, non_blocking=True)
-                    y = labels[j].to(device, non_blocking=True)
-                    v1, v2 = augment.views(x)
-                    if channels_last:
-                        v1 = v1.contiguous(memory_format=torch.channels_last)
-                        v2 = v2.contiguous(memory_format=torch.channels_last)
-                    yield v1, v2, y
+                def micro_batches(idx: torch.Tensor = idx):
+                    for a in range(cfg.accumulate):
+                        j = idx[a * micro:(a + 1) * micro].to(images.device)
+                        x = images[j].to(device, non_blocking=True)
+                        y = labels[j].to(device, non_blocking=True)
+                        v1, v2 = augment.views(x)
+                        if channels_last:
+                            v1 = v1.contiguous(memory_format=torch.channels_last)
+                            v2 = v2.contiguous(memory_format=torch.channels_last)
+                        yield v1, v2, y
 
-            loss, logs = train_step(model, optimizer, micro_batches(), cfg.accumulate, amp_dtype, scaler)
-            if not math.isfinite(loss):
-                last = (f"last good checkpoint {ckpt_path} (after epoch {start_epoch if not history else history[-1]['epoch']})"
-                        if ckpt_path.exists() else "no checkpoint was written yet")
-                tb.close()
-                raise TrainingDiverged(f"loss is {loss} at epoch {epoch + 1}, step {i + 1} of the epoch "
-                                       f"(global step {step + 1}); {last}")
-            trainable.method.on_train_step_end(step, total_steps)
-            if step == 0 and "z_spread" in logs:
-                spread_init = logs["z_spread"]
-            step += 1
-            n_steps += 1
-            if n_steps == 1:
-                t_first = time.perf_counter()
-            sums["loss"] = sums.get("loss", 0.0) + loss
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
-                step_log.append({"step": step, "epoch": epoch + 1, "loss": loss, "lr": lr})
-                tb.scalars("step", {"loss": loss, "lr": lr}, step)
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}")
+                loss, logs = train_step(model, optimizer, micro_batches(), cfg.accumulate, amp_dtype, scaler)
+                if not math.isfinite(loss):
+                    last = (f"last good checkpoint {ckpt_path} (after epoch {start_epoch if not history else history[-1]['epoch']})"
+                            if ckpt_path.exists() else "no checkpoint was written yet")
+                    tb.close()
+                    raise TrainingDiverged(f"loss is {loss} at epoch {epoch + 1}, step {i + 1} of the epoch "
+                                           f"(global step {step + 1}); {last}")
+                trainable.method.on_train_step_end(step, total_steps)
+                if step == 0 and "z_spread" in logs:
+                    spread_init = logs["z_spread"]
+                step += 1
+                n_steps += 1
+                if n_steps == 1:
+                    t_first = time.perf_counter()
+                sums["loss"] = sums.get("loss", 0.0) + loss
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
+                    step_log.append({"step": step, "epoch": epoch + 1, "loss": loss, "lr": lr})
+                    tb.scalars("step", {"loss": loss, "lr": lr}, step)
+                    if hasattr(bar, "set_postfix"):  # the epoch's running mean, as metrics.csv reports
+                        bar.set_postfix(loss=f"{sums['loss'] / n_steps:.4f}", lr=f"{lr:.3g}")
 
-        t_end = time.perf_counter()
-        # throughput of the training loop, the first (warm-up) step excluded when there are others
-        imgs_per_s = (cfg.batch_size * (n_steps - 1) / (t_end - t_first) if n_steps > 1
-                      else cfg.batch_size / (t_end - t_start))
-        metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
-                                   "train_time_s": t_end - t_start, "train_img_per_s": imgs_per_s}
-        if epoch == 0 and spread_init is not None:
-            metrics["z_spread_init"] = spread_init
-        for k, v in sums.items():
-            if not k.startswith("probe_"):
-                metrics[k] = v / n_steps
-        if sums.get("probe_count"):
-            metrics["probe_train_top1"] = sums["probe_hits1"] / sums["probe_count"]
-            metrics["probe_train_top5"] = sums["probe_hits5"] / sums["probe_count"]
-        due = (epoch + 1) % max(1, cfg.monitor.every) == 0 or epoch + 1 == cfg.epochs
-        if main and due:
-            if spread_init and "z_spread" in metrics:
-                metrics["z_spread_ratio"] = metrics["z_spread"] / spread_init
-            ratio = (metrics.get("z_spread_ratio")
-                     if getattr(trainable.method, "scale_sensitive", False) else None)
-            metrics.update(evaluate_monitors(trainable, augment, test_x, test_y, cfg, amp_dtype, device,
-                                             channels_last, spread_ratio=ratio))
-            if evaluator is not None:
-                metrics.update(_plain(evaluator(trainable.method.backbone, epoch + 1)))
-        if main and cfg.monitor.save_predictor:
-            w = trainable.method.predictor_weight()
-            if w is not None:
-                _save_predictor(w, run_dir, epoch + 1)
-        history.append(metrics)
-        if main:
-            save_checkpoint({
-                "model": trainable.method.state_dict(),
-                "probe": probe.state_dict() if probe is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else {},
-                "epoch": epoch + 1, "step": step, "history": history, "step_log": step_log,
-                "config": to_dict(cfg),
-            }, run_dir)
-            write_csv(history, run_dir / "metrics.csv")
-            write_csv(step_log, run_dir / "steps.csv")
-            tb.scalars("epoch", {k: v for k, v in metrics.items() if k not in ("epoch", "step")}, step)
-            log(_epoch_line(metrics))
-        if world > 1:
-            dist.barrier()
-        if any(bool(cb(epoch + 1, metrics)) for cb in callbacks):
-            stopped_early = epoch + 1 < cfg.epochs
-            break
+            t_end = time.perf_counter()
+            # throughput of the training loop, the first (warm-up) step excluded when there are others
+            imgs_per_s = (cfg.batch_size * (n_steps - 1) / (t_end - t_first) if n_steps > 1
+                          else cfg.batch_size / (t_end - t_start))
+            metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
+                                       "train_time_s": t_end - t_start, "train_img_per_s": imgs_per_s}
+            if epoch == 0 and spread_init is not None:
+                metrics["z_spread_init"] = spread_init
+            for k, v in sums.items():
+                if not k.startswith("probe_"):
+                    metrics[k] = v / n_steps
+            if sums.get("probe_count"):
+                metrics["probe_train_top1"] = sums["probe_hits1"] / sums["probe_count"]
+                metrics["probe_train_top5"] = sums["probe_hits5"] / sums["probe_count"]
+            due = (epoch + 1) % max(1, cfg.monitor.every) == 0 or epoch + 1 == cfg.epochs
+            if main and due:
+                if spread_init and "z_spread" in metrics:
+                    metrics["z_spread_ratio"] = metrics["z_spread"] / spread_init
+                ratio = (metrics.get("z_spread_ratio")
+                         if getattr(trainable.method, "scale_sensitive", False) else None)
+                metrics.update(evaluate_monitors(trainable, augment, test_x, test_y, cfg, amp_dtype, device,
+                                                 channels_last, spread_ratio=ratio))
+                if evaluator is not None:
+                    metrics.update(_plain(evaluator(trainable.method.backbone, epoch + 1)))
+            if main and cfg.monitor.save_predictor:
+                w = trainable.method.predictor_weight()
+                if w is not None:
+                    _save_predictor(w, run_dir, epoch + 1)
+            history.append(metrics)
+            if main:
+                save_checkpoint({
+                    "model": trainable.method.state_dict(),
+                    "probe": probe.state_dict() if probe is not None else None,
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else {},
+                    "epoch": epoch + 1, "step": step, "history": history, "step_log": step_log,
+                    "config": to_dict(cfg),
+                }, run_dir)
+                write_csv(history, run_dir / "metrics.csv")
+                write_csv(step_log, run_dir / "steps.csv")
+                tb.scalars("epoch", {k: v for k, v in metrics.items() if k not in ("epoch", "step")}, step)
+                log(_epoch_line(metrics))
+            if world > 1:
+                dist.barrier()
+            if any(bool(cb(epoch + 1, metrics)) for cb in callbacks):
+                stopped_early = epoch + 1 < cfg.epochs
+                break
+    except KeyboardInterrupt:
+        tb.close()
+        done = history[-1]["epoch"] if history else start_epoch
+        kept = (f"{ckpt_path} holds epoch {done} of {cfg.epochs}" if ckpt_path.exists()
+                else "no checkpoint was written yet (interrupted in the first epoch)")
+        raise TrainingInterrupted(f"interrupted in epoch {len(history) + 1} of {cfg.epochs}; {kept}; "
+                                  f"to continue, rerun the command with --out {run_dir} --resume") from None
 
     tb.close()
     encoder = None

@@ -1,5 +1,5 @@
 """Run logs: ``metrics.csv`` (one row per epoch), ``steps.csv`` (every ``log_every`` steps) and
-TensorBoard events (only when ``tensorboard`` is importable).
+TensorBoard events (when ``tensorboard`` is importable; otherwise one line says so).
 
 The CSV files are rewritten atomically from the history held in the checkpoint, so a resumed run's
 logs never hold rows of the part that was lost.
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from simxir.io import atomic_write_bytes
+from simxir.progress import log
 
 
 def _fmt(v: Any) -> Any:
@@ -46,7 +47,10 @@ class TensorBoard:
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # noqa: BLE001 - tensorboard missing or broken: logs stay CSV only
+        except Exception as exc:  # noqa: BLE001 - tensorboard missing or broken: logs stay CSV only
+            log(f"tensorboard: not written ({exc.__class__.__name__}: tensorboard is not importable; "
+                f"pip install 'simxir[tensorboard]' or pass tensorboard=false); logs are CSV only "
+                f"(metrics.csv, steps.csv)")
             return
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 

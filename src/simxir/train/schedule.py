@@ -8,6 +8,16 @@ import torch
 
 from simxir.train.config import ScheduleConfig
 
+AUTO_MIN_EPOCHS = 10
+AUTO_MIN_STEPS = 150
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """The default run length: 10 epochs, or more on small data so that the run makes at least
+    150 optimizer steps (digits at batch 256: 5 steps an epoch, 30 epochs). Ten epochs of digits
+    (50 steps) left BYOL and bridge below their random-init encoder."""
+    return max(AUTO_MIN_EPOCHS, math.ceil(AUTO_MIN_STEPS / max(1, steps_per_epoch)))
+
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, cfg: ScheduleConfig) -> float:
     """Multiplier of the peak lr at optimizer step ``step`` (0-based) of ``total_steps``.
