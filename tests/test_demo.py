@@ -13,7 +13,8 @@ from simxir.errors import UserError
 @pytest.mark.slow
 def test_demo_pipeline_short(tmp_path):
     out = tmp_path / "demo"
-    result = run_demo(out, method="simsiam", pretrain_epochs=1, finetune_epochs=1, linear_epochs=3)
+    result = run_demo(out, method="simsiam", pretrain_epochs=1, finetune_epochs=1, linear_epochs=3,
+                      lrs=(5e-4, 5e-2))
     for key in ("random", "pretrained", "finetuned"):
         assert set(result[key]["knn"]) == {"cosine", "euclidean"}
         assert 0 < result[key]["linear"]["top1"] <= 100
@@ -23,5 +24,14 @@ def test_demo_pipeline_short(tmp_path):
     report = (out / "report.md").read_text()
     assert "| random init |" in report and "| + SimXIR |" in report and "| change |" in report
     assert (out / "finetune" / "knn_over_k.png").stat().st_size > 1000
+    assert (out / "demo.png").stat().st_size > 1000
+    # how sure: paired intervals on the same test images, and the lr chosen on validation only
+    head = result["paired"]["knn"]["cosine"]["11"]
+    assert head["ci_low"] <= head["change"] <= head["ci_high"] and head["n"] == 360
+    assert [s["lr"] for s in result["lr_selection"]] == [5e-4, 5e-2] and result["lr"] in (5e-4, 5e-2)
+    assert "How sure are we?" in report and "95% CI" in report and "McNemar" in report
+    for name in ("random init", "pretrained", "+ SimXIR"):
+        g = result["geometry"][name]
+        assert 0 < g["within_class_msd"] and 0 < g["between_class_msd"] and g["ratio"] > 0
     with pytest.raises(UserError, match="already holds a demo run"):
         run_demo(out, pretrain_epochs=1, finetune_epochs=1)

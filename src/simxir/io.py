@@ -8,6 +8,7 @@ import math
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -122,7 +123,8 @@ def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc).lower()
-        if "weights only load failed" not in text and "unsupported global" not in text:
+        if not _torch_format(path) or ("weights only load failed" not in text
+                                       and "unsupported global" not in text):
             raise _unreadable(path, exc) from None
         if not allow_pickle:
             raise UserError(
@@ -135,6 +137,15 @@ def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the trusted pickle names is not importable
         raise _unreadable(path, exc) from None
+
+
+def _torch_format(path: Path) -> bool:
+    """Whether the file is in torch.save's format: a zip archive, or the legacy pickle that starts
+    with torch's magic number (anything else is no checkpoint, whatever the unpickler says)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x80\x02\x8a\x0a"
 
 
 def _unreadable(path: Path, exc: Exception) -> UserError:

@@ -51,7 +51,7 @@ def test_pretrain_json_run_folder_and_reproducibility(tmp_path, tiny_npz):
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout))       # exactly one JSON object on stdout
     res = outs[0]
-    assert set(res) == {"epochs", "collapsed", "encoder"}
+    assert set(res) == {"epochs", "collapsed", "collapsed_epochs", "encoder"}
     assert [e["epoch"] for e in res["epochs"]] == [1, 2]
     for e in res["epochs"]:
         assert np.isfinite(e["loss"]) and "z_std" in e and "feat_erank" in e and "probe_test_top1" in e

@@ -5,9 +5,10 @@ Each row sets five switches of :class:`simxir.methods.bridge.BridgeConfig`: the 
 ``c_inv``, the covariance weight ``c_cov``, standardization (``STD``), the identity predictor
 (``I-PRED``) and the stop-gradient (``STOPGRAD``). Every row is trained by the pretraining engine
 (:func:`simxir.train.train`) with the same recipe, data, seed and budget in its own run folder, and
-reported as ``COLLAPSE`` when the engine's collapse monitor says so, otherwise by its accuracy:
+reported as ``COLLAPSED`` when the engine's collapse monitor says so, otherwise by its accuracy:
 kNN top-1 in percent (cosine, k = ``knn_k``) of frozen backbone features, and the engine's online
-linear probe (its last-epoch test top-1, a fraction). A row whose loss turns nan is ``DIVERGED``; one
+linear probe (its last-epoch test top-1, a fraction). A row whose loss turns nan is ``DIVERGED``
+(``COLLAPSED (diverged)`` when the paper reports that row as collapsing); one
 the engine fails on otherwise is ``FAILED`` (with the error), so one row never loses the table.
 """
 
@@ -88,9 +89,10 @@ ROW_GROUPS = {"switches": TABLE3_ROWS, "paper": PAPER_ROWS}
 
 
 def select_rows(names: list[str] | None) -> list[AblationRow]:
-    """Rows by name; the group names ``switches`` (the default) and ``paper`` expand to their rows."""
+    """Rows by name; the group names ``paper`` (the default: the paper's Table 3 rows, each next to
+    the paper's outcome) and ``switches`` expand to their rows."""
     if not names:
-        return list(TABLE3_ROWS)
+        return list(PAPER_ROWS)
     bad = [n for n in names if n not in ROWS_BY_NAME and n not in ROW_GROUPS]
     if bad:
         raise UserError(f"--rows: unknown row(s) {', '.join(bad)}; expected a group "
@@ -141,7 +143,10 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
         try:
             res = train(cfg, method, dataset, augment, out / row.name)
         except TrainingDiverged as exc:  # nan/inf loss: the engine kept the last good checkpoint
-            entry.update(status="DIVERGED", collapsed=True, detail=str(exc).splitlines()[0])
+            # a row the paper reports as collapsing has collapsed when its loss blows up; any
+            # other row has diverged (a training failure, not a finding)
+            status = "COLLAPSED (diverged)" if row.paper == "COLLAPSE" else "DIVERGED"
+            entry.update(status=status, collapsed=True, detail=str(exc).splitlines()[0])
             results.append(entry)
             continue
         except (RuntimeError, ValueError) as exc:  # e.g. a monitor failing on non-finite features
@@ -165,7 +170,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
             decorrelation=_num(last.get("decorrelation")),
             final_loss=_num(last.get("loss")),
         )
-        entry["status"] = "COLLAPSE" if entry["collapsed"] else f"{knn_top1:.1f}"
+        entry["status"] = "COLLAPSED" if entry["collapsed"] else f"{knn_top1:.1f}"
         results.append(entry)
     summary = {
         "method": "bridge",
@@ -184,7 +189,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Markdown table in the paper's layout: switches, then accuracy or COLLAPSE."""
+    """Markdown table in the paper's layout: switches, then accuracy or COLLAPSED."""
     def mark(v: bool) -> str:
         return "x" if v else ""
 

@@ -19,6 +19,28 @@ import numpy as np
 from simxir.io import atomic_write_bytes
 
 
+def honest_ylim(values: Sequence[float], min_span: float = 10.0, top: float = 100.0) -> tuple[float, float]:
+    """Accuracy axis limits that span at least ``min_span`` points (capped at [0, ``top``]), so that a
+    change of a few test images does not fill the plot."""
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, top)
+    pad = max(0.0, min_span - (hi - lo)) / 2
+    lo, hi = lo - pad - 0.5, hi + pad + 0.5
+    if hi > top:
+        lo, hi = lo - (hi - top), top
+    return max(0.0, lo), hi
+
+
+def figure(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> Any:
+    """An Agg-backed matplotlib Figure (no pyplot state), ``ncols`` panels wide."""
+    return _figure(ncols, width, height)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix) atomically."""
+    return _save(fig, path)
+
+
 def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

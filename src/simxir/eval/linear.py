@@ -79,6 +79,21 @@ def linear_probe(
     """Train ``nn.Linear(d, C)`` on ``train_f`` with cross-entropy; return ``{"top1", "top5"}`` in percent
     on ``test_f`` (top-5 means top-min(5, C)). Deterministic given ``cfg.seed``; runs on the
     features' device."""
+    logits, yte = _probe_logits(train_f, train_y, test_f, test_y, cfg, num_classes, show_progress)
+    return {"top1": topk_accuracy(logits, yte, 1), "top5": topk_accuracy(logits, yte, 5)}
+
+
+def linear_probe_predictions(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor,
+                             test_y: torch.Tensor, cfg: LinearProbeConfig | None = None,
+                             num_classes: int | None = None, show_progress: bool = True) -> torch.Tensor:
+    """The same probe as :func:`linear_probe`; returns its top-1 class per test row (M,)."""
+    logits, _ = _probe_logits(train_f, train_y, test_f, test_y, cfg, num_classes, show_progress)
+    return logits.argmax(dim=1).cpu()
+
+
+def _probe_logits(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor,
+                  cfg: LinearProbeConfig | None, num_classes: int | None, show_progress: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     cfg = cfg or LinearProbeConfig()
     _validate(cfg)
     if train_f.ndim != 2 or test_f.ndim != 2 or train_f.shape[1] != test_f.shape[1]:
@@ -113,8 +128,7 @@ def linear_probe(
     with _cpu_threads(1 if small else None):
         _train(xtr, ytr, weight, bias, cfg, bs, gen, show_progress)
     with torch.no_grad():
-        logits = F.linear(xte, weight, bias)
-    return {"top1": topk_accuracy(logits, yte, 1), "top5": topk_accuracy(logits, yte, 5)}
+        return F.linear(xte, weight, bias), yte
 
 
 def sgd_momentum_step(params: list[torch.Tensor], bufs: list[torch.Tensor | None], lr: float, momentum: float,

@@ -72,32 +72,27 @@ def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: st
 def plot_knn_over_k(before: Mapping[str, Any], after: Mapping[str, Any], path: str | Path,
                     title: str = "") -> None:
     """PNG: kNN top-1 over k, before (dashed) and after (solid), for cosine and Euclidean."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from simxir.analysis.plots import figure, honest_ylim, save_figure
 
     ks = _ks(before, after)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = figure(width=6, height=4)
+    ax = fig.subplots()
+    shown: list[float] = []
     for (metric, short), color in zip(METRICS, ("tab:blue", "tab:orange")):
         for name, r, style in (("before", before, "--"), ("after", after, "-")):
             ys = [_acc(r, metric, k) for k in ks]
             if all(y is None for y in ys):
                 continue
+            shown += [y for y in ys if y is not None]
             ax.plot([int(k) for k in ks], [float("nan") if y is None else y for y in ys], style,
                     marker="o", color=color, label=f"{short} {name}")
+    ax.set_ylim(*honest_ylim(shown))   # at least 10 points tall: a few test images stay small
     ax.set_xlabel("k")
     ax.set_ylabel("kNN top-1 accuracy (%)")
     ax.set_title(title or "kNN accuracy before / after SimXIR", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def write_report(summary: Mapping[str, Any], run_dir: str | Path, title: str = "") -> None:

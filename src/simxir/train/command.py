@@ -95,12 +95,19 @@ def pretrain_command(
 
     if not distributed.is_main():
         return
-    summary = {"epochs": result["epochs"], "collapsed": result["collapsed"], "encoder": result["encoder"]}
+    # "collapsed": the final encoder (the last epoch's monitors); "collapsed_epochs": every epoch
+    # whose line said COLLAPSED, so a run that collapsed and recovered says so in both places
+    collapsed_epochs = [m["epoch"] for m in result["epochs"] if m.get("collapsed")]
+    summary = {"epochs": result["epochs"], "collapsed": result["collapsed"],
+               "collapsed_epochs": collapsed_epochs, "encoder": result["encoder"]}
     if json_out:
         print(json.dumps(json_safe(summary)))
     else:
         last = result["epochs"][-1]
         status = collapse_label(last) if result["collapsed"] else "ok"
+        if collapsed_epochs and not result["collapsed"]:
+            status += f" (collapsed in epoch{'s' if len(collapsed_epochs) > 1 else ''} " \
+                      f"{', '.join(map(str, collapsed_epochs))}, recovered)"
         print(f"{cfg.method_name}: {len(result['epochs'])} epochs, final loss {last['loss']:.4f}, "
               f"probe test top-1 {last.get('probe_test_top1', float('nan')):.3f}, {status}; "
               f"encoder {result['encoder']}")
