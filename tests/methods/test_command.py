@@ -26,3 +26,17 @@ def test_methods_json_lists_registry_defaults() -> None:
     assert data["methods"]["moco"]["config"]["queue_size"] == 2048
     text = CliRunner().invoke(app, []).stdout
     assert "bridge:" in text and "method.partitions=1" in text
+
+
+def test_methods_show_their_training_defaults() -> None:
+    from simxir.train.command import build_config
+
+    app = typer.Typer()
+    app.command()(methods_command)
+    data = json.loads(CliRunner().invoke(app, ["--json"]).stdout)
+    for name, entry in data["methods"].items():
+        cfg = build_config(name, None, [])
+        for key, value in entry["train_defaults"].get("optim", {}).items():
+            assert getattr(cfg.optim, key) == value      # what is listed is what a run gets
+    assert data["methods"]["moco"]["train_defaults"] == {}
+    assert "optim.name=\"adamw\"  (method default)" in CliRunner().invoke(app, []).stdout

@@ -20,7 +20,8 @@ def methods_info() -> dict[str, Any]:
     for name, cls in METHODS.items():
         module_doc = (sys.modules[cls.__module__].__doc__ or "").strip()
         out[name] = {"summary": " ".join(module_doc.split()),
-                     "config": to_dict(CONFIGS[name]())}
+                     "config": to_dict(CONFIGS[name]()),
+                     "train_defaults": cls.train_defaults}
     return {"methods": out}
 
 
@@ -36,3 +37,6 @@ def methods_command(
         print(f"{name}: {entry['summary']}")
         for key, value in entry["config"].items():
             print(f"    method.{key}={json.dumps(value)}")
+        for section, values in entry["train_defaults"].items():   # beneath any recipe
+            for key, value in values.items():
+                print(f"    {section}.{key}={json.dumps(value)}  (method default)")
