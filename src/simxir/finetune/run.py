@@ -25,9 +25,10 @@ from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig, Trai
 
 def finetune_defaults() -> TrainConfig:
     """The SimXIR paper's defaults: one round (T = 1) of 20 epochs, SGD lr 5e-4 (not scaled by
-    batch size), weight decay 1e-6, batch 512, SimSiam's CIFAR augmentations, constant lr."""
+    batch size), weight decay 1e-6, batch 512, constant lr; augmentations by image size
+    (``auto``: SimSiam's CIFAR recipe at 17-64 px, as the paper; ``tiny`` for digits-size images)."""
     return TrainConfig(
-        method_name="simxir", data="", backbone="auto", augment="simsiam-cifar", epochs=20,
+        method_name="simxir", data="", backbone="auto", augment="auto", epochs=20,
         batch_size=512,
         optim=OptimConfig(name="sgd", lr=5e-4, scale_lr=False, weight_decay=1e-6, momentum=0.9),
         schedule=ScheduleConfig(name="constant", warmup_epochs=0.0),
