@@ -26,11 +26,8 @@ SIMXIR_LRS = (5e-4, 5e-3, 5e-2)
 def _features(backbone: Any, dataset: Any, augment: Any) -> tuple[Any, Any]:
     from simxir.eval import extract_features
 
-    was = backbone.training
-    tr = extract_features(backbone, dataset.train.images, augment, desc="train features")
-    te = extract_features(backbone, dataset.test.images, augment, desc="test features")
-    backbone.train(was)
-    return tr, te
+    return (extract_features(backbone, dataset.train.images, augment, desc="train features"),
+            extract_features(backbone, dataset.test.images, augment, desc="test features"))
 
 
 def class_geometry(test_f: Any, labels: Any) -> dict[str, float]:
@@ -119,15 +116,10 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
 
     from simxir.augment import build_augment
     from simxir.data import load_dataset
-    from simxir.eval import format_knn_table
+    from simxir.eval import LinearProbeConfig, evaluate_features, format_knn_table
     from simxir.eval.paired import verdict
     from simxir.finetune.report import format_report
-    from simxir.finetune.run import (
-        EvalProtocol,
-        build_finetune_config,
-        evaluate,
-        run_finetune,
-    )
+    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
     from simxir.io import atomic_write_bytes, atomic_write_json
     from simxir.models import build_backbone, load_encoder
     from simxir.train.command import build_config, run_pretrain
@@ -169,11 +161,14 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
     dataset = load_dataset("digits")
     augment = build_augment("auto", dataset.image_size, dataset.mean, dataset.std)
     torch.manual_seed(seed)
-    random_bb = build_backbone("convnet-small")
-    random_eval = evaluate(random_bb, dataset, augment, protocol)
-    feats = {"random init": _features(random_bb, dataset, augment),
+    feats = {"random init": _features(build_backbone("convnet-small"), dataset, augment),
              "pretrained": _features(load_encoder(pre["encoder"])[0], dataset, augment),
              "+ SimXIR": _features(load_encoder(ft["encoder"])[0], dataset, augment)}
+    # the same protocol as finetune.run.evaluate, on the features already extracted
+    random_tr, random_te = feats["random init"]
+    random_eval = evaluate_features(random_tr, dataset.train.labels, random_te, dataset.test.labels,
+                                    knn_ks=protocol.knn_ks, linear=protocol.linear,
+                                    linear_cfg=LinearProbeConfig(epochs=protocol.linear_epochs))
     paired = paired_tables(feats["pretrained"], feats["+ SimXIR"], dataset, protocol.knn_ks,
                            linear_epochs, seed)
     geometry = {n: class_geometry(f[1], dataset.test.labels) for n, f in feats.items()}

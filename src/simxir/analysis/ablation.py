@@ -132,7 +132,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
     dataset = load_dataset(first.data)
     augment = build_augment(first.augment, dataset.image_size, dataset.mean, dataset.std)
     results = []
-    trained: list[dict[str, Any]] = []
+    epochs_run = first.epochs      # None (the automatic length) until a row has trained
     for row in rows:
         cfg = cfgs[row.name]
         log(f"ablation row {row.name}: {' '.join(row.method_overrides())}")
@@ -156,7 +156,8 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
             log(f"ablation row {row.name} failed: {entry['detail']}")
             results.append(entry)
             continue
-        trained.append(res)
+        if epochs_run is None and res["epochs"]:
+            epochs_run = len(res["epochs"])
         last = res["epochs"][-1] if res["epochs"] else {}
         knn = evaluate_encoder(method.backbone, dataset, augment, knn_ks=(knn_k,), linear=False,
                                weighted_temperature=None)
@@ -177,7 +178,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
         "data": first.data,
         "recipe": recipe,
         "overrides": base,
-        "epochs": next((len(r["epochs"]) for r in trained if r.get("epochs")), first.epochs),
+        "epochs": epochs_run,
         "knn_k": knn_k,
         "rows": results,
     }

@@ -33,15 +33,6 @@ def honest_ylim(values: Sequence[float], min_span: float = 10.0, top: float = 10
 
 def figure(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> Any:
     """An Agg-backed matplotlib Figure (no pyplot state), ``ncols`` panels wide."""
-    return _figure(ncols, width, height)
-
-
-def save_figure(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix) atomically."""
-    return _save(fig, path)
-
-
-def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -50,7 +41,8 @@ def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> Any:
     return fig
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix) atomically."""
     path = Path(path)
     buf = io.BytesIO()
     fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=120)
@@ -61,7 +53,7 @@ def _save(fig: Any, path: str | Path) -> Path:
 def plot_decorrelation(epochs: Sequence[float], values: Sequence[float], path: str | Path,
                        title: str = "feature decorrelation") -> Path:
     """``||corr - I||_F^2`` per epoch (nan epochs, e.g. a collapsed projection, are marked)."""
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     x, y = np.asarray(epochs, float), np.asarray(values, float)
     ax.plot(x, y, marker="o", ms=3)
@@ -73,7 +65,7 @@ def plot_decorrelation(epochs: Sequence[float], values: Sequence[float], path: s
     ax.set_ylabel(r"$\|\mathrm{corr}(z) - I\|_F^2$")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_predictor_heatmaps(epochs: Sequence[int], mats: Sequence[np.ndarray], path: str | Path,
@@ -81,7 +73,7 @@ def plot_predictor_heatmaps(epochs: Sequence[int], mats: Sequence[np.ndarray], p
     """Heat maps of ``W_p`` at up to ``max_panels`` epochs (a shared, symmetric colour scale)."""
     if not mats:
         raise ValueError("no predictor matrices to plot")
-    fig = _figure(ncols=len(mats), width=3.4, height=3.2)
+    fig = figure(ncols=len(mats), width=3.4, height=3.2)
     vmax = max(float(np.abs(m).max()) for m in mats) or 1.0
     axes = fig.subplots(1, len(mats), squeeze=False)[0]
     im = None
@@ -91,13 +83,13 @@ def plot_predictor_heatmaps(epochs: Sequence[int], mats: Sequence[np.ndarray], p
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=list(axes), shrink=0.8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_eigenvalue_trajectories(epochs: Sequence[int], traj: np.ndarray, path: str | Path,
                                  max_lines: int = 64) -> Path:
     """Sorted real eigenvalues of ``W_p`` (rows = epochs); at most ``max_lines`` evenly chosen ranks."""
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     d = traj.shape[1]
     ranks = np.unique(np.linspace(0, d - 1, min(d, max_lines)).round().astype(int))
@@ -107,7 +99,7 @@ def plot_eigenvalue_trajectories(epochs: Sequence[int], traj: np.ndarray, path: 
     ax.set_ylabel("Re eigenvalue of $W_p$")
     ax.set_title(f"predictor eigenvalues ({len(ranks)} of {d} ranks)")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _viridis(x: float) -> Any:
@@ -118,7 +110,7 @@ def _viridis(x: float) -> Any:
 
 def plot_predictor_diagnostics(epochs: Sequence[int], history: dict[str, list[float]], path: str | Path) -> Path:
     """Asymmetry, off-diagonal energy and distance to ``cI`` of ``W_p`` per epoch."""
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     for key, vals in history.items():
         ax.plot(epochs, vals, marker="o", ms=3, label=key)
@@ -127,13 +119,13 @@ def plot_predictor_diagnostics(epochs: Sequence[int], history: dict[str, list[fl
     ax.set_title("predictor structure")
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_theorem(result: dict[str, Any], path: str | Path) -> Path:
     """Left: exact runs, normalised gap vs ``2 eta t`` against ``e^{-x}``; right: relaxed variants."""
     runs = [r for r in result["runs"] if "curves" in r]
-    fig = _figure(ncols=2)
+    fig = figure(ncols=2)
     left, right = fig.subplots(1, 2)
     xs = np.linspace(0, result["config"]["e_folds"], 100)
     for ax, title, keep in ((left, "exact (orthonormal inputs)", lambda r: r["variant"] in ("exact", "symmetrized-joint")),
@@ -150,5 +142,5 @@ def plot_theorem(result: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6)
-    return _save(fig, path)
+    return save_figure(fig, path)
 

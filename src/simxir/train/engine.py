@@ -451,8 +451,9 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
 
                 loss, logs = train_step(model, optimizer, micro_batches(), cfg.accumulate, amp_dtype, scaler)
                 if not math.isfinite(loss):
-                    last = (f"last good checkpoint {ckpt_path} (after epoch {start_epoch if not history else history[-1]['epoch']})"
-                            if ckpt_path.exists() else "no checkpoint was written yet")
+                    kept = _checkpoint_epoch(ckpt_path, history, start_epoch)
+                    last = (f"last good checkpoint {ckpt_path} (after epoch {kept})" if kept is not None
+                            else "no checkpoint was written yet")
                     tb.close()
                     raise TrainingDiverged(f"loss is {loss} at epoch {epoch + 1}, step {i + 1} of the epoch "
                                            f"(global step {step + 1}); {last}")
@@ -521,8 +522,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                 break
     except KeyboardInterrupt:
         tb.close()
-        done = history[-1]["epoch"] if history else start_epoch
-        kept = (f"{ckpt_path} holds epoch {done} of {cfg.epochs}" if ckpt_path.exists()
+        done = _checkpoint_epoch(ckpt_path, history, start_epoch)
+        kept = (f"{ckpt_path} holds epoch {done} of {cfg.epochs}" if done is not None
                 else "no checkpoint was written yet (interrupted in the first epoch)")
         raise TrainingInterrupted(f"interrupted in epoch {len(history) + 1} of {cfg.epochs}; {kept}; "
                                   f"to continue, rerun the command with --out {run_dir} --resume") from None
@@ -536,6 +537,13 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     last = history[-1] if history else {}
     return {"epochs": history, "collapsed": bool(last.get("collapsed", False)), "encoder": encoder,
             "run_dir": str(run_dir), "steps": step_log, "stopped_early": stopped_early}
+
+
+def _checkpoint_epoch(ckpt_path: Path, history: list[dict[str, Any]], start_epoch: int) -> int | None:
+    """The epoch the run's checkpoint holds (the last finished one), or None when none was written."""
+    if not ckpt_path.exists():
+        return None
+    return history[-1]["epoch"] if history else start_epoch
 
 
 def _epoch_line(m: dict[str, Any]) -> str:
