@@ -24,7 +24,7 @@ os.environ.setdefault("SIMXIR_QUIET", "1")
 
 from simxir.data import load_dataset  # noqa: E402
 from simxir.eval import evaluate_encoder  # noqa: E402
-from simxir.train.command import build_config, run_pretrain  # noqa: E402
+from simxir.train.pretrain import build_config, run_pretrain  # noqa: E402
 
 
 def main() -> None:

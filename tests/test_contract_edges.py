@@ -104,8 +104,8 @@ def test_a_directory_where_a_file_is_expected_says_so(tmp_path):
 
 @pytest.mark.slow
 def test_analyze_reads_the_features_file_that_eval_writes(tmp_path):
-    from simxir.analysis.command import load_features
-    from simxir.eval.command import save_features_npz
+    from simxir.analysis.runs import load_features
+    from simxir.eval.features import save_features_npz
 
     tr, te = torch.randn(20, 6), torch.randn(8, 6)
     save_features_npz(tmp_path / "feats.npz", tr, torch.zeros(20, dtype=torch.long), te,
@@ -147,7 +147,7 @@ def test_progress_bar_shows_the_epoch_mean_loss(tmp_path, monkeypatch):
     from simxir.methods import build_method
     from simxir.models import build_backbone
     from simxir.train import engine
-    from simxir.train.command import build_config
+    from simxir.train.pretrain import build_config
 
     shown: list[float] = []
 
@@ -226,7 +226,7 @@ def test_collapse_is_reported_alike_in_epoch_lines_and_final_json(tmp_path):
 
 
 def test_class_geometry_matches_a_direct_computation():
-    from simxir.demo import class_geometry
+    from simxir.experiments.demo import class_geometry
 
     g = torch.Generator().manual_seed(0)
     f = torch.randn(60, 5, generator=g)

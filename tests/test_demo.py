@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from simxir.demo import run_demo
+from simxir.experiments.demo import run_demo
 from simxir.errors import UserError
 
 

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from simxir.analysis.ablation import PAPER_ROWS, format_table
+from simxir.experiments.ablation import PAPER_ROWS, format_table
 from simxir.io import atomic_write_json
 
 

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from simxir.config import ConfigError
-from simxir.errors import UserError
+from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
 
 app = typer.Typer(
     name="simxir",
@@ -26,17 +26,17 @@ def _root() -> None:
 
 def _register() -> None:
     """Attach every capability's commands to the app (each capability's command.py owns its options)."""
-    from simxir import demo
     from simxir.analysis import command as analysis
     from simxir.data.command import data_app
     from simxir.dynamics.command import dynamics_app
     from simxir.eval.command import eval_command
+    from simxir.experiments import command as experiments
     from simxir.finetune.command import finetune_command
     from simxir.methods.command import methods_command
     from simxir.models import command as models
     from simxir.train.command import pretrain_command
 
-    app.command("demo")(demo.demo_command)
+    app.command("demo")(experiments.demo_command)
     app.command("pretrain")(pretrain_command)
     app.command("finetune")(finetune_command)
     app.command("eval")(eval_command)
@@ -47,7 +47,7 @@ def _register() -> None:
     app.add_typer(dynamics_app, name="dynamics")
     app.command("analyze")(analysis.analyze_command)
     app.command("theorem31")(analysis.theorem_command)
-    app.command("ablation")(analysis.ablation_command)
+    app.command("ablation")(experiments.ablation_command)
 
 
 EXIT_BAD_INPUT = 2
@@ -72,8 +72,6 @@ def main() -> None:
     Usage errors (unknown options, missing arguments) are handled by typer/click (exit code 2);
     anything else propagates with its traceback, since that is a bug to report.
     """
-    from simxir.train.engine import TrainingDiverged, TrainingInterrupted
-
     _register()
     try:
         app()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from simxir.errors import UserError
+
 
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -18,3 +20,17 @@ def bf16_supported(device: torch.device) -> bool:
         amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
         return bool((fn and fn()) or (amx and amx()))
     return False
+
+
+def parse_device(text: str, option: str = "device") -> torch.device:
+    """``auto`` (cuda when available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``; a UserError naming
+    ``option`` for anything else, or for CUDA on a machine without it."""
+    if text == "auto":
+        return default_device()
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"{option}: expected auto, cpu, cuda or cuda:N, got {text!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{option}: {text!r} requested but CUDA is not available")
+    return dev

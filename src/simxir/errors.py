@@ -1,4 +1,4 @@
-"""The one exception type for bad user input; the CLI prints it as a single line."""
+"""The exceptions the CLI turns into one line and an exit code (see ``simxir.cli.main``)."""
 
 
 class UserError(ValueError):
@@ -6,3 +6,11 @@ class UserError(ValueError):
 
     The message is one line naming the file/argument and what was expected.
     """
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became nan/inf; the message names epoch and step and the last good checkpoint."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C (KeyboardInterrupt) during training; the message names what was kept and how to resume."""

@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from simxir.analysis import command as cmd
+from simxir.analysis import runs
 from simxir.errors import UserError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -138,13 +139,13 @@ def test_user_errors(app, args, match, tmp_path, monkeypatch):
 def test_bad_feature_files(tmp_path):
     np.savez(tmp_path / "x.npz", feats=np.zeros((3, 2)))
     with pytest.raises(UserError, match=r"missing key\(s\) features"):
-        cmd.load_features(tmp_path / "x.npz")
+        runs.load_features(tmp_path / "x.npz")
     np.savez(tmp_path / "y.npz", features=np.zeros(3))
     with pytest.raises(UserError, match="n x d"):
-        cmd.load_features(tmp_path / "y.npz")
+        runs.load_features(tmp_path / "y.npz")
     (tmp_path / "m.csv").write_text("epoch,loss\n1,2\n")
     with pytest.raises(UserError, match="no 'decorrelation' column"):
-        cmd.read_decorrelation_csv(tmp_path / "m.csv")
+        runs.read_decorrelation_csv(tmp_path / "m.csv")
 
 
 @pytest.mark.slow
@@ -168,9 +169,9 @@ def test_entry_point_json_and_error_exit(tmp_path):
 def test_features_from_a_plain_npy_and_bad_npy(tmp_path):
     arr = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.save(tmp_path / "f.npy", arr)
-    np.testing.assert_array_equal(cmd.load_features(tmp_path / "f.npy"), arr)
+    np.testing.assert_array_equal(runs.load_features(tmp_path / "f.npy"), arr)
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     with pytest.raises(UserError, match="--features .*bad.npy: not a readable .npy"):
-        cmd.load_features(tmp_path / "bad.npy")
+        runs.load_features(tmp_path / "bad.npy")
     with pytest.raises(UserError, match="no such file"):
-        cmd.load_features(tmp_path / "absent.npy")
+        runs.load_features(tmp_path / "absent.npy")

@@ -14,7 +14,9 @@ import typer
 from typer.testing import CliRunner
 
 from simxir.errors import UserError
-from simxir.eval.command import eval_command, load_features_npz, parse_ks
+from simxir.eval.command import eval_command
+from simxir.eval.features import load_features_npz
+from simxir.eval.knn import parse_ks
 from simxir.eval.knn import knn_classify
 
 

@@ -15,7 +15,7 @@ from simxir.data import load_dataset
 from simxir.eval import evaluate_encoder
 from simxir.methods import METHODS, build_method
 from simxir.models import build_backbone
-from simxir.train.command import build_config, run_pretrain
+from simxir.train.pretrain import build_config, run_pretrain
 
 MARGIN = 1.0
 KS = (5, 11, 21)

@@ -15,7 +15,7 @@ import torch
 
 from simxir.config import ConfigError
 from simxir.errors import UserError
-from simxir.train.command import build_config
+from simxir.train.pretrain import build_config
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes" / "pretrain").rglob("*.yaml"))

@@ -149,7 +149,7 @@ def test_gradient_accumulation_of_a_per_sample_loss_equals_the_full_batch(tmp_pa
     """For a BN-free method with a per-sample mean loss, 4 micro-batches == one batch."""
     from torch import nn
 
-    from simxir.train.engine import prepare_model, train_step
+    from simxir.train import prepare_model, train_step
     from simxir.train.optim import build_optimizer
 
     class Plain(nn.Module):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from simxir.train.monitors import effective_rank, is_collapsed, normalized_std, topk_correct
+from simxir.train.monitors import collapse_reasons, effective_rank, normalized_std, topk_correct
 
 
 def test_normalized_std_is_about_one_over_sqrt_d_for_isotropic_and_zero_when_collapsed():
@@ -37,10 +37,10 @@ def test_effective_rank_matches_roy_vetterli():
 def test_collapse_rule():
     d = 128
     healthy = 1 / math.sqrt(d)
-    assert not is_collapsed(healthy, d, 30.0, 0.05, 1.5)
-    assert is_collapsed(0.01 * healthy, d, 30.0, 0.05, 1.5)    # embeddings all alike
-    assert is_collapsed(healthy, d, 1.2, 0.05, 1.5)            # features of rank ~1
-    assert is_collapsed(float("nan"), d, 30.0, 0.05, 1.5)
+    assert not collapse_reasons(healthy, d, 30.0, 0.05, 1.5)
+    assert collapse_reasons(0.01 * healthy, d, 30.0, 0.05, 1.5)    # embeddings all alike
+    assert collapse_reasons(healthy, d, 1.2, 0.05, 1.5)            # features of rank ~1
+    assert collapse_reasons(float("nan"), d, 30.0, 0.05, 1.5)
 
 
 def test_topk_correct():
@@ -55,7 +55,7 @@ def test_effective_rank_of_non_finite_features_is_nan_and_collapsed():
     assert math.isnan(effective_rank(x))
     x[3, 2] = float("inf")
     assert math.isnan(effective_rank(x))
-    assert is_collapsed(0.3, 8, effective_rank(x), 0.05, 1.5)
+    assert collapse_reasons(0.3, 8, effective_rank(x), 0.05, 1.5)
 
 
 def test_spread_is_the_mean_per_dimension_batch_std():

@@ -1,7 +1,8 @@
-"""Analysis of non-contrastive SSL (bridging paper): feature decorrelation, linear-predictor
-diagnostics, a simulation of Theorem 3.1, plots, and the Table 3 ablation runner."""
+"""Analysis of non-contrastive SSL (bridging paper): feature decorrelation of runs, linear-predictor
+diagnostics, a simulation of Theorem 3.1, and their plots. (The Table 3 ablation trains models:
+:mod:`simxir.experiments.ablation`.)"""
 
-from simxir.analysis.decorrelation import correlation_matrix, decorrelation
+from simxir.decorrelation import correlation_matrix, decorrelation
 from simxir.analysis.predictor import (
     asymmetry,
     dist_to_scaled_identity,

@@ -1,4 +1,4 @@
-"""Figures for the analysis (matplotlib's Agg canvas, no pyplot state; files written atomically).
+"""Figures of the analysis, drawn with :mod:`simxir.plotting` from the numbers the analysis computes.
 
 * :func:`plot_decorrelation` - decorrelation per epoch (paper Figure 1).
 * :func:`plot_predictor_heatmaps` - ``W_p`` at chosen epochs (paper Figure 3).
@@ -9,45 +9,13 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from simxir.io import atomic_write_bytes
-
-
-def honest_ylim(values: Sequence[float], min_span: float = 10.0, top: float = 100.0) -> tuple[float, float]:
-    """Accuracy axis limits that span at least ``min_span`` points (capped at [0, ``top``]), so that a
-    change of a few test images does not fill the plot."""
-    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
-    lo, hi = (min(finite), max(finite)) if finite else (0.0, top)
-    pad = max(0.0, min_span - (hi - lo)) / 2
-    lo, hi = lo - pad - 0.5, hi + pad + 0.5
-    if hi > top:
-        lo, hi = lo - (hi - top), top
-    return max(0.0, lo), hi
-
-
-def figure(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> Any:
-    """An Agg-backed matplotlib Figure (no pyplot state), ``ncols`` panels wide."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix) atomically."""
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+from simxir.plotting import colour, figure, save_figure
 
 
 def plot_decorrelation(epochs: Sequence[float], values: Sequence[float], path: str | Path,
@@ -94,18 +62,12 @@ def plot_eigenvalue_trajectories(epochs: Sequence[int], traj: np.ndarray, path: 
     d = traj.shape[1]
     ranks = np.unique(np.linspace(0, d - 1, min(d, max_lines)).round().astype(int))
     for r in ranks:
-        ax.plot(epochs, traj[:, r], lw=1, color=_viridis(r / max(d - 1, 1)))
+        ax.plot(epochs, traj[:, r], lw=1, color=colour("viridis", r / max(d - 1, 1)))
     ax.set_xlabel("epoch")
     ax.set_ylabel("Re eigenvalue of $W_p$")
     ax.set_title(f"predictor eigenvalues ({len(ranks)} of {d} ranks)")
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
-
-
-def _viridis(x: float) -> Any:
-    from matplotlib import colormaps
-
-    return colormaps["viridis"](x)
 
 
 def plot_predictor_diagnostics(epochs: Sequence[int], history: dict[str, list[float]], path: str | Path) -> Path:

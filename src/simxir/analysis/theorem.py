@@ -33,11 +33,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from simxir.analysis.plots import plot_theorem
 from simxir.errors import UserError
+from simxir.io import atomic_write_json
 
 VARIANTS = ("exact", "ordinary", "symmetrized", "symmetrized-joint")
 
@@ -195,3 +198,9 @@ def run_theorem(cfg: TheoremConfig | None = None, keep_curves: bool = True) -> d
         "exact_within_10pct": bool(exact) and all(r["rel_error"] <= 0.10 for r in exact),
         "exact_etas": [r["eta"] for r in exact],
     }
+
+
+def write_theorem(result: dict[str, Any], out: Path) -> None:
+    """``out/theorem31.png`` (the figure) and ``out/theorem31.json`` (the result, with its path)."""
+    result["plot"] = str(plot_theorem(result, out / "theorem31.png"))
+    atomic_write_json(result, out / "theorem31.json")

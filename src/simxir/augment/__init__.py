@@ -10,8 +10,9 @@ from simxir.augment.pipeline import (
     SMALL_BATCH_ELEMENTS,
     Augment,
     ViewSpec,
+    auto_recipe,
     blur_kernel_size,
     build_augment,
 )
 
-__all__ = ["RECIPES", "SMALL_BATCH_ELEMENTS", "Augment", "ViewSpec", "blur_kernel_size", "build_augment"]
+__all__ = ["RECIPES", "SMALL_BATCH_ELEMENTS", "Augment", "ViewSpec", "auto_recipe", "blur_kernel_size", "build_augment"]

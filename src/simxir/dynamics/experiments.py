@@ -1,50 +1,42 @@
 """Reproductions of the paper's dynamics figures (3, 4, 5) and dynamics on real embeddings.
 
 Each function returns a JSON-serialisable dict and, when ``out_dir`` is given, writes
-``<name>.json`` and ``<name>.png`` there (matplotlib, Agg backend).
+``<name>.json`` there and ``<name>.png`` (drawn by :mod:`simxir.dynamics.figures`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from simxir.device import default_device
+from simxir.dynamics import figures
 from simxir.dynamics.groups import components
 from simxir.dynamics.metrics import GroupMetrics
 from simxir.dynamics.neighbourhoods import knn_operator, radius_operator
 from simxir.dynamics.propagation import clustering_accuracy, smooth_then_kmeans
 from simxir.dynamics.steps import run
 from simxir.errors import UserError
-from simxir.io import read_npz
-from simxir.io import atomic_write_json
+from simxir.eval.features import encoder_features, load_features_npz
+from simxir.eval.knn import knn_classify
+from simxir.io import atomic_write_json, read_npz
 from simxir.progress import log
 
 GROUP_CENTERS = np.array([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(out_dir: str | Path | None, name: str, result: dict[str, Any], fig: Any) -> None:
+def _write(out_dir: str | Path | None, name: str, result: dict[str, Any],
+           plot: Callable[[Path], Path]) -> None:
+    """With ``out_dir``: ``plot(out_dir/<name>.png)`` and ``out_dir/<name>.json`` (the result, which
+    then names both files)."""
     if out_dir is None:
-        _plt().close(fig)
         return
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    png = out / f"{name}.png"
-    tmp = out / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(png)
-    _plt().close(fig)
+    png = plot(out / f"{name}.png")
     result["files"] = {"json": str(out / f"{name}.json"), "png": str(png)}
     atomic_write_json(result, out / f"{name}.json")
 
@@ -125,52 +117,16 @@ def groups_experiment(out_dir: str | Path | None = None, n_per_group: int = 60, 
     result: dict[str, Any] = {"experiment": "groups", "n": len(x), "eps": eps, "steps": steps,
                               "seed": seed, "num_groups": int(comp.max() + 1),
                               "mean_neighbours": float(op.degrees().mean())}
-    plt = _plt()
-    fig, axes = plt.subplots(3, len(panels), figsize=(3 * len(panels), 9))
-    curves = plt.figure(figsize=(12, 3.2))
-    for row, spherical in enumerate((False, True)):
+    runs = {}
+    for spherical in (False, True):
         f0 = initial_reps(comp, 2, spherical, seed)
         gm = GroupMetrics(comp)
         res = run(op, torch.from_numpy(f0), steps, spherical=spherical, metrics=gm, snapshot_steps=panels)
         name = "spherical" if spherical else "unconstrained"
         result[name] = _history_json(res, gm) | _check_monotone(res.history, gm.pairs)
-        for j, t in enumerate(panels):
-            ax = axes[row, j]
-            s = res.snapshots[t]
-            ax.scatter(s[:, 0], s[:, 1], c=comp, cmap="tab10", s=6, vmin=0, vmax=9)
-            ax.set_title(f"{name} t={t}", fontsize=9)
-            ax.set_aspect("equal", "datalim")
-        h = res.history
-        for k, (key, title) in enumerate((("diameter", "group diameters"), ("min_distance", "min inter-group distance"),
-                                          ("mean_drift", "group-mean drift"))):
-            ax = curves.add_subplot(1, 3, k + 1) if row == 0 else curves.axes[k]
-            ls = "-" if not spherical else "--"
-            ax.plot(res.steps, h[key], ls, lw=1)
-            ax.set_title(title + " (solid: unconstrained, dashed: spherical)", fontsize=8)
-            ax.set_xscale("symlog")
-            if key == "diameter":
-                ax.set_yscale("log")
-    for j in range(len(panels)):
-        axes[2, j].axis("off")
-    axes[2, 0].scatter(x[:, 0], x[:, 1], c=comp, cmap="tab10", s=6, vmin=0, vmax=9)
-    axes[2, 0].set_title(f"inputs (eps={eps})", fontsize=9)
-    axes[2, 0].axis("on")
-    axes[2, 0].set_aspect("equal")
-    curves.tight_layout()
-    buf = _fig_to_array(curves)
-    ax_c = fig.add_axes([0.28, 0.02, 0.7, 0.3])
-    ax_c.imshow(buf)
-    ax_c.axis("off")
-    fig.suptitle("Neighbour-averaging dynamics on four disjoint groups (Figure 4)")
-    _save(out_dir, "groups", result, fig)
+        runs[name] = res
+    _write(out_dir, "groups", result, lambda path: figures.plot_groups(x, comp, eps, panels, runs, path))
     return result
-
-
-def _fig_to_array(fig: Any) -> np.ndarray:
-    fig.canvas.draw()
-    arr = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    _plt().close(fig)
-    return arr
 
 
 def overlap_experiment(out_dir: str | Path | None = None, n_per_group: int = 60, eps: float = 0.2,
@@ -201,23 +157,7 @@ def overlap_experiment(out_dir: str | Path | None = None, n_per_group: int = 60,
         "final_over_initial_diameter": _to_list(D[-1] / D[0]),
         "final_over_initial_intra_msd": _to_list(I[-1] / I[0]),
     }
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3 + len(shown), figsize=(20, 3.4))
-    axes[0].scatter(x[:, 0], x[:, 1], c=lab, cmap="tab10", s=6, vmin=0, vmax=9)
-    axes[0].set_title("inputs (overlapping patches)", fontsize=9)
-    for j, t in enumerate(shown):
-        s = res.snapshots[t]
-        axes[j + 1].scatter(s[:, 0], s[:, 1], c=lab, cmap="tab10", s=6, vmin=0, vmax=9)
-        axes[j + 1].set_title(f"reps t={t}", fontsize=9)
-    axes[-2].plot(res.steps, D)
-    axes[-2].set_title("diameter per group", fontsize=9)
-    axes[-1].plot(res.steps, I)
-    axes[-1].set_title("mean pairwise sq. distance per group", fontsize=9)
-    for ax in axes[-2:]:
-        ax.set_xscale("symlog")
-        ax.set_yscale("log")
-    fig.suptitle("Overlapping groups (Figure 5)")
-    _save(out_dir, "overlap", result, fig)
+    _write(out_dir, "overlap", result, lambda path: figures.plot_overlap(x, lab, res, shown, path))
     return result
 
 
@@ -246,39 +186,21 @@ def iris_experiment(out_dir: str | Path | None = None, eps: float = 0.4,
         "after_best": max(r["mean"] for r in best),
         "paper": {"before": 0.89, "after": 0.96},
     }
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for key, rows in table.items():
-        axes[0].errorbar([max(r["steps"], 0.5) for r in rows], [r["mean"] for r in rows],
-                         yerr=[r["std"] for r in rows], marker="o", label=f"k-means {key}")
-    axes[0].set_xscale("log")
-    axes[0].set_xlabel("averaging steps (0 plotted at 0.5)")
-    axes[0].set_ylabel("clustering accuracy")
-    axes[0].legend(fontsize=8)
-    f_end = run(op, torch.from_numpy(X), max(steps), show_progress=False).reps.numpy()
-    for ax, data, title in ((axes[1], X, "before"), (axes[2], f_end, f"after {max(steps)} steps")):
-        ax.scatter(data[:, 2], data[:, 3], c=y, cmap="viridis", s=10)
-        ax.set_title(f"Iris {title} (petal length/width)", fontsize=9)
-    fig.suptitle("Neighbour averaging then k-means on Iris (Figure 3)")
-    _save(out_dir, "iris", result, fig)
+
+    def plot(path: Path) -> Path:
+        f_end = run(op, torch.from_numpy(X), max(steps), show_progress=False).reps.numpy()
+        return figures.plot_iris(table, X, f_end, y, max(steps), path)
+
+    _write(out_dir, "iris", result, plot)
     return result
 
 
 def _knn_acc(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor,
              k: int) -> float:
-    """Cosine kNN top-1 accuracy (%), majority vote (simxir.eval.knn_classify when available)."""
-    try:
-        from simxir.eval import knn_classify  # type: ignore[attr-defined]
-
-        r = knn_classify(train_f, train_y, test_f, test_y, ks=(k,), metrics=("cosine",),
-                         weighted_temperature=None, show_progress=False)
-        return float(r["knn"]["cosine"][str(k)])
-    except (ImportError, TypeError, KeyError):
-        a = torch.nn.functional.normalize(test_f.float(), dim=1)
-        b = torch.nn.functional.normalize(train_f.float(), dim=1)
-        idx = (a @ b.T).topk(k, dim=1).indices
-        votes = torch.zeros(len(a), int(train_y.max()) + 1).scatter_add_(1, train_y[idx], torch.ones(idx.shape))
-        return 100.0 * float((votes.argmax(1) == test_y).float().mean())
+    """Cosine kNN top-1 accuracy (%), majority vote."""
+    r = knn_classify(train_f, train_y, test_f, test_y, ks=(k,), metrics=("cosine",),
+                     weighted_temperature=None, show_progress=False)
+    return float(r["knn"]["cosine"][str(k)])
 
 
 def load_embedding_inputs(features: str | None, data: str | None, encoder: str | None,
@@ -287,25 +209,12 @@ def load_embedding_inputs(features: str | None, data: str | None, encoder: str |
     """Features (train_f, train_y, test_f, test_y, source) from a features .npz, an encoder over a
     dataset spec, or raw pixels of an images .npz (x_train/y_train/x_test/y_test)."""
     if features:
-        from simxir.eval.command import load_features_npz
-
         tr, ytr, te, yte = load_features_npz(features)
         src = f"features {features}"
     elif encoder:
         if not data:
             raise UserError("--encoder: also pass --data SPEC (the dataset to embed)")
-        from simxir.augment import build_augment
-        from simxir.data import load_dataset
-        from simxir.eval import extract_features
-        from simxir.eval.command import default_eval_recipe
-        from simxir.models import load_encoder
-
-        ds = load_dataset(data)
-        model, _ = load_encoder(encoder)
-        aug = build_augment(default_eval_recipe(ds.image_size), ds.image_size, ds.mean, ds.std)
-        tr = extract_features(model, ds.train.images, aug)
-        te = extract_features(model, ds.test.images, aug)
-        ytr, yte = ds.train.labels, ds.test.labels
+        tr, ytr, te, yte = encoder_features(encoder, data, None, None, False, None, None, 256, default_device())
         src = f"encoder {encoder} on {data}"
     elif data:
         z = read_npz(data, ("x_train", "y_train", "x_test", "y_test"), option="--data")
@@ -360,12 +269,7 @@ def embeddings_experiment(train_f: torch.Tensor, train_y: torch.Tensor, test_f: 
         "steps": res.steps, "knn_top1": [round(a, 4) for a in accs],
         "best_step": int(res.steps[int(np.argmax(accs))]), "best_knn_top1": float(max(accs)),
     }
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(res.steps, accs, marker="o")
-    ax.set_xlabel("averaging steps")
-    ax.set_ylabel(f"{k_eval}-NN top-1 (%)")
-    ax.set_title(f"smoothed features: {source}"[:80], fontsize=8)
-    _save(out_dir, "embeddings", result, fig)
+    _write(out_dir, "embeddings", result,
+           lambda path: figures.plot_embeddings(res.steps, accs, k_eval, source, path))
     log(f"embeddings: kNN top-1 {accs[0]:.2f}% at step 0 -> best {max(accs):.2f}% at step {result['best_step']}")
     return result

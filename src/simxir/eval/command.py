@@ -8,115 +8,18 @@ test_features, test_labels).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 import typer
 
+from simxir.device import parse_device
 from simxir.errors import UserError
-from simxir.io import read_npz
 from simxir.eval.evaluate import evaluate_features
-from simxir.eval.features import extract_features
-from simxir.eval.knn import DEFAULT_KS, faiss_available
+from simxir.eval.features import encoder_features, load_features_npz, save_features_npz
+from simxir.eval.knn import DEFAULT_KS, faiss_available, parse_ks
 from simxir.eval.linear import LinearProbeConfig
 from simxir.eval.report import format_tables
 from simxir.progress import log
-
-FEATURE_KEYS = ("train_features", "train_labels", "test_features", "test_labels")
-
-
-def parse_ks(text: str) -> list[int]:
-    """"5,7,11" -> [5, 7, 11]; "" or "none" -> [] (kNN skipped)."""
-    if text.strip().lower() in ("", "none", "off"):
-        return []
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            k = int(part)
-        except ValueError:
-            raise UserError(f"--knn: expected comma-separated positive integers like 5,7,11, got {text!r}") from None
-        if k < 1:
-            raise UserError(f"--knn: expected positive integers, got {k}")
-        out.append(k)
-    return sorted(set(out))
-
-
-def load_features_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Read and check a features file: 2-D float features with equal dims, 1-D integer labels."""
-    p = Path(path)
-    arrs = read_npz(p, FEATURE_KEYS, option="--features")
-    for split in ("train", "test"):
-        f, y = arrs[f"{split}_features"], arrs[f"{split}_labels"]
-        if f.ndim != 2 or f.dtype.kind not in "fiu":
-            raise UserError(f"--features {p}: {split}_features must be a 2-D numeric array (N, d), "
-                            f"got shape {f.shape} dtype {f.dtype}")
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise UserError(f"--features {p}: {split}_labels must be a 1-D integer array, got shape {y.shape} "
-                            f"dtype {y.dtype}")
-        if y.shape[0] != f.shape[0]:
-            raise UserError(f"--features {p}: {split}_labels has {y.shape[0]} entries but {split}_features "
-                            f"has {f.shape[0]} rows")
-        if y.size and y.min() < 0:
-            raise UserError(f"--features {p}: {split}_labels must be class indices >= 0")
-        if not np.isfinite(f).all():
-            raise UserError(f"--features {p}: {split}_features contains NaN or inf")
-    if arrs["train_features"].shape[1] != arrs["test_features"].shape[1]:
-        raise UserError(f"--features {p}: train_features dim {arrs['train_features'].shape[1]} != "
-                        f"test_features dim {arrs['test_features'].shape[1]}")
-    if arrs["train_features"].shape[0] == 0:
-        raise UserError(f"--features {p}: train_features is empty")
-    return (torch.from_numpy(np.ascontiguousarray(arrs["train_features"], dtype=np.float32)),
-            torch.from_numpy(arrs["train_labels"].astype(np.int64)),
-            torch.from_numpy(np.ascontiguousarray(arrs["test_features"], dtype=np.float32)),
-            torch.from_numpy(arrs["test_labels"].astype(np.int64)))
-
-
-def save_features_npz(path: str | Path, train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor,
-                      test_y: torch.Tensor) -> None:
-    """Write features in the format ``--features`` reads (atomically)."""
-    import io as _io
-
-    from simxir.io import atomic_write_bytes
-
-    buf = _io.BytesIO()
-    np.savez(buf, train_features=train_f.numpy(), train_labels=train_y.numpy(),
-             test_features=test_f.numpy(), test_labels=test_y.numpy())
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def default_eval_recipe(image_size: int) -> str:
-    """Augment recipe whose ``eval`` transform suits the image size."""
-    if image_size <= 16:
-        return "tiny"
-    if image_size <= 64:
-        return "simsiam-cifar"
-    return "byol-imagenet"
-
-
-def _encoder_features(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
-                      augment: str | None, image_size: int | None, batch_size: int,
-                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from simxir.augment import build_augment
-    from simxir.data import load_dataset
-    from simxir.models import load_encoder
-
-    ds = load_dataset(data, image_size=image_size) if image_size else load_dataset(data)
-    model, report = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
-    log(report.summary() if hasattr(report, "summary") else f"encoder {encoder}: {report}")
-    recipe = augment or default_eval_recipe(ds.image_size)
-    aug = build_augment(recipe, ds.image_size, ds.mean, ds.std)
-    model = model.to(device)
-    log(f"data {data}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
-        f"{ds.image_size}px, eval transform of '{recipe}'")
-    tr = extract_features(model, ds.train.images, aug, batch_size, device, desc="train features")
-    te = extract_features(model, ds.test.images, aug, batch_size, device, desc="test features")
-    return tr, ds.train.labels, te, ds.test.labels
-
 
 def eval_command(
     encoder: str = typer.Option(None, "--encoder", help="encoder checkpoint (safetensors or torch)"),
@@ -158,19 +61,12 @@ def eval_command(
     ks = parse_ks(knn)
     if not ks and not linear:
         raise UserError("--knn none with --no-linear: nothing to evaluate")
-    if device is None:
-        from simxir.device import default_device
-        dev = default_device()
-    else:
-        try:
-            dev = torch.device(device)
-        except RuntimeError:
-            raise UserError(f"--device: expected cpu, cuda or cuda:N, got {device!r}") from None
+    dev = parse_device(device or "auto", "--device")
     if features is not None:
         tr, ytr, te, yte = load_features_npz(features)
     else:
-        tr, ytr, te, yte = _encoder_features(encoder, data, backbone, fmt, allow_pickle, augment, image_size,
-                                             batch_size, dev)
+        tr, ytr, te, yte = encoder_features(encoder, data, backbone, fmt, allow_pickle, augment, image_size,
+                                            batch_size, dev)
     if save_features:
         save_features_npz(save_features, tr, ytr, te, yte)
         log(f"features written to {save_features}")

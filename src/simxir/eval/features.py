@@ -1,14 +1,22 @@
-"""Frozen-encoder feature extraction: uint8 images in, float32 CPU features out."""
+"""Frozen-encoder feature extraction (uint8 images in, float32 CPU features out) and the features
+file ``simxir eval --save-features`` writes and ``--features`` reads."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from simxir.augment import auto_recipe, build_augment
+from simxir.data import load_dataset
 from simxir.errors import UserError
-from simxir.progress import progress
+from simxir.io import atomic_write_bytes, read_npz
+from simxir.models import load_encoder
+from simxir.progress import log, progress
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -78,3 +86,63 @@ def extract_features(
     if not chunks:
         return torch.zeros(0, 0, dtype=torch.float32)
     return torch.cat(chunks, 0)
+
+
+FEATURE_KEYS = ("train_features", "train_labels", "test_features", "test_labels")
+
+
+def load_features_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Read and check a features file: 2-D float features with equal dims, 1-D integer labels."""
+    p = Path(path)
+    arrs = read_npz(p, FEATURE_KEYS, option="--features")
+    for split in ("train", "test"):
+        f, y = arrs[f"{split}_features"], arrs[f"{split}_labels"]
+        if f.ndim != 2 or f.dtype.kind not in "fiu":
+            raise UserError(f"--features {p}: {split}_features must be a 2-D numeric array (N, d), "
+                            f"got shape {f.shape} dtype {f.dtype}")
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise UserError(f"--features {p}: {split}_labels must be a 1-D integer array, got shape {y.shape} "
+                            f"dtype {y.dtype}")
+        if y.shape[0] != f.shape[0]:
+            raise UserError(f"--features {p}: {split}_labels has {y.shape[0]} entries but {split}_features "
+                            f"has {f.shape[0]} rows")
+        if y.size and y.min() < 0:
+            raise UserError(f"--features {p}: {split}_labels must be class indices >= 0")
+        if not np.isfinite(f).all():
+            raise UserError(f"--features {p}: {split}_features contains NaN or inf")
+    if arrs["train_features"].shape[1] != arrs["test_features"].shape[1]:
+        raise UserError(f"--features {p}: train_features dim {arrs['train_features'].shape[1]} != "
+                        f"test_features dim {arrs['test_features'].shape[1]}")
+    if arrs["train_features"].shape[0] == 0:
+        raise UserError(f"--features {p}: train_features is empty")
+    return (torch.from_numpy(np.ascontiguousarray(arrs["train_features"], dtype=np.float32)),
+            torch.from_numpy(arrs["train_labels"].astype(np.int64)),
+            torch.from_numpy(np.ascontiguousarray(arrs["test_features"], dtype=np.float32)),
+            torch.from_numpy(arrs["test_labels"].astype(np.int64)))
+
+
+def save_features_npz(path: str | Path, train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor,
+                      test_y: torch.Tensor) -> None:
+    """Write features in the format ``--features`` reads (atomically)."""
+    buf = io.BytesIO()
+    np.savez(buf, train_features=train_f.numpy(), train_labels=train_y.numpy(),
+             test_features=test_f.numpy(), test_labels=test_y.numpy())
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def encoder_features(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
+                      augment: str | None, image_size: int | None, batch_size: int,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train features, train labels, test features, test labels) of an encoder file over a dataset
+    spec, through the eval transform of ``augment`` (default: ``auto``'s recipe for the image size)."""
+    ds = load_dataset(data, image_size=image_size) if image_size else load_dataset(data)
+    model, report = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
+    log(report.summary())
+    recipe = augment or auto_recipe(ds.image_size)
+    aug = build_augment(recipe, ds.image_size, ds.mean, ds.std)
+    model = model.to(device)
+    log(f"data {data}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
+        f"{ds.image_size}px, eval transform of '{recipe}'")
+    tr = extract_features(model, ds.train.images, aug, batch_size, device, desc="train features")
+    te = extract_features(model, ds.test.images, aug, batch_size, device, desc="test features")
+    return tr, ds.train.labels, te, ds.test.labels

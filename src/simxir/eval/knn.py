@@ -267,3 +267,22 @@ def knn_classify(
                 y = test_y.to(p.device, torch.int64)
                 res[kind][met][str(k)] = 100.0 * float((p == y).sum()) / m
     return res
+
+
+def parse_ks(text: str) -> list[int]:
+    """"5,7,11" -> [5, 7, 11]; "" or "none" -> [] (kNN skipped)."""
+    if text.strip().lower() in ("", "none", "off"):
+        return []
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            k = int(part)
+        except ValueError:
+            raise UserError(f"--knn: expected comma-separated positive integers like 5,7,11, got {text!r}") from None
+        if k < 1:
+            raise UserError(f"--knn: expected positive integers, got {k}")
+        out.append(k)
+    return sorted(set(out))

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
+from simxir import distributed
 from simxir.errors import UserError
-
-
-def _parse_ks(text: str) -> tuple[int, ...]:
-    from simxir.eval.command import parse_ks
-
-    return tuple(parse_ks(text))
+from simxir.eval.knn import parse_ks
+from simxir.finetune.report import format_report
+from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+from simxir.io import json_safe
+from simxir.train.checkpoint import resume_recipe
 
 
 def finetune_command(
@@ -38,23 +38,13 @@ def finetune_command(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Fine-tune an SSL encoder with SimXIR and report kNN/linear accuracy before and after."""
-    from simxir import distributed
-    from simxir.finetune.report import format_report
-    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
-    from simxir.io import json_safe
-    from simxir.train.checkpoint import require_checkpoint
-
-    overrides = list(overrides or [])
-    if resume:
-        require_checkpoint(Path(out))
-    if resume and recipe is None and (Path(out) / "config.yaml").is_file():
-        recipe = str(Path(out) / "config.yaml")
     if variant is not None and variant not in ("standard", "raw-anchor"):
         raise UserError(f"--variant {variant!r}: expected standard or raw-anchor")
     if loss is not None and loss not in ("l2", "cosine"):
         raise UserError(f"--loss {loss!r}: expected l2 or cosine")
-    cfg = build_finetune_config(recipe, overrides, data, rounds, variant, loss)
-    protocol = EvalProtocol(knn_ks=_parse_ks(knn), linear=linear, linear_epochs=linear_epochs)
+    cfg = build_finetune_config(resume_recipe(out, resume, recipe), list(overrides or []), data, rounds,
+                               variant, loss)
+    protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear, linear_epochs=linear_epochs)
     result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
                           val_fraction=val_fraction, protocol=protocol)   # diverged: see simxir.cli
     if not distributed.is_main():

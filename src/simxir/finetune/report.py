@@ -9,6 +9,7 @@ from typing import Any
 
 from simxir.eval.report import render_table
 from simxir.io import atomic_write_bytes, atomic_write_json
+from simxir.plotting import figure, honest_ylim, save_figure
 
 METRICS = (("cosine", "cos"), ("euclidean", "euc"))
 
@@ -72,8 +73,6 @@ def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: st
 def plot_knn_over_k(before: Mapping[str, Any], after: Mapping[str, Any], path: str | Path,
                     title: str = "") -> None:
     """PNG: kNN top-1 over k, before (dashed) and after (solid), for cosine and Euclidean."""
-    from simxir.analysis.plots import figure, honest_ylim, save_figure
-
     ks = _ks(before, after)
     fig = figure(width=6, height=4)
     ax = fig.subplots()

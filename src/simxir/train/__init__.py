@@ -5,11 +5,15 @@ accumulation, SGD/AdamW/LARS with a warm-up + cosine schedule, atomic per-epoch 
 ``--resume``, a nan/inf guard, an online linear probe, collapse monitors, CSV + TensorBoard logs.
 """
 
+from simxir.errors import TrainingDiverged, TrainingInterrupted
 from simxir.train.config import MonitorConfig, OptimConfig, ProbeConfig, ScheduleConfig, TrainConfig
-from simxir.train.engine import TrainingDiverged, export_encoder, prepare_model, train, train_step
+from simxir.train.engine import train
+from simxir.train.export import write_run_encoder
+from simxir.train.model import prepare_model
 from simxir.train.optim import LARS, build_optimizer
 from simxir.train.schedule import lr_factor
+from simxir.train.step import train_step
 
 __all__ = ["LARS", "MonitorConfig", "OptimConfig", "ProbeConfig", "ScheduleConfig", "TrainConfig",
-           "TrainingDiverged", "build_optimizer", "export_encoder", "lr_factor", "prepare_model",
-           "train", "train_step"]
+           "TrainingDiverged", "TrainingInterrupted", "build_optimizer", "lr_factor", "prepare_model",
+           "train", "train_step", "write_run_encoder"]

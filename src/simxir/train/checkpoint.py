@@ -67,6 +67,16 @@ def require_checkpoint(run_dir: Path) -> Path:
     return path
 
 
+def resume_recipe(out: str | Path, resume: bool, recipe: str | None) -> str | None:
+    """The recipe of a run: ``recipe``; with ``resume`` (which needs ``out/checkpoint.pt``) and no
+    recipe, the ``out/config.yaml`` the run was started with."""
+    if not resume:
+        return recipe
+    require_checkpoint(Path(out))
+    saved = Path(out) / "config.yaml"
+    return str(saved) if recipe is None and saved.is_file() else recipe
+
+
 def load_training_checkpoint(run_dir: Path) -> dict[str, Any]:
     """Read ``run_dir/checkpoint.pt`` (weights_only); a missing or foreign file is a UserError."""
     path = require_checkpoint(run_dir)
@@ -74,3 +84,38 @@ def load_training_checkpoint(run_dir: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("version") != VERSION or "model" not in ckpt:
         raise UserError(f"{path}: not a simxir training checkpoint (version {VERSION})")
     return ckpt
+
+
+def plain(v: Any) -> Any:
+    """numpy/tensor scalars -> Python numbers, recursively, so checkpoints load with weights_only."""
+    if isinstance(v, dict):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return v.item()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def restore(run_dir: Path, method: torch.nn.Module, probe: torch.nn.Module | None,
+            optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+            steps_per_epoch: int) -> dict[str, Any]:
+    """Load ``run_dir/checkpoint.pt`` into the objects and the RNGs; returns its ``epoch``, ``step``,
+    ``history`` and ``step_log``. A checkpoint whose step count does not fit ``steps_per_epoch`` (the
+    batch size or the data changed) is a UserError."""
+    ckpt = load_training_checkpoint(run_dir)
+    method.load_state_dict(ckpt["model"])
+    if probe is not None and ckpt.get("probe") is not None:
+        probe.load_state_dict(ckpt["probe"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
+    if epoch * steps_per_epoch != step:
+        raise UserError(f"--resume: checkpoint at step {step} does not match {steps_per_epoch} "
+                        f"steps per epoch x {epoch} epochs; batch_size or data changed")
+    return {"epoch": epoch, "step": step, "history": list(ckpt["history"]),
+            "step_log": list(ckpt.get("step_log", []))}

@@ -2,72 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from pathlib import Path
-from typing import Any
 
-import torch
 import typer
 
-from simxir.config import ConfigError, apply_overrides, from_dict, load_recipe, read_recipe, to_dict
-from simxir.errors import UserError
+from simxir import distributed
 from simxir.io import json_safe
-from simxir.train.config import TrainConfig
-from simxir.train.checkpoint import require_checkpoint
-from simxir.train.engine import EpochCallback, train
+from simxir.train.checkpoint import resume_recipe
 from simxir.train.monitors import collapse_label
-
-
-
-def build_config(method: str | None, recipe: str | Path | None, overrides: list[str],
-                 data: str | None = None) -> TrainConfig:
-    """The resolved config: TrainConfig's defaults, the method's own ``train_defaults``, the
-    recipe, then ``key=value`` overrides (``method.KEY=V`` for the method's own config, checked
-    against ``simxir.methods.CONFIGS[method]``), then ``--data``."""
-    from simxir.methods import CONFIGS, METHODS
-
-    method_ovr = [o for o in overrides if o.strip().startswith("method.")]
-    train_ovr = [o for o in overrides if not o.strip().startswith("method.")]
-    recipe_name = read_recipe(recipe, "TrainConfig").get("method_name") if recipe else None
-    if method and recipe_name and method != recipe_name:
-        raise UserError(f"--method {method}: the recipe {recipe} is written for {recipe_name!r}")
-    name = method or recipe_name
-    if not name:
-        raise UserError("--method: required (one of " + ", ".join(sorted(CONFIGS)) + ")")
-    if not isinstance(name, str) or name not in CONFIGS:
-        raise UserError(f"--method {name}: expected one of {', '.join(sorted(CONFIGS))}")
-    cfg = load_recipe(TrainConfig, recipe, train_ovr, base=METHODS[name].train_defaults)
-    if not isinstance(cfg.method, dict):
-        raise UserError(f"recipe {recipe}: 'method' must be a mapping of {name} config fields")
-    # a one-field wrapper makes errors name the keys as the user wrote them: method.KEY
-    wrapper = dataclasses.make_dataclass("MethodSection", [("method", CONFIGS[name])])
-    try:
-        mcfg = from_dict(wrapper, {"method": dict(cfg.method)})
-        mcfg = apply_overrides(mcfg, method_ovr).method
-    except ConfigError as exc:
-        where = f"recipe {recipe}: " if recipe and not method_ovr else ""
-        raise ConfigError(f"{where}{exc} (method {name})") from None
-    updates: dict[str, Any] = {"method_name": name, "method": to_dict(mcfg)}
-    if data:
-        updates["data"] = data
-    return dataclasses.replace(cfg, **updates)
-
-
-def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
-                 callbacks: tuple[EpochCallback, ...] = ()) -> dict[str, Any]:
-    """Load data, build backbone + augment + method from ``cfg`` (seeded), and train."""
-    from simxir.augment import build_augment
-    from simxir.data import load_dataset
-    from simxir.methods import build_method
-    from simxir.models import build_backbone
-
-    dataset = load_dataset(cfg.data)
-    augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
-    torch.manual_seed(cfg.seed)
-    backbone = build_backbone(cfg.backbone)
-    method = build_method(cfg.method_name, backbone, dict(cfg.method))
-    return train(cfg, method, dataset, augment, out, resume=resume, callbacks=callbacks)
+from simxir.train.pretrain import build_config, run_pretrain
 
 
 def pretrain_command(
@@ -84,15 +27,8 @@ def pretrain_command(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Pretrain a backbone with a self-supervised method; writes RUN_DIR/encoder.safetensors."""
-    overrides = list(overrides or [])
-    if resume:
-        require_checkpoint(Path(out))
-    if resume and recipe is None and (Path(out) / "config.yaml").is_file():
-        recipe = str(Path(out) / "config.yaml")
-    cfg = build_config(method, recipe, overrides, data)
+    cfg = build_config(method, resume_recipe(out, resume, recipe), list(overrides or []), data)
     result = run_pretrain(cfg, out, resume=resume)   # diverged/interrupted: reported by simxir.cli
-    from simxir import distributed
-
     if not distributed.is_main():
         return
     # "collapsed": the final encoder (the last epoch's monitors); "collapsed_epochs": every epoch

@@ -7,15 +7,21 @@
 * ``spread``: mean over dimensions of the batch std of the raw embeddings the loss compares; the
   engine logs it every step and compares the last epoch's mean with the first step's (scale
   collapse: outputs shrinking towards a constant, e.g. zero, which ``normalized_std`` cannot see).
-* ``is_collapsed``: the documented rule (see :class:`simxir.train.config.MonitorConfig`).
+* ``collapse_reasons``: the documented rule (see :class:`simxir.train.config.MonitorConfig`).
+* ``evaluate_monitors``: all of them and the online probe's test accuracy, at an epoch's end.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from simxir.decorrelation import decorrelation
+from simxir.errors import UserError
+from simxir.train.config import TrainConfig
 
 
 def normalized_std(z: torch.Tensor) -> float:
@@ -81,6 +87,57 @@ def collapse_label(metrics: dict) -> str:
     return f"COLLAPSED ({reasons})" if reasons else "COLLAPSED"
 
 
-def is_collapsed(std: float, dim: int, erank: float, std_ratio: float, min_erank: float) -> bool:
-    """Collapsed when ``std * sqrt(dim) < std_ratio`` or ``erank < min_erank`` (nan counts as collapsed)."""
-    return bool(collapse_reasons(std, dim, erank, std_ratio, min_erank))
+@torch.no_grad()
+def evaluate_monitors(trainable: Any, augment: Any, test_x: torch.Tensor, test_y: torch.Tensor,
+                      cfg: TrainConfig, amp_dtype: torch.dtype | None, device: torch.device,
+                      channels_last: bool, spread_ratio: float | None = None) -> dict[str, Any]:
+    """Online-probe test accuracy, collapse monitors and decorrelation on un-augmented test images.
+
+    ``spread_ratio``: the training embeddings' ``z_spread`` over its first-step value, for the
+    scale-collapse rule (None when the method's loss is scale-free or there is no reference)."""
+    method = trainable.method
+    was_training = trainable.training
+    trainable.eval()
+    feats, zs = [], []
+    n_eval = min(cfg.monitor.eval_size, test_x.shape[0])
+    bs = cfg.monitor.eval_batch_size
+    project = getattr(method, "project", None)
+    ac = torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None)
+    for s in range(0, test_x.shape[0], bs):
+        x = augment.eval(test_x[s:s + bs].to(device))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with ac:
+            feats.append(method.backbone(x).float())
+            if project is not None and s < n_eval:
+                zs.append(project(x).float())
+    f = torch.cat(feats)
+    res: dict[str, Any] = {}
+    if trainable.probe is not None and test_y.numel():
+        logits = trainable.probe(f)
+        hit = topk_correct(logits, test_y.to(device), (1, 5))
+        res["probe_test_top1"] = hit[1] / test_y.shape[0]
+        res["probe_test_top5"] = hit[5] / test_y.shape[0]
+    fe = f[:n_eval]
+    res["feat_std"] = normalized_std(fe)
+    res["feat_erank"] = effective_rank(fe)
+    z = torch.cat(zs)[:n_eval] if zs else fe
+    res["z_std"] = normalized_std(z)
+    res["z_std_healthy"] = 1.0 / math.sqrt(z.shape[1])
+    res["decorrelation"] = _decorrelation(z)
+    reasons = collapse_reasons(res["z_std"], z.shape[1], res["feat_erank"],
+                                        cfg.monitor.collapse_std_ratio, cfg.monitor.collapse_erank,
+                                        spread_ratio, cfg.monitor.collapse_spread_ratio)
+    res["collapsed"] = bool(reasons)
+    res["collapse_reasons"] = "+".join(reasons)   # which rules fired ("" when healthy)
+    trainable.train(was_training)
+    return res
+
+
+def _decorrelation(z: torch.Tensor) -> float:
+    """``||corr(Z) - I||_F^2`` (nan for zero-variance dims or non-finite input)."""
+    try:
+        return decorrelation(z)
+    except UserError:
+        return math.nan

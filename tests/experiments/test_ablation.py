@@ -7,13 +7,13 @@ import math
 
 import pytest
 
-from simxir.analysis.ablation import PAPER_ROWS, TABLE3_ROWS, AblationRow, format_table, run_ablation, select_rows
+from simxir.experiments.ablation import PAPER_ROWS, TABLE3_ROWS, AblationRow, format_table, run_ablation, select_rows
 from simxir.errors import UserError
 
 
 def test_rows_set_the_bridge_switches():
     from simxir.methods.bridge import BridgeConfig
-    from simxir.train.command import build_config
+    from simxir.train.pretrain import build_config
 
     for row in TABLE3_ROWS:
         cfg = build_config("bridge", None, ["method.proj_sizes=[16,16]"] + row.method_overrides(), None)
@@ -65,7 +65,7 @@ def test_tiny_run_through_the_engine(tmp_path):
 
 
 def test_paper_rows_are_the_papers_table3_and_the_group_expands():
-    from simxir.analysis.ablation import PAPER_ROWS
+    from simxir.experiments.ablation import PAPER_ROWS
 
     rows = select_rows(["paper"])
     assert rows == list(PAPER_ROWS)

@@ -8,15 +8,26 @@ encoder; plus the embeddings' class geometry (within- vs between-class distances
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-import typer
+import torch
 
+from simxir.augment import build_augment
+from simxir.data import load_dataset
+from simxir.dynamics.metrics import GroupMetrics
 from simxir.errors import UserError
+from simxir.eval import LinearProbeConfig, evaluate_features, extract_features, format_knn_table, knn_predict
+from simxir.eval.linear import linear_probe_predictions
+from simxir.eval.paired import paired_change, verdict
+from simxir.finetune.report import format_report
+from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+from simxir.io import atomic_write_bytes, atomic_write_json
+from simxir.models import build_backbone, load_encoder
+from simxir.plotting import figure, honest_ylim, save_figure
 from simxir.progress import log
+from simxir.train.pretrain import build_config, run_pretrain
 
 EXPECTED = "about 1-2 minutes on 2 idle CPU cores (longer when they are busy)"
 KNN_HEADLINE_K = 11          # the middle of the paper's k = 5..21
@@ -24,8 +35,6 @@ SIMXIR_LRS = (5e-4, 5e-3, 5e-2)
 
 
 def _features(backbone: Any, dataset: Any, augment: Any) -> tuple[Any, Any]:
-    from simxir.eval import extract_features
-
     return (extract_features(backbone, dataset.train.images, augment, desc="train features"),
             extract_features(backbone, dataset.test.images, augment, desc="test features"))
 
@@ -34,10 +43,6 @@ def class_geometry(test_f: Any, labels: Any) -> dict[str, float]:
     """The dynamics view of an embedding (l2-normalised test features): the mean within-class and
     between-class mean squared distances (``simxir.dynamics`` group metrics) and their ratio.
     Neighbour averaging contracts classes (within falls) and separates them (ratio falls)."""
-    import torch
-
-    from simxir.dynamics.metrics import GroupMetrics
-
     f = torch.nn.functional.normalize(test_f.double(), dim=1)
     m = GroupMetrics(labels.numpy(), exact_max=0, max_pair_groups=64)(f)
     within, between = float(m["intra_msd"].mean()), float(m["inter_msd"].mean())
@@ -48,10 +53,6 @@ def paired_tables(before: tuple[Any, Any], after: tuple[Any, Any], dataset: Any,
                   linear_epochs: int, seed: int) -> dict[str, Any]:
     """Per-image paired changes (bootstrap 95% CI, McNemar) of kNN (both metrics, every k) and of
     the linear probe, between two encoders' (train, test) features on the same test images."""
-    from simxir.eval import LinearProbeConfig, knn_predict
-    from simxir.eval.linear import linear_probe_predictions
-    from simxir.eval.paired import paired_change
-
     y_tr, y_te = dataset.train.labels, dataset.test.labels
     right = []
     for tr, te in (before, after):
@@ -71,8 +72,6 @@ def _plot(evals: dict[str, Any], paired: dict[str, Any], geometry: dict[str, dic
           path: Path) -> None:
     """Three panels with honest axes: kNN over k (>= 10 points tall), the paired change with its
     95% CI around a zero line, and within/between-class distances."""
-    from simxir.analysis.plots import figure, honest_ylim, save_figure
-
     fig = figure(ncols=3, width=4.2, height=3.4)
     ax1, ax2, ax3 = fig.subplots(1, 3)
     shown: list[float] = []
@@ -112,18 +111,6 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
              val_fraction: float = 0.2) -> dict[str, Any]:
     """Pretrain (short, so the encoder is not at the ceiling) -> choose SimXIR's lr on a validation
     split of the train images -> fine-tune -> paired before/after comparison on the test split."""
-    import torch
-
-    from simxir.augment import build_augment
-    from simxir.data import load_dataset
-    from simxir.eval import LinearProbeConfig, evaluate_features, format_knn_table
-    from simxir.eval.paired import verdict
-    from simxir.finetune.report import format_report
-    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
-    from simxir.io import atomic_write_bytes, atomic_write_json
-    from simxir.models import build_backbone, load_encoder
-    from simxir.train.command import build_config, run_pretrain
-
     out = Path(out)
     if (out / "pretrain" / "checkpoint.pt").exists() or (out / "finetune" / "checkpoint.pt").exists():
         raise UserError(f"--out {out}: already holds a demo run; choose another folder or remove it")
@@ -227,27 +214,3 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
     summary["_tables"] = "\n".join([format_knn_table(evals), "", "How sure are we?", *lines_verdict,
                                      geo_line, "", *paired_rows])
     return summary
-
-
-def demo_command(
-    out: str = typer.Option("demo_out", "--out", help="folder for the demo's runs, report and plots"),
-    method: str = typer.Option("simsiam", "--method", help="pretraining method (see 'simxir methods')"),
-    pretrain_epochs: int = typer.Option(10, "--pretrain-epochs", help="pretraining epochs (short: the "
-                                        "encoder should leave SimXIR room to act)"),
-    finetune_epochs: int = typer.Option(20, "--finetune-epochs", help="SimXIR fine-tuning epochs"),
-    seed: int = typer.Option(0, "--seed", help="seed of every step"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
-) -> None:
-    """Run the whole simxir story on the embedded digits data in a few minutes on a CPU."""
-    from simxir.io import json_safe
-
-    log(f"simxir demo: pretrain -> evaluate -> SimXIR fine-tune -> evaluate on digits; {EXPECTED}. "
-        f"Output in {out}/")
-    result = run_demo(out, method=method, pretrain_epochs=pretrain_epochs,
-                      finetune_epochs=finetune_epochs, seed=seed)
-    tables = result.pop("_tables")
-    if json_out:
-        print(json.dumps(json_safe(result)))
-        return
-    print(tables)
-    print(f"report: {result['report']}  ({result['seconds']:.0f} s)")

@@ -19,9 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simxir.errors import UserError
+import torch
+
+from simxir.augment import build_augment
+from simxir.data import load_dataset
+from simxir.errors import TrainingDiverged, UserError
+from simxir.eval import evaluate_encoder
 from simxir.io import atomic_write_json
+from simxir.methods import build_method
+from simxir.models import build_backbone
 from simxir.progress import log
+from simxir.train import train
+from simxir.train.pretrain import build_config
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class AblationRow:
     paper: str | None = None       # the paper's Table 3 outcome for this row (None: not in it)
 
     def method_overrides(self) -> list[str]:
-        """``method.KEY=VALUE`` overrides for ``simxir.train.command.build_config``."""
+        """``method.KEY=VALUE`` overrides for :func:`simxir.train.pretrain.build_config`."""
         return [f"method.c_inv={self.c_inv}", f"method.c_cov={self.c_cov}",
                 f"method.standardize={str(self.standardize).lower()}",
                 f"method.predictor={'identity' if self.identity_predictor else 'linear'}",
@@ -114,17 +123,6 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
     ``recipe``/``overrides``/``data`` are those of ``simxir pretrain`` (``--method bridge`` is
     implied; ``method.*`` overrides of the five switches are set per row and win).
     """
-    import torch
-
-    from simxir.augment import build_augment
-    from simxir.data import load_dataset
-    from simxir.eval import evaluate_encoder
-    from simxir.methods import build_method
-    from simxir.models import build_backbone
-    from simxir.train import train
-    from simxir.train.command import build_config
-    from simxir.train.engine import TrainingDiverged
-
     out = Path(out_dir)
     base = list(overrides or [])
     cfgs = {r.name: build_config("bridge", recipe, base + r.method_overrides(), data) for r in rows}
@@ -182,9 +180,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
         "knn_k": knn_k,
         "rows": results,
     }
-    from simxir.analysis.command import json_safe
-
-    atomic_write_json(json_safe(summary), out / "ablation.json")
+    atomic_write_json(summary, out / "ablation.json")
     (out / "ablation.md").write_text(format_table(summary) + "\n")
     return summary
 

@@ -1,0 +1,106 @@
+"""What a run's config resolves to before the first step: device, precision, memory layout, the
+batch geometry (processes x accumulation x micro-batch) and the schedule's length in steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from simxir import distributed
+from simxir.device import bf16_supported, parse_device
+from simxir.errors import UserError
+from simxir.train.config import TrainConfig
+from simxir.train.schedule import auto_epochs
+
+PROBE_STREAM = 2**31
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    """The device of this process: torchrun's (after init_process_group) or ``cfg.device``."""
+    if distributed.is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return distributed.init_from_env()
+    return parse_device(cfg.device, "device")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None = fp32): auto is bf16 where supported (CUDA, AVX512-BF16/AMX CPUs)."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if bf16_supported(device) else None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UserError("precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        return torch.float16
+    raise UserError(f"precision: expected auto, fp32, bf16 or fp16, got {precision!r}")
+
+
+def resolve_channels_last(value: bool | str) -> bool:
+    """channels_last: ``auto`` turns it on (faster for convnets on CUDA and oneDNN CPUs)."""
+    return True if value == "auto" else bool(value)
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed for ``(seed, epoch, stream)``: stream 0 = shuffle, 1 + rank = augmentation,
+    ``PROBE_STREAM`` = probe init."""
+    return int(np.random.SeedSequence([seed % 2**64, epoch, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved run: ``cfg`` with its epochs filled in, and the numbers the loop needs."""
+
+    cfg: TrainConfig
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    rank: int
+    world: int
+    micro: int                 # images per micro-batch on this process
+    local_batch: int           # images per optimizer step on this process (micro x accumulate)
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    peak_lr: float
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def plan_run(cfg: TrainConfig, n_train: int, device: torch.device | None = None) -> Plan:
+    """Check the config against the data and the processes (a UserError naming the field), set the
+    thread count, and resolve everything else."""
+    device = device or resolve_device(cfg)
+    rank, world = distributed.rank(), distributed.world_size()
+    if cfg.epochs is not None and cfg.epochs < 1:
+        raise UserError(f"epochs: expected >= 1 (or null for the automatic length), got {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise UserError(f"batch_size: expected a positive integer, got {cfg.batch_size}")
+    if cfg.threads < 0:
+        raise UserError(f"threads: expected 0 (torch's default) or a positive count, got {cfg.threads}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.accumulate < 1:
+        raise UserError(f"accumulate: expected >= 1, got {cfg.accumulate}")
+    if cfg.batch_size % (world * cfg.accumulate):
+        raise UserError(f"batch_size: {cfg.batch_size} is not divisible by processes x accumulate "
+                        f"= {world} x {cfg.accumulate}")
+    micro = cfg.batch_size // (world * cfg.accumulate)
+    steps_per_epoch = n_train // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise UserError(f"batch_size: {cfg.batch_size} is larger than the {n_train} training images")
+    if cfg.epochs is None:
+        cfg = dataclasses.replace(cfg, epochs=auto_epochs(steps_per_epoch))
+    return Plan(cfg=cfg, device=device, amp_dtype=resolve_precision(cfg.precision, device),
+                channels_last=resolve_channels_last(cfg.channels_last), rank=rank, world=world,
+                micro=micro, local_batch=micro * cfg.accumulate, steps_per_epoch=steps_per_epoch,
+                total_steps=steps_per_epoch * cfg.epochs,
+                warmup_steps=int(round(cfg.schedule.warmup_epochs * steps_per_epoch)),
+                peak_lr=cfg.optim.lr * (cfg.batch_size / 256 if cfg.optim.scale_lr else 1.0))

@@ -1,0 +1,62 @@
+"""A pretraining run from a config: the config's layers (:func:`build_config`) and the objects it
+names, built and trained (:func:`run_pretrain`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simxir.augment import build_augment
+from simxir.config import ConfigError, apply_overrides, from_dict, load_recipe, read_recipe, to_dict
+from simxir.data import load_dataset
+from simxir.errors import UserError
+from simxir.methods import CONFIGS, METHODS, build_method
+from simxir.models import build_backbone
+from simxir.train.config import TrainConfig
+from simxir.train.engine import EpochCallback, train
+
+
+def build_config(method: str | None, recipe: str | Path | None, overrides: list[str],
+                 data: str | None = None) -> TrainConfig:
+    """The resolved config: TrainConfig's defaults, the method's own ``train_defaults``, the
+    recipe, then ``key=value`` overrides (``method.KEY=V`` for the method's own config, checked
+    against ``simxir.methods.CONFIGS[method]``), then ``--data``."""
+    method_ovr = [o for o in overrides if o.strip().startswith("method.")]
+    train_ovr = [o for o in overrides if not o.strip().startswith("method.")]
+    recipe_name = read_recipe(recipe, "TrainConfig").get("method_name") if recipe else None
+    if method and recipe_name and method != recipe_name:
+        raise UserError(f"--method {method}: the recipe {recipe} is written for {recipe_name!r}")
+    name = method or recipe_name
+    if not name:
+        raise UserError("--method: required (one of " + ", ".join(sorted(CONFIGS)) + ")")
+    if not isinstance(name, str) or name not in CONFIGS:
+        raise UserError(f"--method {name}: expected one of {', '.join(sorted(CONFIGS))}")
+    cfg = load_recipe(TrainConfig, recipe, train_ovr, base=METHODS[name].train_defaults)
+    if not isinstance(cfg.method, dict):
+        raise UserError(f"recipe {recipe}: 'method' must be a mapping of {name} config fields")
+    # a one-field wrapper makes errors name the keys as the user wrote them: method.KEY
+    wrapper = dataclasses.make_dataclass("MethodSection", [("method", CONFIGS[name])])
+    try:
+        mcfg = from_dict(wrapper, {"method": dict(cfg.method)})
+        mcfg = apply_overrides(mcfg, method_ovr).method
+    except ConfigError as exc:
+        where = f"recipe {recipe}: " if recipe and not method_ovr else ""
+        raise ConfigError(f"{where}{exc} (method {name})") from None
+    updates: dict[str, Any] = {"method_name": name, "method": to_dict(mcfg)}
+    if data:
+        updates["data"] = data
+    return dataclasses.replace(cfg, **updates)
+
+
+def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
+                 callbacks: tuple[EpochCallback, ...] = ()) -> dict[str, Any]:
+    """Load data, build backbone + augment + method from ``cfg`` (seeded), and train."""
+    dataset = load_dataset(cfg.data)
+    augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
+    torch.manual_seed(cfg.seed)
+    backbone = build_backbone(cfg.backbone)
+    method = build_method(cfg.method_name, backbone, dict(cfg.method))
+    return train(cfg, method, dataset, augment, out, resume=resume, callbacks=callbacks)

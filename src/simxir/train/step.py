@@ -1,0 +1,65 @@
+"""One optimizer step over its micro-batches (gradient accumulation, autocast, the nan/inf guard)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from simxir import distributed
+from simxir.train import monitors
+
+_SKIP_KEYS = {"loss", "probe_loss", "probe_logits", "z1", "z2", "feats1"}
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+               batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], n_micro: int,
+               amp_dtype: torch.dtype | None, scaler: torch.amp.GradScaler | None = None
+               ) -> tuple[float, dict[str, float]]:
+    """One optimizer step over ``n_micro`` micro-batches (gradient accumulation; DDP syncs on the last).
+
+    Returns ``(loss, logs)``: the method loss averaged over micro-batches and processes (nan/inf
+    when diverged, in which case the optimizer does NOT step), and local scalar logs (other 0-d
+    outputs, probe top-1/top-5 counts).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum: torch.Tensor | None = None
+    logs: dict[str, float] = {}
+    hits1 = hits5 = count = 0
+    for i, (v1, v2, y) in enumerate(batches):
+        sync = nullcontext() if (i == n_micro - 1 or not isinstance(model, DDP)) else model.no_sync()
+        with sync:
+            with torch.autocast(device_type=v1.device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                out = model(v1, v2, y)
+            loss = out["loss"].float()
+            total = (loss + out.get("probe_loss", 0.0)) / n_micro
+            (scaler.scale(total) if scaler is not None else total).backward()
+        d = loss.detach()
+        loss_sum = d if loss_sum is None else loss_sum + d
+        for k, v in out.items():
+            if k not in _SKIP_KEYS and isinstance(v, torch.Tensor) and v.ndim == 0:
+                logs[k] = logs.get(k, 0.0) + float(v.detach()) / n_micro
+        if isinstance(out.get("z1"), torch.Tensor) and out["z1"].shape[0] > 1:
+            logs["z_spread"] = logs.get("z_spread", 0.0) + monitors.spread(out["z1"]) / n_micro
+        if "probe_logits" in out and y is not None:
+            hit = monitors.topk_correct(out["probe_logits"], y, (1, 5))
+            hits1, hits5, count = hits1 + hit[1], hits5 + hit[5], count + y.shape[0]
+    assert loss_sum is not None, "train_step: no micro-batches"
+    loss_mean = distributed.all_reduce_mean(loss_sum / n_micro)
+    value = float(loss_mean)
+    if not math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        return value, logs
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if count:
+        logs["probe_hits1"], logs["probe_hits5"], logs["probe_count"] = hits1, hits5, count
+    return value, logs
