@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from simxir.errors import UserError
 from simxir.io import atomic_save, atomic_write_bytes, load_checkpoint, require_file
 from simxir.models.backbones import RESNET_LAYOUTS, build_backbone
-from simxir.models.formats import FORMATS, Extracted, extract, wrap, wrap_into_template
+from simxir.models.formats import BY_NAME, Extracted, extract, layout, wrap, wrap_into_template
 
 _DEPTHS = {(n[2], kind == "bottleneck"): d for d, (kind, n) in RESNET_LAYOUTS.items()}
 
@@ -105,8 +105,8 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
     backbone tensor must be present with the right shape (``num_batches_tracked`` may be absent).
     """
     path = Path(path)
-    if format is not None and format not in FORMATS:
-        raise UserError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    if format is not None:
+        layout(format)
     obj, meta = _read(path, allow_pickle)
     where = str(path)
     if meta is not None and "arch" in meta and format in (None, "simxir"):
@@ -142,12 +142,11 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
 
 
 def _stem_padding(ex: Extracted, meta: dict[str, str] | None, arch: str) -> int | None:
-    """solo-learn's CIFAR stem is Conv2d(3, 64, 3, stride=1, padding=2); keep it faithful."""
+    """The source's CIFAR stem padding where it is not ours (solo-learn's Conv2d(3, 64, 3, padding=2))."""
     if meta is not None and "conv1_padding" in meta:
         return int(meta["conv1_padding"])
-    if ex.format == "solo-learn" and arch.endswith("-cifar"):
-        return 2
-    return None
+    padding = BY_NAME[ex.format].cifar_stem_padding
+    return padding if arch.endswith("-cifar") and padding not in (None, 1) else None
 
 
 def _check_stem_fits(model: nn.Module, format: str) -> None:
@@ -157,10 +156,11 @@ def _check_stem_fits(model: nn.Module, format: str) -> None:
     names) with padding 1; only simxir's own file records the padding. The same weights under
     another padding compute other features, so such an export is an error, not a silent change."""
     conv1 = getattr(model, "conv1", None)
-    if format == "simxir" or not str(getattr(model, "arch", "")).endswith("-cifar") \
+    want = BY_NAME[format].cifar_stem_padding
+    if want is None or not str(getattr(model, "arch", "")).endswith("-cifar") \
             or not isinstance(conv1, nn.Conv2d):
         return
-    have, want = conv1.padding[0], (2 if format == "solo-learn" else 1)
+    have = conv1.padding[0]
     if have != want:
         raise UserError(f"--to {format}: this encoder's CIFAR stem has conv1 padding {have}, but "
                         f"{format}'s model builds it with padding {want}, so the exported weights "
@@ -240,8 +240,7 @@ def export_encoder(model: nn.Module, path: str | Path, format: str,
     template (the original checkpoint, path or loaded object) a copy of it is written with the
     online backbone (and mmselfsup's mirrored copy) replaced; heads and momentum copies are kept.
     """
-    if format not in FORMATS:
-        raise UserError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    layout(format)
     model = _unwrap(model)
     _check_stem_fits(model, format)
     if format == "simxir":

@@ -1,7 +1,9 @@
 """Checkpoint layouts of the SSL toolchains: detect one, pull the online backbone out, write it back.
 
-Every layout is reduced to a flat ``{torchvision_name: tensor}`` dict by stripping exactly one known
-prefix with ``str.removeprefix``. Momentum/target/teacher copies (``encoder_k``,
+Each layout is one row of :data:`LAYOUTS` (a :class:`Layout`: prefixes, markers, container, export
+extras); detection, prefix stripping and export wrapping are derived from that table, so a new format
+is one new row. Every layout is reduced to a flat ``{torchvision_name: tensor}`` dict by stripping
+exactly one known prefix with ``str.removeprefix``. Momentum/target/teacher copies (``encoder_k``,
 ``momentum_backbone``, ``teacher_backbone``, ``target_net`` ...) are never taken for the backbone.
 
 Layouts (read from each project's source):
@@ -38,18 +40,17 @@ Layouts (read from each project's source):
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from simxir.config import deep_update
 from simxir.errors import UserError
-
-FORMATS: tuple[str, ...] = ("torchvision", "simxir", "mmselfsup", "mmpretrain", "solo-learn",
-                            "lightly", "moco", "simsiam", "bridge", "vissl")
 
 # Top-level key our exports add so that a re-load detects the same format even when the
 # checkpoint holds nothing but the backbone (harmless to the original toolchains).
@@ -57,15 +58,108 @@ EXPORT_HINT = "simxir_export_format"
 
 _MM_MARKERS = ("neck.", "head.", "encoder_q.", "encoder_k.", "online_net.", "target_net.",
                "queue", "data_preprocessor.")
-_SOLO_MARKERS = ("projector.", "classifier.", "momentum_backbone.", "momentum_projector.",
-                 "predictor.")
-_LIGHTLY_MARKERS = ("projection_head.", "prediction_head.", "teacher_backbone.",
-                    "student_backbone.", "backbone_momentum.", "online_classifier.",
-                    "teacher_projection_head.", "student_projection_head.",
-                    "projection_head_momentum.")
-_LIGHTLY_SEQ = {"0": "conv1", "1": "bn1", "2": "layer1", "3": "layer2", "4": "layer3",
-                "5": "layer4"}
-_MM_MIRRORS = ("encoder_q.0.", "online_net.0.")  # mmselfsup 0.x second registration
+_LIGHTNING_KEYS = ("pytorch-lightning_version", "hyper_parameters")
+
+
+def _lightly_name(name: str) -> str:
+    """lightly's ``Sequential(*ResNetGenerator.children()[:-1], ...)`` names -> torchvision's."""
+    seq = {"0": "conv1", "1": "bn1", "2": "layer1", "3": "layer2", "4": "layer3", "5": "layer4"}
+    head, _, rest = name.partition(".")
+    if head not in seq or not rest:
+        return name
+    return f"{seq[head]}.{rest.replace('.shortcut.', '.downsample.')}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One toolchain's checkpoint layout; detection, prefix stripping and export derive from it.
+
+    ``prefixes``: where its online backbone may sit, in the order tried ("" = torchvision names at
+    the top level of the state dict). ``unique``: prefixes no other layout uses (finding one names
+    this layout). ``markers``: key prefixes of its heads and momentum copies, which tell apart the
+    layouts that share ``backbone.``; ``top_keys``: file-level keys that count as markers too, and
+    ``meta_tag`` a word in the file's ``meta``. ``identify``: file-level fields that name the layout
+    outright. ``container``: the key path of the state dict in an export (``()``: the file is the
+    state dict), ``export_prefix`` its keys' prefix, ``extras`` file-level entries the export adds
+    (merged into the nested container), ``export_arch`` adds ``{"arch": torchvision name}``.
+    ``mirrors``: prefixes of a second registration of the backbone that must agree with it.
+    ``rename``/``split_bn``: name fix-ups and SplitBatchNorm statistics to merge.
+    ``cifar_stem_padding``: the padding its own CIFAR ResNet stem uses (None: the file records it).
+    """
+
+    name: str
+    prefixes: tuple[str, ...]
+    unique: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()
+    top_keys: tuple[str, ...] = ()
+    meta_tag: str | None = None
+    identify: Callable[[Mapping[str, Any], list[str]], bool] | None = None
+    container: tuple[str, ...] | None = ("state_dict",)    # None: no export of this layout here
+    export_prefix: str = "backbone."
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    export_arch: bool = False
+    mirrors: tuple[str, ...] = ()
+    rename: Callable[[str], str] | None = None
+    split_bn: bool = False
+    cifar_stem_padding: int | None = 1
+
+    def score(self, obj: Any, keys: list[str]) -> int:
+        """How many of its markers the file shows (for layouts sharing a prefix)."""
+        top = obj if isinstance(obj, Mapping) else {}
+        tag = self.meta_tag is not None and "meta" in top and self.meta_tag in repr(top["meta"])
+        return (sum(_has(keys, m) for m in self.markers) + sum(k in top for k in self.top_keys)
+                + int(tag))
+
+
+def _simxir_run(obj: Mapping[str, Any], keys: list[str]) -> bool:
+    return {"model", "config", "history"} <= set(obj) and _has(keys, "backbone.")
+
+
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("torchvision", ("", "module."), container=(), export_prefix=""),
+    Layout("simxir", ("backbone.", ""), identify=_simxir_run, container=None, cifar_stem_padding=None),
+    Layout("lightly", ("backbone.",),
+           markers=("projection_head.", "prediction_head.", "teacher_backbone.", "student_backbone.",
+                    "backbone_momentum.", "online_classifier.", "teacher_projection_head.",
+                    "student_projection_head.", "projection_head_momentum.", "backbone.0."),
+           extras={EXPORT_HINT: "lightly"}, rename=_lightly_name, split_bn=True),
+    Layout("solo-learn", ("backbone.", "encoder."),
+           markers=("projector.", "classifier.", "momentum_backbone.", "momentum_projector.",
+                    "predictor.", "momentum_encoder."),
+           extras={EXPORT_HINT: "solo-learn"}, cifar_stem_padding=2),
+    Layout("mmselfsup", ("backbone.", ""), markers=_MM_MARKERS, top_keys=("meta",),
+           identify=lambda obj, keys: obj.get("author") == "MMSelfSup", export_prefix="",
+           extras={"author": "MMSelfSup"}, mirrors=("encoder_q.0.", "online_net.0.")),
+    Layout("mmpretrain", ("backbone.", ""), markers=_MM_MARKERS, top_keys=("meta",), meta_tag="mmpretrain",
+           extras={"meta": {"mmpretrain_version": "exported by simxir"}},
+           mirrors=("encoder_q.0.", "online_net.0.")),
+    Layout("moco", ("module.encoder_q.", "module.base_encoder."),
+           unique=("module.encoder_q.", "module.base_encoder."), export_prefix="module.encoder_q.",
+           export_arch=True),
+    Layout("simsiam", ("module.encoder.",), unique=("module.encoder.",), export_prefix="module.encoder.",
+           export_arch=True),
+    Layout("bridge", ("module.backbone.", ""), unique=("module.backbone.",), container=("model",),
+           export_prefix="module.backbone.", extras={EXPORT_HINT: "bridge"}),
+    Layout("vissl", ("_feature_blocks.",), unique=("_feature_blocks.",),
+           container=("classy_state_dict", "base_model", "model", "trunk"), export_prefix="_feature_blocks.",
+           extras={"classy_state_dict": {"base_model": {"model": {"heads": {}}}}}),
+)
+BY_NAME: dict[str, Layout] = {lay.name: lay for lay in LAYOUTS}
+FORMATS: tuple[str, ...] = tuple(BY_NAME)
+
+
+def _bare_backbone(obj: Any) -> str:
+    """The layout of a file with ``backbone.*`` and no marker of any layout: solo-learn's when it is
+    a Lightning checkpoint (lightly's always hold heads), else mmselfsup 1.x's backbone-only dict."""
+    top = obj if isinstance(obj, Mapping) else {}
+    return "solo-learn" if any(k in top for k in _LIGHTNING_KEYS) else "mmselfsup"
+
+
+def layout(fmt: str, option: str = "--format") -> Layout:
+    """The layout named ``fmt``; a UserError naming ``option`` for an unknown name."""
+    if fmt not in BY_NAME:
+        raise UserError(f"{option} {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return BY_NAME[fmt]
 
 
 @dataclass
@@ -116,84 +210,54 @@ def _has(keys: list[str], prefix: str) -> bool:
     return any(k.startswith(prefix) for k in keys)
 
 
-def _meta_says_mmpretrain(obj: Any) -> bool:
-    meta = obj.get("meta") if isinstance(obj, Mapping) else None
-    return meta is not None and "mmpretrain" in repr(meta)
+def _bare(keys: list[str], prefix: str) -> bool:
+    """Whether torchvision backbone names sit directly under ``prefix``."""
+    return f"{prefix}conv1.weight" in keys or f"{prefix}features.0.weight" in keys
 
 
 def detect_format(obj: Any, sd: dict[str, Tensor]) -> tuple[str, str]:
-    """Name the layout of a loaded checkpoint: (format, prefix of the online backbone)."""
+    """Name the layout of a loaded checkpoint: (format, prefix of the online backbone).
+
+    In order: our export hint; a layout the file's top level identifies; a prefix only one layout
+    uses; ``backbone.`` (shared: the layout whose markers the file shows most, ties to the earlier
+    in LAYOUTS); a marked layout's other prefix (solo-learn's older ``encoder.``); torchvision names.
+    """
     keys = list(sd)
-    hint = obj.get(EXPORT_HINT) if isinstance(obj, Mapping) else None
-    if isinstance(hint, str) and hint in FORMATS:
+    top = obj if isinstance(obj, Mapping) else {}
+    hint = top.get(EXPORT_HINT)
+    if isinstance(hint, str) and hint in BY_NAME:
         return hint, backbone_prefix(hint, obj, keys)
-    if (isinstance(obj, Mapping) and {"model", "config", "history"} <= set(obj)
-            and _has(keys, "backbone.")):
-        return "simxir", "backbone."  # a simxir training checkpoint (simxir.train)
-    if _has(keys, "_feature_blocks."):
-        return "vissl", "_feature_blocks."
-    if _has(keys, "module.encoder_q."):
-        return "moco", "module.encoder_q."
-    if _has(keys, "module.base_encoder."):
-        return "moco", "module.base_encoder."
-    if _has(keys, "module.encoder."):
-        return "simsiam", "module.encoder."
-    if _has(keys, "module.backbone."):
-        return "bridge", "module.backbone."
-    if isinstance(obj, Mapping) and obj.get("author") == "MMSelfSup":
-        return "mmselfsup", ""
+    for lay in LAYOUTS:
+        if lay.identify is not None and lay.identify(top, keys):
+            return lay.name, backbone_prefix(lay.name, obj, keys)
+    for lay in LAYOUTS:
+        for p in lay.unique:
+            if _has(keys, p):
+                return lay.name, p
+    shared = [lay for lay in LAYOUTS if lay.markers and "backbone." in lay.prefixes]
     if _has(keys, "backbone."):
-        scores = {
-            "lightly": sum(_has(keys, m) for m in _LIGHTLY_MARKERS) + ("backbone.0.weight" in sd),
-            "solo-learn": sum(_has(keys, m) for m in _SOLO_MARKERS),
-            "mmselfsup": sum(_has(keys, m) for m in _MM_MARKERS)
-            + (isinstance(obj, Mapping) and "meta" in obj),
-        }
-        best = max(scores, key=lambda f: scores[f])
-        if scores[best] == 0:  # nothing but backbone.*: use the container as a hint
-            lightning = isinstance(obj, Mapping) and (
-                "pytorch-lightning_version" in obj or "hyper_parameters" in obj)
-            best = "solo-learn" if lightning else "mmselfsup"
-        if best == "mmselfsup" and _meta_says_mmpretrain(obj):
-            best = "mmpretrain"
-        return best, "backbone."
-    if _has(keys, "encoder.") and (_has(keys, "projector.") or _has(keys, "classifier.")
-                                   or _has(keys, "momentum_encoder.")):
-        return "solo-learn", "encoder."
-    if "conv1.weight" in sd or "features.0.weight" in sd:
-        return "torchvision", ""
-    if "module.conv1.weight" in sd or "module.features.0.weight" in sd:
-        return "torchvision", "module."  # state_dict of a DDP/DataParallel-wrapped model
+        scores = {lay.name: lay.score(obj, keys) for lay in shared}
+        best = max(scores, key=lambda n: scores[n])
+        return (best if scores[best] else _bare_backbone(obj)), "backbone."
+    for lay in shared:
+        for p in lay.prefixes:
+            if p not in ("", "backbone.") and _has(keys, p) and lay.score(obj, keys):
+                return lay.name, p
+    for p in BY_NAME["torchvision"].prefixes:
+        if _bare(keys, p):
+            return "torchvision", p
     raise UserError(f"unrecognised checkpoint layout (first keys: {keys[:5]}); "
                     f"pass --format with one of {', '.join(FORMATS)}")
 
 
 def backbone_prefix(fmt: str, obj: Any, keys: list[str]) -> str:
     """The prefix of the online backbone's keys for a format named by the user."""
-    candidates = {
-        "torchvision": ("", "module."), "simxir": ("backbone.", ""), "vissl": ("_feature_blocks.",),
-        "moco": ("module.encoder_q.", "module.base_encoder."), "simsiam": ("module.encoder.",),
-        "bridge": ("module.backbone.", ""), "mmselfsup": ("backbone.", ""),
-        "mmpretrain": ("backbone.", ""), "solo-learn": ("backbone.", "encoder."),
-        "lightly": ("backbone.",),
-    }
-    if fmt not in candidates:
-        raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    for p in candidates[fmt]:
-        if p == "" and ("conv1.weight" in keys or "features.0.weight" in keys):
-            return p
-        if p and _has(keys, p):
+    candidates = layout(fmt).prefixes
+    for p in candidates:
+        if (p == "" and _bare(keys, p)) or (p and _has(keys, p)):
             return p
     raise UserError(f"--format {fmt}: no backbone keys with prefix "
-                    f"{' or '.join(repr(p) for p in candidates[fmt])} (first keys: {keys[:5]})")
-
-
-def _lightly_name(name: str) -> str:
-    """Map lightly's Sequential(ResNetGenerator) names to torchvision's."""
-    head, _, rest = name.partition(".")
-    if head not in _LIGHTLY_SEQ:
-        return name
-    return f"{_LIGHTLY_SEQ[head]}.{rest.replace('.shortcut.', '.downsample.')}" if rest else name
+                    f"{' or '.join(repr(p) for p in candidates)} (first keys: {keys[:5]})")
 
 
 def extract(obj: Any, where: str, fmt: str | None = None) -> Extracted:
@@ -204,6 +268,7 @@ def extract(obj: Any, where: str, fmt: str | None = None) -> Extracted:
         fmt, prefix = detect_format(obj, sd)
     else:
         prefix = backbone_prefix(fmt, obj, keys)
+    lay = BY_NAME[fmt]
     key_map: dict[str, str] = {}
     dropped: list[str] = []
     for k in keys:
@@ -213,17 +278,20 @@ def extract(obj: Any, where: str, fmt: str | None = None) -> Extracted:
         else:
             key_map[k] = name
     notes: list[str] = []
-    sequential = fmt == "lightly" and any(n.startswith("0.") for n in key_map.values())
-    if sequential:
-        key_map = {k: _lightly_name(n) for k, n in key_map.items()}
-        notes.append("lightly Sequential(ResNetGenerator) layout renamed to torchvision names")
+    renamed = False
+    if lay.rename is not None:
+        new = {k: lay.rename(n) for k, n in key_map.items()}
+        renamed = new != key_map
+        key_map = new
+        if renamed:
+            notes.append(f"{fmt} Sequential(ResNetGenerator) layout renamed to torchvision names")
     tensors = {n: sd[k] for k, n in key_map.items()}
-    if fmt == "lightly":
+    if lay.split_bn:
         tensors = _merge_split_bn(tensors, notes)
-    if fmt in ("mmselfsup", "mmpretrain") and prefix == "backbone.":
-        _check_mirrors(sd, tensors, where)
-    layout = _describe(fmt, prefix, path, sequential)
-    return Extracted(fmt, layout, prefix, tensors, key_map, dropped, notes, path)
+    if lay.mirrors and prefix == "backbone.":
+        _check_mirrors(sd, tensors, lay.mirrors, where)
+    layout_line = _describe(fmt, prefix, path, renamed)
+    return Extracted(fmt, layout_line, prefix, tensors, key_map, dropped, notes, path)
 
 
 def _is_backbone_name(name: str) -> bool:
@@ -231,8 +299,9 @@ def _is_backbone_name(name: str) -> bool:
     return bool(re.match(r"(conv1|bn1|layer\d+|features)\.", name))
 
 
-def _check_mirrors(sd: dict[str, Tensor], tensors: dict[str, Tensor], where: str) -> None:
-    for mirror in _MM_MIRRORS:
+def _check_mirrors(sd: dict[str, Tensor], tensors: dict[str, Tensor], mirrors: tuple[str, ...],
+                   where: str) -> None:
+    for mirror in mirrors:
         copies = {k.removeprefix(mirror): v for k, v in sd.items() if k.startswith(mirror)}
         shared = [n for n in tensors if n in copies]
         if not shared:
@@ -268,36 +337,19 @@ def _describe(fmt: str, prefix: str, path: tuple[str, ...], sequential: bool) ->
 
 # ---------------------------------------------------------------- writing back
 
-def _torchvision_arch(arch: str) -> str:
-    return arch.removesuffix("-cifar")
-
-
 def wrap(sd: dict[str, Tensor], fmt: str, arch: str) -> Any:
     """The file object of format ``fmt`` holding only the backbone ``sd`` (torchvision names)."""
-    pre = {  # format -> (prefix, container)
-        "torchvision": ("", None), "mmselfsup": ("", "state_dict"),
-        "mmpretrain": ("backbone.", "state_dict"), "solo-learn": ("backbone.", "state_dict"),
-        "lightly": ("backbone.", "state_dict"), "moco": ("module.encoder_q.", "state_dict"),
-        "simsiam": ("module.encoder.", "state_dict"), "bridge": ("module.backbone.", "model"),
-        "vissl": ("_feature_blocks.", None),
-    }
-    if fmt not in pre:
-        raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    prefix, container = pre[fmt]
-    inner = {prefix + k: v for k, v in sd.items()}
-    if fmt == "torchvision":
-        return inner
-    if fmt == "vissl":
-        return {"classy_state_dict": {"base_model": {"model": {"trunk": inner, "heads": {}}}}}
-    obj: dict[str, Any] = {container: inner}
-    if fmt == "mmselfsup":
-        obj["author"] = "MMSelfSup"
-    elif fmt == "mmpretrain":
-        obj["meta"] = {"mmpretrain_version": "exported by simxir"}
-    elif fmt in ("moco", "simsiam"):
-        obj["arch"] = _torchvision_arch(arch)
-    elif fmt in ("solo-learn", "lightly", "bridge"):
-        obj[EXPORT_HINT] = fmt  # backbone-only: otherwise indistinguishable on re-load
+    lay = layout(fmt)
+    if lay.container is None:
+        raise UserError(f"--format {fmt!r}: expected one of {', '.join(f for f in FORMATS if f != fmt)}")
+    obj: Any = {lay.export_prefix + k: v for k, v in sd.items()}
+    for key in reversed(lay.container):
+        obj = {key: obj}
+    if not lay.container:
+        return obj
+    obj = deep_update(obj, copy.deepcopy(dict(lay.extras)))
+    if lay.export_arch:
+        obj["arch"] = arch.removesuffix("-cifar")
     return obj
 
 
@@ -314,8 +366,8 @@ def wrap_into_template(sd: dict[str, Tensor], template: Any, where: str,
     new = dict(old)
     for key, name in ex.key_map.items():
         new[key] = _fit(sd[name], old[key], key, where)
-        if ex.format in ("mmselfsup", "mmpretrain") and ex.prefix == "backbone.":
-            for mirror in _MM_MIRRORS:
+        if ex.prefix == "backbone.":
+            for mirror in BY_NAME[ex.format].mirrors:
                 if mirror + name in new:
                     new[mirror + name] = new[key]
     return _put(template, ex.container_path, new), ex.format
