@@ -48,15 +48,18 @@ def barlow_twins_terms(z1: Tensor, z2: Tensor, eps: float = 1e-5) -> tuple[Tenso
 
 
 def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 0.0051, scale_loss: float = 1.0,
-                      eps: float = 1e-5) -> Tensor:
+                      eps: float = 1e-5, with_terms: bool = False
+                      ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     """scale_loss * (on + lambd * off), eq. 1 of the paper with the official code's conventions.
 
     The current official code has no scale factor (1.0); its first releases multiplied by
     ``--scale-loss`` 1/32 (later 0.024) and solo-learn uses 0.025. The scale only matters for
-    non-scale-invariant optimizers (SGD, AdamW); LARS-adapted weights do not see it.
+    non-scale-invariant optimizers (SGD, AdamW); LARS-adapted weights do not see it. With
+    ``with_terms`` also the two sums (for logging): ``(loss, (on, off))``.
     """
     on, off = barlow_twins_terms(z1, z2, eps)
-    return scale_loss * (on + lambd * off)
+    loss = scale_loss * (on + lambd * off)
+    return (loss, (on, off)) if with_terms else loss
 
 
 class BarlowTwins(Method):
@@ -82,6 +85,5 @@ class BarlowTwins(Method):
         z1, z2 = self.projector(f1), self.projector(f2)
         with full_precision(z1.device):
             g1, g2 = gather_with_grad(z1.float()), gather_with_grad(z2.float())
-            on, off = barlow_twins_terms(g1, g2)
-            loss = self.cfg.scale_loss * (on + self.cfg.lambd * off)
+            loss, (on, off) = barlow_twins_loss(g1, g2, self.cfg.lambd, self.cfg.scale_loss, with_terms=True)
         return self._outputs(loss, z1, z2, f1, on_diag=on, off_diag=off)

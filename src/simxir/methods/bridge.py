@@ -59,17 +59,24 @@ def bridge_terms(z1: Tensor, z2: Tensor, w: Tensor, partitions: int = 1,
 
 
 def bridge_loss(z1: Tensor, z2: Tensor, w: Tensor, c_inv: float = 25.0, c_cov: float = 1.0,
-                partitions: int = 1, stop_gradient: bool = False,
-                inv_per_sample: bool = False) -> Tensor:
+                partitions: int = 1, stop_gradient: bool = False, inv_per_sample: bool = False,
+                cov_scale: float = 1.0, with_terms: bool = False
+                ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     """Symmetrized loss: the average of the two directions (1 -> 2 and 2 -> 1), each
     c_inv * invariance + c_cov * covariance (``bridge_terms``); averaging is the 1/2 of the
     paper's symmetric eq. 16. With ``stop_gradient`` the predicted side's target (z2 in 1 -> 2,
-    z1 in 2 -> 1) is detached; the covariance term always uses the predicting side."""
+    z1 in 2 -> 1) is detached; the covariance term always uses the predicting side.
+
+    ``cov_scale`` multiplies the covariance term: the method passes the number of processes, since
+    eq. 19 sums it over partitions (each process's batch is one) while DDP averages gradients.
+    With ``with_terms`` also the two averaged terms (for logging): ``(loss, (inv, cov))``."""
     t1, t2 = (z1.detach(), z2.detach()) if stop_gradient else (z1, z2)
     wtw = w.T @ w
     inv_a, cov_a = bridge_terms(z1, t2, w, partitions, inv_per_sample, wtw)
     inv_b, cov_b = bridge_terms(z2, t1, w, partitions, inv_per_sample, wtw)
-    return (c_inv * (inv_a + inv_b) + c_cov * (cov_a + cov_b)) / 2
+    inv, cov = (inv_a + inv_b) / 2, (cov_a + cov_b) / 2
+    loss = c_inv * inv + c_cov * cov * cov_scale
+    return (loss, (inv, cov)) if with_terms else loss
 
 
 class Bridge(Method):
@@ -118,17 +125,10 @@ class Bridge(Method):
         cfg = self.cfg
         with full_precision(z1.device):
             s1, s2 = s1.float(), s2.float()
-            w = self._w(s1)
-            t1, t2 = (s1.detach(), s2.detach()) if cfg.stop_gradient else (s1, s2)
-            wtw = w.T @ w
-            inv_a, cov_a = bridge_terms(s1, t2, w, cfg.partitions, cfg.inv_per_sample, wtw)
-            inv_b, cov_b = bridge_terms(s2, t1, w, cfg.partitions, cfg.inv_per_sample, wtw)
-            inv, cov = (inv_a + inv_b) / 2, (cov_a + cov_b) / 2
-            # Eq. 19 sums the covariance term over partitions; under DDP each process's batch is
-            # a partition, but DDP averages the processes' gradients. Scaling the local term by
-            # the number of processes makes the averaged gradient that of the sum over all
-            # partitions, so k partitions on one process == k/W on each of W processes.
-            loss = cfg.c_inv * inv + cfg.c_cov * cov * distributed.world_size()
+            # cov_scale: k partitions on one process == k/W on each of W processes (see bridge_loss)
+            loss, (inv, cov) = bridge_loss(s1, s2, self._w(s1), cfg.c_inv, cfg.c_cov, cfg.partitions,
+                                           cfg.stop_gradient, cfg.inv_per_sample,
+                                           cov_scale=distributed.world_size(), with_terms=True)
         # z1/z2 of the contract are what the loss compares: the standardized outputs (raw with STD off)
         return self._outputs(loss, s1, s2, f1, inv_loss=inv, cov_loss=cov)
 

@@ -51,10 +51,13 @@ def vicreg_terms(z1: Tensor, z2: Tensor, eps: float = 1e-4) -> tuple[Tensor, Ten
 
 
 def vicreg_loss(z1: Tensor, z2: Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
-                cov_weight: float = 1.0, eps: float = 1e-4) -> Tensor:
-    """sim_weight * invariance + var_weight * variance + cov_weight * covariance."""
+                cov_weight: float = 1.0, eps: float = 1e-4, with_terms: bool = False
+                ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """sim_weight * invariance + var_weight * variance + cov_weight * covariance; with
+    ``with_terms`` also the three terms (for logging): ``(loss, (inv, var, cov))``."""
     inv, var, cov = vicreg_terms(z1, z2, eps)
-    return sim_weight * inv + var_weight * var + cov_weight * cov
+    loss = sim_weight * inv + var_weight * var + cov_weight * cov
+    return (loss, (inv, var, cov)) if with_terms else loss
 
 
 class VICReg(Method):
@@ -82,6 +85,6 @@ class VICReg(Method):
         cfg = self.cfg
         with full_precision(z1.device):
             g1, g2 = gather_with_grad(z1.float()), gather_with_grad(z2.float())
-            inv, var, cov = vicreg_terms(g1, g2, cfg.eps)
-            loss = cfg.sim_weight * inv + cfg.var_weight * var + cfg.cov_weight * cov
+            loss, (inv, var, cov) = vicreg_loss(g1, g2, cfg.sim_weight, cfg.var_weight, cfg.cov_weight,
+                                                cfg.eps, with_terms=True)
         return self._outputs(loss, z1, z2, f1, inv_loss=inv, var_loss=var, cov_loss=cov)
