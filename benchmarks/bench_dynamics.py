@@ -68,7 +68,7 @@ def part_vectorized(n: int, eps: float, literal_steps: int, seed: int = 0) -> di
             for _ in range(literal_steps):
                 g = op.apply(g)
             diff = float(np.abs(g.double().numpy() - lit).max())
-            per = _time(lambda: op.apply(f), 20)
+            per = _time(lambda op=op, f=f: op.apply(f), 20)
             name = f"{backend}_{str(dtype).split('.')[-1]}"
             res[name] = {"s_per_step": per, "speedup_vs_literal": t_lit / per, "max_abs_diff_vs_literal": diff}
     return res
@@ -96,7 +96,8 @@ def scale_child(n: int, k: int, steps: int, every: int, dim: int, index: str, in
     t_comp = time.perf_counter() - t
     del x
     out = {"n": n, "k": k, "steps": steps, "every": every, "reps_dim": dim, "input_dim": input_dim,
-           "index": index, "metrics_subsample": subsample, "graph_build_s": t_graph, "components_s": t_comp, "num_groups": int(lab.max() + 1),
+           "index": index, "metrics_subsample": subsample, "graph_build_s": t_graph, "components_s": t_comp,
+           "num_groups": int(lab.max() + 1),
            "operator_mb": op.nbytes() / 2**20}
     if steps == 0:
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -177,7 +178,8 @@ def main() -> None:
         r = v[name]
         print(f"{name:<16}{r['s_per_step']:>12.5f}{r['speedup_vs_literal']:>12.1f}{r['max_abs_diff_vs_literal']:>12.1e}")
     print("# scale (each row its own process)")
-    print(f"{'n':>9}{'in_d':>6}{'rep_d':>6}{'steps':>6}{'subsmp':>7}{'index':>8}{'graph s':>9}{'s/step':>9}{'metric s/call':>14}"
+    print(f"{'n':>9}{'in_d':>6}{'rep_d':>6}{'steps':>6}{'subsmp':>7}{'index':>8}{'graph s':>9}{'s/step':>9}"
+          f"{'metric s/call':>14}"
           f"{'whole s':>9}{'peak MB':>9}{'exact':>7}")
     for r in result["scale"]:
         if "error" in r:

@@ -10,7 +10,8 @@ Throughput is source images per second (each image gives two augmented views), t
 (warm-up) step excluded; with --repeats R each configuration is measured in R interleaved rounds
 and the best kept (use --repeats 2 or more on a shared, loaded machine). Alternating the two
 precisions step by step is NOT a fair way to cancel load drift on CPU: each switch between a
-bf16 and an fp32 model made both many times slower here (oneDNN re-creates its kernels). Prints a table, then one JSON object on the last line.
+bf16 and an fp32 model made both many times slower here (oneDNN re-creates its kernels). Prints a table, then
+one JSON object on the last line.
 
     python benchmarks/bench_engine.py                     # ResNet-18 CIFAR stem, SimSiam, batch 64
     python benchmarks/bench_engine.py --backbone convnet-small --batch 256 --steps 6
@@ -126,8 +127,10 @@ def main() -> None:
         "batch": args.batch, "steps": args.steps, "threads": torch.get_num_threads(),
         "img_per_s": {k: round(v, 2) for k, v in r.items()},
         "a_engine_over_bare_bf16_cl": round(r["engine default (bf16 channels_last)"] / r["bare bf16 channels_last"], 3),
-        "b_engine_bf16_cl_over_engine_fp32_nchw": round(r["engine default (bf16 channels_last)"] / r["engine fp32 NCHW"], 3),
-        "b_engine_bf16_cl_over_bare_fp32_nchw": round(r["engine default (bf16 channels_last)"] / r["bare fp32 NCHW"], 3),
+        "b_engine_bf16_cl_over_engine_fp32_nchw": round(r["engine default (bf16 channels_last)"]
+                                                        / r["engine fp32 NCHW"], 3),
+        "b_engine_bf16_cl_over_bare_fp32_nchw": round(r["engine default (bf16 channels_last)"] / r["bare fp32 NCHW"],
+                                                      3),
         "repeats": args.repeats,
         "targets": {"a": 0.85, "b": 2.0},
     }
@@ -135,7 +138,8 @@ def main() -> None:
     for name, v in rows:
         print(f"{name:40s} {v:9.1f}")
     print(f"(a) engine / bare, bf16 channels_last:      {result['a_engine_over_bare_bf16_cl']:.3f}  (target >= 0.85)")
-    print(f"(b) engine bf16+CL / engine fp32 NCHW:      {result['b_engine_bf16_cl_over_engine_fp32_nchw']:.3f}  (target >= 2)")
+    print(f"(b) engine bf16+CL / engine fp32 NCHW:      "
+          f"{result['b_engine_bf16_cl_over_engine_fp32_nchw']:.3f}  (target >= 2)")
     print(json.dumps(result))
 
 

@@ -75,7 +75,8 @@ def worker(which: str, n_train: int, n_test: int, dim: int, chunk: int | None, w
                 pred = clf.fit(xtr, ytr).predict(xte)
                 acc[m][str(k)] = 100.0 * float((pred == yte).mean())
         seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "cpu_seconds": _cpu_s() - c0, "peak_rss_mb": _rss_mb(), "rss_before_mb": rss_data, "acc": acc}
+    return {"seconds": seconds, "cpu_seconds": _cpu_s() - c0, "peak_rss_mb": _rss_mb(), "rss_before_mb": rss_data,
+            "acc": acc}
 
 
 def _child(which: str, args: argparse.Namespace, weighted: bool) -> dict:

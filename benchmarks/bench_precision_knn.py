@@ -51,8 +51,9 @@ def main() -> None:
                 t = time.perf_counter()
                 res = run_pretrain(cfg, d)
                 secs = time.perf_counter() - t
-                from simxir.models import build_backbone
                 import torch
+
+                from simxir.models import build_backbone
                 enc = build_backbone(args.backbone)
                 enc.load_state_dict(torch.load(f"{d}/encoder.pt", weights_only=True))
             ev = evaluate_encoder(enc.eval(), ds, aug, linear=False)

@@ -13,8 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simxir.augment import RECIPES, Augment, ViewSpec, blur_kernel_size, build_augment
-from simxir.augment import ops, params
+from simxir.augment import RECIPES, Augment, ViewSpec, blur_kernel_size, build_augment, ops, params
 from simxir.errors import UserError
 
 MEAN = (0.49, 0.48, 0.45)
@@ -205,8 +204,8 @@ def test_resized_crop_matches_interpolate_on_slices():
     boxes = torch.tensor([[0, 0, 12, 10], [2, 1, 5, 7], [3, 4, 9, 6], [0, 5, 4, 5], [7, 2, 5, 3]])
     flip = torch.tensor([False, True, False, True, False])
     out = ops.resized_crop(x, boxes, 8, flip)
-    for i, (t, l, h, w) in enumerate(boxes.tolist()):
-        ref = F.interpolate(x[i:i + 1, :, t:t + h, l:l + w], size=(8, 8), mode="bilinear", align_corners=False)
+    for i, (t, left, h, w) in enumerate(boxes.tolist()):
+        ref = F.interpolate(x[i:i + 1, :, t:t + h, left:left + w], size=(8, 8), mode="bilinear", align_corners=False)
         if flip[i]:
             ref = ref.flip(3)
         torch.testing.assert_close(out[i:i + 1], ref, atol=1e-5, rtol=0)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from simxir.experiments.demo import run_demo
 from simxir.errors import UserError
+from simxir.experiments.demo import run_demo
 
 
 @pytest.mark.slow
@@ -32,6 +32,6 @@ def test_demo_pipeline_short(tmp_path):
     assert "How sure are we?" in report and "95% CI" in report and "McNemar" in report
     for name in ("random init", "pretrained", "+ SimXIR"):
         g = result["geometry"][name]
-        assert 0 < g["within_class_msd"] and 0 < g["between_class_msd"] and g["ratio"] > 0
+        assert g["within_class_msd"] > 0 and g["between_class_msd"] > 0 and g["ratio"] > 0
     with pytest.raises(UserError, match="already holds a demo run"):
         run_demo(out, pretrain_epochs=1, finetune_epochs=1)

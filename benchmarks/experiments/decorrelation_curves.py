@@ -21,7 +21,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RUNS = {"byol-linear": "BYOL (linear predictor)", "byol-linear-adamw": "BYOL (linear predictor, AdamW)", "simsiam": "SimSiam", "barlow_twins": "Barlow Twins",
+RUNS = {"byol-linear": "BYOL (linear predictor)", "byol-linear-adamw": "BYOL (linear predictor, AdamW)",
+        "simsiam": "SimSiam", "barlow_twins": "Barlow Twins",
         "vicreg": "VICReg", "bridge": "bridge"}
 OUT = Path("results/analysis")
 
@@ -63,7 +64,7 @@ def main() -> None:
                         "first_to_last_ratio": dec[-1] / dec[0] if dec and dec[0] else None,
                         "analyze": analysis}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, c in curves.items():
+    for c in curves.values():
         axes[0].plot(c["epochs"], c["decorrelation"], marker="o", label=c["label"])
         if c["mean_sq_offdiag"]:
             axes[1].plot(c["epochs"], c["mean_sq_offdiag"], marker="o", label=c["label"])
@@ -80,7 +81,7 @@ def main() -> None:
     (OUT / "decorrelation_curves.json").write_text(json.dumps(curves, indent=1))
     print("| method | d | decorrelation per epoch | last/first | falls? |")
     print("|---|---|---|---|---|")
-    for name, c in curves.items():
+    for c in curves.values():
         vals = ", ".join(f"{v:.4g}" for v in c["decorrelation"])
         r = c["first_to_last_ratio"]
         print(f"| {c['label']} | {c['proj_dim']} | {vals} | {r:.3g} | {'yes' if c['falls'] else 'no'} |")

@@ -26,11 +26,11 @@ import torch  # noqa: E402
 
 from simxir.augment import build_augment  # noqa: E402
 from simxir.data import load_dataset  # noqa: E402
+from simxir.errors import TrainingDiverged  # noqa: E402
 from simxir.eval import evaluate_encoder  # noqa: E402
 from simxir.methods import METHODS  # noqa: E402
 from simxir.models import build_backbone  # noqa: E402
 from simxir.train.pretrain import build_config, run_pretrain  # noqa: E402
-from simxir.errors import TrainingDiverged  # noqa: E402
 
 KS = (5, 11, 21)
 
@@ -91,7 +91,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["status"] == "DIVERGED":
-            print(f"| {r['method']} | {r['optim']} {r['lr']:g} | | {r['random_knn']:.1f} | | | | DIVERGED | {r['seconds']:.0f} |")
+            print(f"| {r['method']} | {r['optim']} {r['lr']:g} | | {r['random_knn']:.1f} | | | | DIVERGED | "
+                  f"{r['seconds']:.0f} |")
             continue
         print(f"| {r['method']} | {r['optim']} {r['lr']:g} | {r['epochs']} ({r['steps']}) | {r['random_knn']:.1f} | "
               f"{r['knn']:.1f} | {r['gain']:+.1f} | {r['feat_erank']:.1f} | {r['status']} | {r['seconds']:.0f} |")

@@ -2,13 +2,15 @@
 random-init encoder of the same seed (the runs' own initial weights).
 
 Usage (repo root, after pretrain_table.py wrote both JSONs):
-    python benchmarks/experiments/pretrain_seeds_table.py results/pretrain/results-10ep.json results/pretrain/results-10ep-seed1.json
+    python benchmarks/experiments/pretrain_seeds_table.py results/pretrain/results-10ep.json \
+        results/pretrain/results-10ep-seed1.json
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 NAMES = {"simclr": "SimCLR", "moco": "MoCo v2", "simsiam-adamw": "SimSiam", "byol-projbn-adamw-tau0.9": "BYOL",
          "barlow_twins-adamw": "Barlow Twins", "vicreg-adamw": "VICReg", "bridge": "bridge"}
@@ -19,8 +21,9 @@ def best(ev: dict) -> float:
 
 
 def main() -> None:
-    seeds = [json.load(open(p)) for p in sys.argv[1:]]
-    head = "| method | " + " | ".join(f"kNN seed {i} (vs random {best(s['random_init']):.1f})" for i, s in enumerate(seeds))
+    seeds = [json.loads(Path(p).read_text()) for p in sys.argv[1:]]
+    head = "| method | " + " | ".join(f"kNN seed {i} (vs random {best(s['random_init']):.1f})"
+                                      for i, s in enumerate(seeds))
     head += " | mean kNN gain | " + " | ".join(f"linear seed {i} (vs {s['random_init']['linear']['top1']:.1f})"
                                                for i, s in enumerate(seeds)) + " |"
     print(head)

@@ -26,6 +26,7 @@ KS = ["5", "7", "11", "15", "17", "21"]
 def random_encoder(path: Path, seed: int = 0) -> None:
     """convnet-small as ``simxir pretrain seed=SEED`` initialises it (the runs' own starting point)."""
     import torch
+
     from simxir.models import build_backbone, save_encoder
     if path.is_file():
         return

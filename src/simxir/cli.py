@@ -7,8 +7,17 @@ import sys
 
 import typer
 
+from simxir.analysis import command as analysis
 from simxir.config import ConfigError
+from simxir.data.command import data_app
+from simxir.dynamics.command import dynamics_app
 from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
+from simxir.eval.command import eval_command
+from simxir.experiments import command as experiments
+from simxir.finetune.command import finetune_command
+from simxir.methods.command import methods_command
+from simxir.models import command as models
+from simxir.train.command import pretrain_command
 
 app = typer.Typer(
     name="simxir",
@@ -26,16 +35,6 @@ def _root() -> None:
 
 def _register() -> None:
     """Attach every capability's commands to the app (each capability's command.py owns its options)."""
-    from simxir.analysis import command as analysis
-    from simxir.data.command import data_app
-    from simxir.dynamics.command import dynamics_app
-    from simxir.eval.command import eval_command
-    from simxir.experiments import command as experiments
-    from simxir.finetune.command import finetune_command
-    from simxir.methods.command import methods_command
-    from simxir.models import command as models
-    from simxir.train.command import pretrain_command
-
     app.command("demo")(experiments.demo_command)
     app.command("pretrain")(pretrain_command)
     app.command("finetune")(finetune_command)

@@ -18,7 +18,6 @@ import torch
 
 from simxir.errors import UserError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

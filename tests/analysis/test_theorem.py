@@ -51,7 +51,8 @@ def test_exact_variant_rate_within_10_percent(eta):
 def test_gap_closes_while_weights_stay_alive():
     # small weight decay: W_p^T W_p keeps most of its size while the gap falls to e^-2 (alignment,
     # not the trivial decay of all weights that a large eta gives)
-    cfg = TheoremConfig(etas=(0.05,), variants=("exact",), **{**SMALL, "feature_dim": 8, "input_dim": 32, "samples": 16})
+    cfg = TheoremConfig(etas=(0.05,), variants=("exact",),
+                        **{**SMALL, "feature_dim": 8, "input_dim": 32, "samples": 16})
     (run,) = run_theorem(cfg, keep_curves=False)["runs"]
     assert run["rel_error"] < 0.10
     assert run["wp_gram_end"] / run["wp_gram_start"] > 3 * run["gap_end"] / run["gap_start"]

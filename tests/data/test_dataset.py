@@ -40,7 +40,8 @@ def test_dataset_properties_and_stats() -> None:
     (lambda: Split(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2)), "integer"),
     (lambda: ImageDataset("t", _split(), _split(), ["a", "b"]), "label 2 is out of range 0..1"),
     (lambda: ImageDataset("t", _split(), Split(torch.zeros(0, 3, 4, 4, dtype=torch.uint8),
-                                               torch.zeros(0, dtype=torch.int64)), ["a", "b", "c"]), "test split is empty"),
+                                               torch.zeros(0, dtype=torch.int64)), ["a", "b", "c"]),
+     "test split is empty"),
     (lambda: ImageDataset("t", _split(), _split(size=5), ["a", "b", "c"]), "must match"),
     (lambda: ImageDataset("t", _split(), _split(), []), "empty"),
 ])

@@ -35,7 +35,8 @@ def test_digits_split_and_pixels() -> None:
             for im, t in zip(ref.images, ref.target)}
     seen = 0
     for split in (ds.train, ds.test):
-        assert torch.equal(split.images[:, 0], split.images[:, 1]) and torch.equal(split.images[:, 0], split.images[:, 2])
+        assert torch.equal(split.images[:, 0], split.images[:, 1])
+        assert torch.equal(split.images[:, 0], split.images[:, 2])
         for img, lab in zip(split.images[::37, 0], split.labels[::37]):
             assert flat[tuple(img.numpy().ravel())] == int(lab)
             seen += 1

@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from simxir.errors import UserError
 from simxir.dynamics.command import run_command
-from simxir.dynamics.experiments import embeddings_experiment, groups_experiment, iris_experiment, \
-    load_embedding_inputs, overlap_experiment
+from simxir.dynamics.experiments import (
+    embeddings_experiment,
+    groups_experiment,
+    iris_experiment,
+    load_embedding_inputs,
+    overlap_experiment,
+)
+from simxir.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO / ".." / "shared" / "data" / "cifar10-1k.npz"

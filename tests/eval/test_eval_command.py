@@ -16,8 +16,7 @@ from typer.testing import CliRunner
 from simxir.errors import UserError
 from simxir.eval.command import eval_command
 from simxir.eval.features import load_features_npz
-from simxir.eval.knn import parse_ks
-from simxir.eval.knn import knn_classify
+from simxir.eval.knn import knn_classify, parse_ks
 
 
 def _write(path: Path, classes=3, d=8, n_tr=90, n_te=30, seed=0, **override):

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from simxir.experiments.ablation import PAPER_ROWS, TABLE3_ROWS, AblationRow, format_table, run_ablation, select_rows
 from simxir.errors import UserError
+from simxir.experiments.ablation import PAPER_ROWS, TABLE3_ROWS, AblationRow, format_table, run_ablation, select_rows
 
 
 def test_rows_set_the_bridge_switches():
@@ -56,7 +56,8 @@ def test_tiny_run_through_the_engine(tmp_path):
         "optim.lr=0.001", "monitor.eval_size=128", "method.proj_sizes=[32,32]"], data="digits", knn_k=5)
     assert [r["row"] for r in s["rows"]] == ["i-pred-no-covariance"]
     for r in s["rows"]:
-        assert r["status"] in ("COLLAPSED", "COLLAPSED (diverged)", "DIVERGED", "FAILED") or 0.0 <= float(r["status"]) <= 100.0
+        assert (r["status"] in ("COLLAPSED", "COLLAPSED (diverged)", "DIVERGED", "FAILED")
+                or 0.0 <= float(r["status"]) <= 100.0)
         assert (tmp_path / r["row"] / "metrics.csv").is_file()
     saved = json.loads((tmp_path / "ablation.json").read_text())
     assert saved["rows"][0]["row"] == "i-pred-no-covariance" and saved["epochs"] == 1

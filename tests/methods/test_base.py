@@ -14,7 +14,6 @@ from simxir.methods.base import cosine_tau, ema_update_, make_target
 from simxir.methods.heads import mlp
 
 
-
 def test_cosine_tau_matches_formula() -> None:
     base, total = 0.99, 37
     for k in range(total + 1):

@@ -12,7 +12,6 @@ from simxir.methods.byol import byol_loss
 from simxir.methods.simsiam import simsiam_loss
 
 
-
 def _ref_byol(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     total = p.new_zeros(())
     for i in range(p.shape[0]):

@@ -65,7 +65,7 @@ def test_barlow_twins_perfect_views_score_only_off_diagonal() -> None:
 # ---- VICReg ------------------------------------------------------------------------------
 def _ref_vicreg(z1, z2, lam, mu, nu, eps=1e-4):
     n, d = z1.shape
-    inv = sum(((z1[b, j] - z2[b, j]) ** 2 for b in range(n) for j in range(d))) / (n * d)
+    inv = sum((z1[b, j] - z2[b, j]) ** 2 for b in range(n) for j in range(d)) / (n * d)
 
     def mean(z, j):
         return sum(z[b, j] for b in range(n)) / n

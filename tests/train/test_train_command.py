@@ -103,12 +103,12 @@ def test_overrides_reach_the_config():
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes" / "pretrain")))
 def test_every_recipe_builds(recipe):
+    import yaml
+
     from simxir.augment import RECIPES as AUGMENTS
     from simxir.data.load import parse_spec
     from simxir.methods import CONFIGS, build_method
     from simxir.models import ARCHS
-
-    import yaml
     raw = yaml.safe_load(recipe.read_text())
     methods = [raw["method_name"]] if raw.get("method_name") else sorted(CONFIGS)
     for m in methods:

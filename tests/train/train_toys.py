@@ -149,8 +149,8 @@ def build_case(name: str, distributed_run: bool):
 def one_engine_step(name: str, distributed_run: bool, rank: int = 0, world: int = 1) -> dict:
     """Build the case, prepare it like the engine (SyncBN + DDP when distributed), take one LARS
     step with momentum and weight decay, run on_train_step_end; return the state_dict."""
-    from simxir.train.config import OptimConfig
     from simxir.train import prepare_model, train_step
+    from simxir.train.config import OptimConfig
     from simxir.train.optim import build_optimizer
 
     method, v1, v2, y = build_case(name, distributed_run)

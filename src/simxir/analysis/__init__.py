@@ -2,7 +2,6 @@
 diagnostics, a simulation of Theorem 3.1, and their plots. (The Table 3 ablation trains models:
 :mod:`simxir.experiments.ablation`.)"""
 
-from simxir.decorrelation import correlation_matrix, decorrelation
 from simxir.analysis.predictor import (
     asymmetry,
     dist_to_scaled_identity,
@@ -11,6 +10,7 @@ from simxir.analysis.predictor import (
     offdiag_energy,
     predictor_diagnostics,
 )
+from simxir.decorrelation import correlation_matrix, decorrelation
 
 __all__ = [
     "asymmetry",

@@ -90,14 +90,16 @@ def plot_theorem(result: dict[str, Any], path: str | Path) -> Path:
     fig = figure(ncols=2)
     left, right = fig.subplots(1, 2)
     xs = np.linspace(0, result["config"]["e_folds"], 100)
-    for ax, title, keep in ((left, "exact (orthonormal inputs)", lambda r: r["variant"] in ("exact", "symmetrized-joint")),
-                            (right, "relaxed assumptions", lambda r: r["variant"] in ("ordinary", "symmetrized"))):
+    exact, relaxed = ("exact", "symmetrized-joint"), ("ordinary", "symmetrized")
+    for ax, title, keep in ((left, "exact (orthonormal inputs)", lambda r: r["variant"] in exact),
+                            (right, "relaxed assumptions", lambda r: r["variant"] in relaxed)):
         for r in filter(keep, runs):
             c = r["curves"]
             t, gap = np.asarray(c["t"]), np.asarray(c[r["tracked"]])
             style = "-" if r["variant"] in ("exact", "ordinary") else "--"
             ax.semilogy(2 * r["eta"] * t, gap / gap[0], style, lw=1.2,
-                        label=f"{r['variant']} $\\eta$={r['eta']:g}: rate/2$\\eta$={r['fitted_rate'] / (2 * r['eta']):.3f}")
+                        label=f"{r['variant']} $\\eta$={r['eta']:g}: "
+                              f"rate/2$\\eta$={r['fitted_rate'] / (2 * r['eta']):.3f}")
         ax.semilogy(xs, np.exp(-xs), "k:", lw=2, label=r"$e^{-2\eta t}$")
         ax.set_xlabel(r"$2\eta t$")
         ax.set_ylabel(r"$\|W_p^\top W_p - FF^\top\|_F$ / initial")

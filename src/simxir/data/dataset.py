@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -121,8 +122,6 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def from_numpy_nhwc(x, y, where: str) -> Split:  # noqa: ANN001 - numpy arrays
     """Build a ``Split`` from a uint8 NHWC (or NHW / NHWC with C=1, replicated to RGB) numpy array."""
-    import numpy as np
-
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
         got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
         raise UserError(f"{where}: expected uint8 images, got {got}")

@@ -21,8 +21,8 @@ DEFAULT_SIZE = 16
 
 
 def load_digits_dataset(image_size: int | None = None) -> ImageDataset:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.datasets import load_digits  # noqa: PLC0415 - scikit-learn takes ~1 s to import
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415 - scikit-learn takes ~1 s to import
 
     size = DEFAULT_SIZE if image_size is None else int(image_size)
     if size <= 0:

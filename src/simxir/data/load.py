@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from simxir.data.cifar import load_cifar
 from simxir.data.dataset import ImageDataset, Split, resize_images
+from simxir.data.digits import load_digits_dataset
+from simxir.data.folder import load_folder
+from simxir.data.npz import load_npz
+from simxir.data.svhn import load_svhn
 from simxir.errors import UserError
 
 SCHEMES: dict[str, str] = {
@@ -41,24 +46,14 @@ def load_dataset(spec: str, image_size: int | None = None) -> ImageDataset:
     if image_size is not None and int(image_size) <= 0:
         raise UserError(f"image_size: expected a positive integer, got {image_size}")
     if scheme == "digits":
-        from simxir.data.digits import load_digits_dataset
-
         return load_digits_dataset(image_size)
     if scheme == "folder":
-        from simxir.data.folder import load_folder
-
         return load_folder(arg, image_size)
     if scheme in ("cifar10", "cifar100"):
-        from simxir.data.cifar import load_cifar
-
         ds = load_cifar(arg, scheme)
     elif scheme == "svhn":
-        from simxir.data.svhn import load_svhn
-
         ds = load_svhn(arg)
     else:
-        from simxir.data.npz import load_npz
-
         ds = load_npz(arg)
     if image_size is not None and int(image_size) != ds.image_size:
         ds = ImageDataset(ds.name, Split(resize_images(ds.train.images, int(image_size)), ds.train.labels),

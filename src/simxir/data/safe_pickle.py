@@ -7,6 +7,7 @@ call anything else: such a file is refused with a ``UserError``.
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 from typing import IO, Any
@@ -34,8 +35,6 @@ class RestrictedUnpickler(pickle.Unpickler):
         target = _ALLOWED.get((module, name))
         if target is None:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
-        import importlib
-
         return getattr(importlib.import_module(target[0]), target[1])
 
 

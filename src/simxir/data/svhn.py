@@ -14,7 +14,7 @@ FILES = ("train_32x32.mat", "test_32x32.mat")
 
 
 def _load_mat(p: Path) -> Split:
-    import scipy.io
+    import scipy.io  # noqa: PLC0415 - scipy.io is slow to import and only SVHN needs it
 
     require_file(p, f"the SVHN file {p.name}: {' and '.join(FILES)} in {p.parent}")
     try:

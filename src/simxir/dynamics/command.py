@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -33,12 +33,14 @@ def _emit(obj: dict[str, Any], json_out: bool, text: str) -> None:
 
 
 def run_command(
-    input: str = typer.Option(..., "--input", help="POINTS.npz with 'inputs' (n,d1), optional 'reps' (n,d2), 'groups' (n,)"),
-    eps: Optional[float] = typer.Option(None, "--eps", help="radius rule N(x) = {x' : ||x'-x|| < eps}"),
-    knn: Optional[int] = typer.Option(None, "--knn", help="kNN rule: the k nearest points, x itself included"),
+    input: str = typer.Option(..., "--input", help="POINTS.npz with 'inputs' (n,d1), optional 'reps' (n,d2), "
+                              "'groups' (n,)"),
+    eps: float | None = typer.Option(None, "--eps", help="radius rule N(x) = {x' : ||x'-x|| < eps}"),
+    knn: int | None = typer.Option(None, "--knn", help="kNN rule: the k nearest points, x itself included"),
     closed: bool = typer.Option(False, "--closed", help="radius rule with <= instead of <"),
     weights: str = typer.Option("uniform", "--weights", help="uniform | gaussian (kernel over the same graph)"),
-    sigma: Optional[float] = typer.Option(None, "--sigma", help="gaussian kernel width (default: median neighbour distance)"),
+    sigma: float | None = typer.Option(None, "--sigma",
+                                       help="gaussian kernel width (default: median neighbour distance)"),
     index: str = typer.Option("auto", "--index", help="kNN search: auto | kdtree | torch | faiss (approximate)"),
     steps: int = typer.Option(100, "--steps", help="number of averaging steps T"),
     spherical: bool = typer.Option(False, "--spherical", help="l2-normalise after each step (eq. 4.2)"),
@@ -47,7 +49,7 @@ def run_command(
     seed: int = typer.Option(0, "--seed", help="seed of random initial reps"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     float32: bool = typer.Option(False, "--float32", help="iterate in float32 (half the memory; default float64)"),
-    out: Optional[str] = typer.Option(None, "--out", help="OUT.npz: final reps and metric arrays"),
+    out: str | None = typer.Option(None, "--out", help="OUT.npz: final reps and metric arrays"),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Iterate neighbour averaging on reps; neighbourhoods come from the inputs."""
@@ -67,7 +69,7 @@ def run_command(
           f"{max(d[0]):.4g} -> {max(d[-1]):.4g} after {steps} steps" + (f"; wrote {out}" if out else ""))
 
 
-def groups_command(out: Optional[str] = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
+def groups_command(out: str | None = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
                    steps: int = typer.Option(500, "--steps"), eps: float = typer.Option(0.2, "--eps"),
                    seed: int = typer.Option(0, "--seed"),
                    json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
@@ -77,7 +79,7 @@ def groups_command(out: Optional[str] = typer.Option("results/dynamics", "--out"
     _emit(r, json_out, f"groups: {r['num_groups']} groups, {json.dumps(summary)}; files {r.get('files')}")
 
 
-def overlap_command(out: Optional[str] = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
+def overlap_command(out: str | None = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
                     steps: int = typer.Option(500, "--steps"), eps: float = typer.Option(0.2, "--eps"),
                     seed: int = typer.Option(0, "--seed"),
                     json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
@@ -87,7 +89,7 @@ def overlap_command(out: Optional[str] = typer.Option("results/dynamics", "--out
           f"intra msd fell at {r['intra_msd_fell_at_those_steps']} of those; files {r.get('files')}")
 
 
-def iris_command(out: Optional[str] = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
+def iris_command(out: str | None = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
                  eps: float = typer.Option(0.4, "--eps"), seeds: int = typer.Option(10, "--seeds"),
                  json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Figure 3: k-means on Iris before and after neighbour averaging (N(x) = {||x'-x|| <= eps})."""
@@ -99,15 +101,15 @@ def iris_command(out: Optional[str] = typer.Option("results/dynamics", "--out", 
 
 
 def embeddings_command(
-    features: Optional[str] = typer.Option(None, "--features", help="features .npz (the `simxir eval --features` format)"),
-    data: Optional[str] = typer.Option(None, "--data", help="images .npz (raw pixels), or dataset SPEC with --encoder"),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="encoder checkpoint (needs --data SPEC)"),
+    features: str | None = typer.Option(None, "--features", help="features .npz (the `simxir eval --features` format)"),
+    data: str | None = typer.Option(None, "--data", help="images .npz (raw pixels), or dataset SPEC with --encoder"),
+    encoder: str | None = typer.Option(None, "--encoder", help="encoder checkpoint (needs --data SPEC)"),
     k_graph: int = typer.Option(10, "--knn", help="k of the kNN graph over the features"),
     k_eval: int = typer.Option(20, "--k-eval", help="k of the kNN classifier"),
     steps: int = typer.Option(20, "--steps"), every: int = typer.Option(1, "--every"),
     spherical: bool = typer.Option(False, "--spherical"),
-    max_train: Optional[int] = typer.Option(None, "--max-train"), max_test: Optional[int] = typer.Option(None, "--max-test"),
-    out: Optional[str] = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
+    max_train: int | None = typer.Option(None, "--max-train"), max_test: int | None = typer.Option(None, "--max-test"),
+    out: str | None = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """kNN accuracy of features smoothed by neighbour averaging, per step."""

@@ -142,7 +142,7 @@ def overlap_experiment(out_dir: str | Path | None = None, n_per_group: int = 60,
     shown = sorted({0, min(50, steps), steps})
     res = run(op, torch.from_numpy(f0), steps, metrics=gm, snapshot_steps=shown)
     h = res.history
-    D, I = h["diameter"], h["intra_msd"]
+    D, msd = h["diameter"], h["intra_msd"]
     live = D[:-1] > 1e-6 * D[:1]
     not_shrinking = (D[1:] >= D[:-1]) & live
     cross = sum(int(lab[i] != lab[j]) for i, j in zip(np.repeat(np.arange(op.n), op.degrees()), op.indices))
@@ -152,10 +152,10 @@ def overlap_experiment(out_dir: str | Path | None = None, n_per_group: int = 60,
         **_history_json(res, gm),
         "cross_group_neighbour_pairs": cross,
         "diameter_not_shrinking_steps": not_shrinking.sum(0).tolist(),
-        "intra_msd_fell_at_those_steps": ((I[1:] < I[:-1]) & not_shrinking).sum(0).tolist(),
-        "intra_msd_falling_steps": ((I[1:] < I[:-1]) & live).sum(0).tolist(),
+        "intra_msd_fell_at_those_steps": ((msd[1:] < msd[:-1]) & not_shrinking).sum(0).tolist(),
+        "intra_msd_falling_steps": ((msd[1:] < msd[:-1]) & live).sum(0).tolist(),
         "final_over_initial_diameter": _to_list(D[-1] / D[0]),
-        "final_over_initial_intra_msd": _to_list(I[-1] / I[0]),
+        "final_over_initial_intra_msd": _to_list(msd[-1] / msd[0]),
     }
     _write(out_dir, "overlap", result, lambda path: figures.plot_overlap(x, lab, res, shown, path))
     return result
@@ -165,7 +165,7 @@ def iris_experiment(out_dir: str | Path | None = None, eps: float = 0.4,
                     steps: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 30, 50, 100, 200),
                     seeds: int = 10) -> dict[str, Any]:
     """Figure 3: k-means accuracy on Iris before/after averaging with N(x) = {||x'-x|| <= eps}."""
-    from sklearn.datasets import load_iris
+    from sklearn.datasets import load_iris  # noqa: PLC0415 - scikit-learn takes ~1 s to import
 
     X, y = load_iris(return_X_y=True)
     op = radius_operator(X, eps, closed=True)
@@ -173,7 +173,8 @@ def iris_experiment(out_dir: str | Path | None = None, eps: float = 0.4,
     for n_init in (1, 10):
         rows = []
         for t in steps:
-            accs = [clustering_accuracy(y, smooth_then_kmeans(op, X, t, 3, seed=s, n_init=n_init)) for s in range(seeds)]
+            accs = [clustering_accuracy(y, smooth_then_kmeans(op, X, t, 3, seed=s, n_init=n_init))
+                    for s in range(seeds)]
             rows.append({"steps": t, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
                          "min": float(np.min(accs)), "max": float(np.max(accs))})
         table[f"n_init={n_init}"] = rows

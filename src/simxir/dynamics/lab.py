@@ -34,7 +34,8 @@ def load_points(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | 
     if reps is not None and not np.isfinite(reps).all():
         raise UserError(f"--input {p}: 'reps' contains NaN or inf")
     if groups is not None and (groups.shape != (n,) or groups.dtype.kind not in "iu"):
-        raise UserError(f"--input {p}: 'groups' must be integer labels of shape ({n},), got {groups.shape} {groups.dtype}")
+        raise UserError(f"--input {p}: 'groups' must be integer labels of shape ({n},), got {groups.shape} "
+                        f"{groups.dtype}")
     return inputs, reps, groups
 
 

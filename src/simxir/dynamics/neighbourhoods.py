@@ -185,7 +185,7 @@ def _knn_torch(x: torch.Tensor, k: int, chunk: int = 4096) -> tuple[torch.Tensor
 
 def _knn_faiss(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     try:
-        import faiss  # type: ignore[import-not-found]
+        import faiss  # type: ignore[import-not-found]  # noqa: PLC0415 - optional dependency
     except ImportError:
         raise UserError("index='faiss': faiss is not installed (pip install faiss-cpu)") from None
     xf = np.ascontiguousarray(x, dtype=np.float32)

@@ -3,7 +3,14 @@ linear probe, and the paper-style result tables."""
 
 from simxir.eval.evaluate import evaluate_encoder, evaluate_features
 from simxir.eval.features import extract_features
-from simxir.eval.knn import DEFAULT_KS, METRICS, knn_classify, knn_predict, majority_vote, weighted_vote
+from simxir.eval.knn import (
+    DEFAULT_KS,
+    METRICS,
+    knn_classify,
+    knn_predict,
+    majority_vote,
+    weighted_vote,
+)
 from simxir.eval.linear import LinearProbeConfig, linear_probe
 from simxir.eval.report import (
     format_comparison,

@@ -21,6 +21,7 @@ from simxir.eval.linear import LinearProbeConfig
 from simxir.eval.report import format_tables
 from simxir.progress import log
 
+
 def eval_command(
     encoder: str = typer.Option(None, "--encoder", help="encoder checkpoint (safetensors or torch)"),
     data: str = typer.Option(None, "--data", help="dataset spec for --encoder, e.g. digits, npz:FILE, cifar10:DIR"),
@@ -44,7 +45,8 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="seed of the linear probe"),
     batch_size: int = typer.Option(256, "--batch-size", help="batch size of feature extraction"),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
-    backend: str = typer.Option("torch", "--knn-backend", help="torch, or faiss (exact, CPU; needs pip install faiss-cpu)"),
+    backend: str = typer.Option("torch", "--knn-backend",
+                                help="torch, or faiss (exact, CPU; needs pip install faiss-cpu)"),
     save_features: str = typer.Option(None, "--save-features", help="also write the extracted features here (.npz)"),
     markdown: bool = typer.Option(False, "--markdown", help="print markdown tables"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),

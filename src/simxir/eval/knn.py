@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from simxir.errors import UserError
@@ -36,7 +37,7 @@ DEFAULT_BLOCK_ELEMENTS = 1 << 25
 
 def faiss_available() -> bool:
     try:
-        import faiss  # noqa: F401
+        import faiss  # noqa: F401, PLC0415 - optional dependency
     except ImportError:
         return False
     return True
@@ -111,8 +112,7 @@ def _faiss_neighbours(train_f: torch.Tensor, test_f: torch.Tensor, kmax: int, ne
                       need_euc: bool, chunk_size: int, show_progress: bool
                       ) -> Iterator[tuple[int, int, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]]:
     """Same as :func:`_torch_neighbours` with exact faiss flat indexes (CPU, optional dependency)."""
-    import faiss
-    import numpy as np
+    import faiss  # noqa: PLC0415 - optional dependency
 
     dev = train_f.device
     tr = train_f.detach().float().cpu().contiguous().numpy()

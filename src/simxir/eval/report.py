@@ -112,7 +112,7 @@ def _comparison_rows(before: Mapping[str, Any], after: Mapping[str, Any]) -> lis
     rows: list[list[str]] = []
     ks = sorted({int(k) for r in (before, after) for k in _ks(r)})
     for kind, label in (("knn", "kNN"), ("knn_weighted", "kNN weighted")):
-        metrics = list(dict.fromkeys(list((before.get(kind) or {})) + list((after.get(kind) or {}))))
+        metrics = list(dict.fromkeys(list(before.get(kind) or {}) + list(after.get(kind) or {})))
         for met in metrics:
             for k in map(str, ks):
                 b, a = _get(before, kind, met, k), _get(after, kind, met, k)

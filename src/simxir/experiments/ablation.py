@@ -150,7 +150,8 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
         except (RuntimeError, ValueError) as exc:  # e.g. a monitor failing on non-finite features
             if isinstance(exc, UserError):
                 raise
-            entry.update(status="FAILED", collapsed=None, detail=f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+            entry.update(status="FAILED", collapsed=None,
+                         detail=f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}")
             log(f"ablation row {row.name} failed: {entry['detail']}")
             results.append(entry)
             continue

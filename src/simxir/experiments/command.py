@@ -42,7 +42,9 @@ def ablation_command(
     out: Path = typer.Option(..., "--out", help="folder: one run folder per row, ablation.json, ablation.md"),
     recipe: str = typer.Option(None, "--recipe", help="pretraining YAML recipe (method bridge implied)"),
     data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, ...)"),
-    rows: str = typer.Option(None, "--rows", help="comma-separated rows or groups: paper (default: the paper's Table 3 rows, c_inv=1, c_cov 0/1, next to its outcomes), switches (one switch at a time from the full method)"),
+    rows: str = typer.Option(None, "--rows", help="comma-separated rows or groups: paper (default: the paper's "
+                             "Table 3 rows, c_inv=1, c_cov 0/1, next to its outcomes), switches (one switch at a "
+                             "time from the full method)"),
     knn_k: int = typer.Option(20, "--knn-k", help="k of the cosine kNN accuracy"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:

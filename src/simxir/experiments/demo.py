@@ -18,7 +18,13 @@ from simxir.augment import build_augment
 from simxir.data import load_dataset
 from simxir.dynamics.metrics import GroupMetrics
 from simxir.errors import UserError
-from simxir.eval import LinearProbeConfig, evaluate_features, extract_features, format_knn_table, knn_predict
+from simxir.eval import (
+    LinearProbeConfig,
+    evaluate_features,
+    extract_features,
+    format_knn_table,
+    knn_predict,
+)
 from simxir.eval.linear import linear_probe_predictions
 from simxir.eval.paired import paired_change, verdict
 from simxir.finetune.report import format_report

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from simxir.config import from_dict
 from simxir.errors import UserError
 from simxir.finetune.loss import simxir_loss
 from simxir.methods.base import Method, make_target
@@ -49,8 +50,6 @@ class SimXIR(Method):
         if cfg is None:
             cfg = SimXIRConfig()
         elif isinstance(cfg, dict):
-            from simxir.config import from_dict
-
             cfg = from_dict(SimXIRConfig, cfg)
         if cfg.variant == "raw-anchor" and cfg.symmetric:
             raise UserError("method.symmetric: the raw-anchor variant is one-sided; use "
@@ -63,10 +62,10 @@ class SimXIR(Method):
             for m in self.target.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.momentum = 0.0  # batch statistics in forward, running statistics untouched
-        self.target.train(False if cfg.target_bn == "running" else True)
+        self.target.train(cfg.target_bn != "running")
         self.rounds_done = 0
 
-    def train(self, mode: bool = True) -> "SimXIR":
+    def train(self, mode: bool = True) -> SimXIR:
         super().train(mode)
         if self.cfg.target_bn == "running":
             self.target.eval()

@@ -25,7 +25,9 @@ def _acc(result: Mapping[str, Any], metric: str, k: str) -> float | None:
 
 
 def _cell(a: float | None, b: float | None, signed: bool = False) -> str:
-    f = (lambda v: "-" if v is None else (f"{v:+.2f}" if signed else f"{v:.2f}"))
+    def f(v: float | None) -> str:
+        return "-" if v is None else (f"{v:+.2f}" if signed else f"{v:.2f}")
+
     return f"{f(a)} / {f(b)}"
 
 

@@ -15,11 +15,24 @@ from typing import Any
 
 import torch
 
-from simxir.config import ConfigError, apply_overrides, deep_update, from_dict, read_recipe, to_dict
+from simxir.augment import build_augment
+from simxir.config import (
+    ConfigError,
+    apply_overrides,
+    deep_update,
+    from_dict,
+    read_recipe,
+    to_dict,
+)
+from simxir.data import load_dataset, split_validation
 from simxir.errors import UserError
+from simxir.eval import LinearProbeConfig, evaluate_encoder
 from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
+from simxir.finetune.report import write_report
 from simxir.io import atomic_write_json
+from simxir.models import export_encoder, load_encoder
 from simxir.progress import log
+from simxir.train import train
 from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig, TrainConfig
 
 
@@ -86,8 +99,6 @@ class EvalProtocol:
 
 def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol) -> dict[str, Any]:
     """The ``simxir eval --json`` object for ``backbone`` on ``dataset`` (same protocol every time)."""
-    from simxir.eval import LinearProbeConfig, evaluate_encoder
-
     was = backbone.training
     result = evaluate_encoder(backbone, dataset, augment, knn_ks=protocol.knn_ks, linear=protocol.linear,
                               linear_cfg=LinearProbeConfig(epochs=protocol.linear_epochs),
@@ -101,13 +112,6 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
                  protocol: EvalProtocol | None = None) -> dict[str, Any]:
     """Evaluate ``encoder`` before and after SimXIR fine-tuning; write the report; return
     ``{"before", "after", "encoder", "exported", "epochs", "run_dir", "load_report"}``."""
-    from simxir.augment import build_augment
-    from simxir.data import load_dataset, split_validation
-    from simxir.models import export_encoder, load_encoder
-    from simxir.train.engine import train
-
-    from simxir.finetune.report import write_report
-
     protocol = protocol or EvalProtocol()
     run_dir = Path(out)
     backbone, report = load_encoder(encoder, backbone=None if cfg.backbone == "auto" else cfg.backbone,

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any
 
 from torch import nn
 
-from simxir.config import ConfigError, from_dict
+from simxir.config import ConfigError, from_dict, to_dict
 from simxir.errors import UserError
+from simxir.methods.barlow_twins import (
+    BarlowTwins,
+    BarlowTwinsConfig,
+    barlow_twins_loss,
+)
 from simxir.methods.base import Method, cosine_tau, ema_update_
-from simxir.methods.barlow_twins import BarlowTwins, BarlowTwinsConfig, barlow_twins_loss
 from simxir.methods.bridge import Bridge, BridgeConfig, bridge_loss
 from simxir.methods.byol import BYOL, BYOLConfig, byol_loss
 from simxir.methods.moco import MoCo, MoCoConfig, infonce_loss
@@ -54,3 +59,14 @@ __all__ = [
     "byol_loss", "cosine_tau", "ema_update_", "infonce_loss", "nt_xent_loss", "simsiam_loss",
     "vicreg_loss",
 ]
+
+
+def methods_info() -> dict[str, Any]:
+    """The ``simxir methods --json`` object: {"methods": {name: {"summary", "config"}}}."""
+    out: dict[str, Any] = {}
+    for name, cls in METHODS.items():
+        module_doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+        out[name] = {"summary": " ".join(module_doc.split()),
+                     "config": to_dict(CONFIGS[name]()),
+                     "train_defaults": cls.train_defaults}
+    return {"methods": out}

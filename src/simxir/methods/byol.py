@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simxir.errors import UserError
-from simxir.methods.base import Method, cosine_tau, ema_update_, full_precision, make_target
+from simxir.methods.base import (
+    Method,
+    cosine_tau,
+    ema_update_,
+    full_precision,
+    make_target,
+)
 from simxir.methods.heads import mlp
 
 

@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import typer
 
-from simxir.config import to_dict
-
-
-def methods_info() -> dict[str, Any]:
-    """The ``simxir methods --json`` object: {"methods": {name: {"summary", "config"}}}."""
-    import sys
-
-    from simxir.methods import CONFIGS, METHODS
-
-    out: dict[str, Any] = {}
-    for name, cls in METHODS.items():
-        module_doc = (sys.modules[cls.__module__].__doc__ or "").strip()
-        out[name] = {"summary": " ".join(module_doc.split()),
-                     "config": to_dict(CONFIGS[name]()),
-                     "train_defaults": cls.train_defaults}
-    return {"methods": out}
+from simxir.methods import methods_info
 
 
 def methods_command(

@@ -11,7 +11,13 @@ from torch import Tensor, nn
 
 from simxir.distributed import gather_no_grad
 from simxir.errors import UserError
-from simxir.methods.base import Method, cosine_tau, ema_update_, full_precision, make_target
+from simxir.methods.base import (
+    Method,
+    cosine_tau,
+    ema_update_,
+    full_precision,
+    make_target,
+)
 from simxir.methods.heads import mlp
 
 

@@ -13,12 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 from torch import Tensor, nn
 
 from simxir.errors import UserError
 from simxir.io import atomic_save, atomic_write_bytes, load_checkpoint, require_file
 from simxir.models.backbones import RESNET_LAYOUTS, build_backbone
-from simxir.models.formats import BY_NAME, Extracted, extract, layout, wrap, wrap_into_template
+from simxir.models.formats import (
+    BY_NAME,
+    Extracted,
+    extract,
+    layout,
+    wrap,
+    wrap_into_template,
+)
 
 _DEPTHS = {(n[2], kind == "bottleneck"): d for d, (kind, n) in RESNET_LAYOUTS.items()}
 
@@ -86,7 +95,6 @@ def _read(path: Path, allow_pickle: bool) -> tuple[Any, dict[str, str] | None]:
     """The checkpoint object and, for safetensors files, their metadata."""
     if path.suffix == ".safetensors":
         require_file(path, "a .safetensors encoder file", noun="checkpoint file")
-        from safetensors import safe_open
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 meta = f.metadata() or {}
@@ -220,8 +228,6 @@ def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
 
 def save_encoder(model: nn.Module, path: str | Path) -> None:
     """Write the backbone as safetensors with metadata ``{"arch": ..., "format": "simxir"}`` (atomic)."""
-    from safetensors.torch import save
-
     model = _unwrap(model)
     meta = {"arch": str(model.arch), "format": "simxir",
             "feature_dim": str(getattr(model, "feature_dim", ""))}

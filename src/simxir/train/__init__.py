@@ -6,7 +6,13 @@ accumulation, SGD/AdamW/LARS with a warm-up + cosine schedule, atomic per-epoch 
 """
 
 from simxir.errors import TrainingDiverged, TrainingInterrupted
-from simxir.train.config import MonitorConfig, OptimConfig, ProbeConfig, ScheduleConfig, TrainConfig
+from simxir.train.config import (
+           MonitorConfig,
+           OptimConfig,
+           ProbeConfig,
+           ScheduleConfig,
+           TrainConfig,
+)
 from simxir.train.engine import train
 from simxir.train.export import write_run_encoder
 from simxir.train.model import prepare_model

@@ -46,7 +46,7 @@ class TensorBoard:
         if not enabled:
             return
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - optional dependency
         except Exception as exc:  # noqa: BLE001 - tensorboard missing or broken: logs stay CSV only
             log(f"tensorboard: not written ({exc.__class__.__name__}: tensorboard is not importable; "
                 f"pip install 'simxir[tensorboard]' or pass tensorboard=false); logs are CSV only "

@@ -10,7 +10,14 @@ from typing import Any
 import torch
 
 from simxir.augment import build_augment
-from simxir.config import ConfigError, apply_overrides, from_dict, load_recipe, read_recipe, to_dict
+from simxir.config import (
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    load_recipe,
+    read_recipe,
+    to_dict,
+)
 from simxir.data import load_dataset
 from simxir.errors import UserError
 from simxir.methods import CONFIGS, METHODS, build_method

@@ -2,7 +2,8 @@
 
 :func:`convert_sync_batchnorm` uses ``nn.SyncBatchNorm`` on CUDA and :class:`PortableSyncBatchNorm`
 elsewhere. The portable layer computes the global batch mean and (biased) variance with two
-differentiable all-reduces (whose backward sums the incoming gradients over processes), so each process gets the gradient of the sum of all processes'
+differentiable all-reduces (whose backward sums the incoming gradients over processes), so each process gets the
+gradient of the sum of all processes'
 losses through the shared statistics; DDP's averaging then gives what one process computes on the
 global batch, as native SyncBatchNorm + DDP do. Same parameters, buffers and state_dict keys as
 ``nn.BatchNorm*d``.
