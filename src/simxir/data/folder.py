@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from simxir.data.dataset import ImageDataset, Split
 from simxir.errors import UserError
@@ -40,6 +39,8 @@ def _files(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
 
 
 def _size(p: Path) -> tuple[int, int]:
+    from PIL import Image  # noqa: PLC0415 - start-up time
+
     try:
         with Image.open(p) as im:
             return im.size
@@ -48,6 +49,8 @@ def _size(p: Path) -> tuple[int, int]:
 
 
 def _decode(p: Path, size: int) -> np.ndarray:
+    from PIL import Image  # noqa: PLC0415 - start-up time
+
     try:
         with Image.open(p) as im:
             im = im.convert("RGB")

@@ -8,14 +8,6 @@ from typing import Any
 import typer
 
 from simxir.device import parse_device
-from simxir.dynamics.experiments import (
-    embeddings_experiment,
-    groups_experiment,
-    iris_experiment,
-    load_embedding_inputs,
-    overlap_experiment,
-)
-from simxir.dynamics.lab import load_points, run_points
 from simxir.errors import UserError
 
 dynamics_app = typer.Typer(help="Neighbour-averaging dynamics lab (SimXIR paper, section 4).",
@@ -59,6 +51,8 @@ def run_command(
         raise UserError(f"--weights: expected uniform or gaussian, got {weights!r}")
     if dim < 1:
         raise UserError(f"--dim: expected >= 1, got {dim}")
+    from simxir.dynamics.lab import load_points, run_points  # noqa: PLC0415 - start-up time (scipy)
+
     dev = parse_device(device, "--device")
     inputs, reps, groups = load_points(input)
     obj = run_points(inputs, reps, groups, eps=eps, knn=knn, closed=closed, weights=weights, sigma=sigma,
@@ -74,6 +68,8 @@ def groups_command(out: str | None = typer.Option("results/dynamics", "--out", h
                    seed: int = typer.Option(0, "--seed"),
                    json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Figure 4: four disjoint neighbour-connected groups, unconstrained and spherical."""
+    from simxir.dynamics.experiments import groups_experiment  # noqa: PLC0415 - start-up time (scipy)
+
     r = groups_experiment(out, eps=eps, steps=steps, seed=seed)
     summary = {k: r[m][k] for m in ("unconstrained", "spherical") for k in r[m] if k.endswith("fraction")}
     _emit(r, json_out, f"groups: {r['num_groups']} groups, {json.dumps(summary)}; files {r.get('files')}")
@@ -84,6 +80,8 @@ def overlap_command(out: str | None = typer.Option("results/dynamics", "--out", 
                     seed: int = typer.Option(0, "--seed"),
                     json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Figure 5: four groups with intersecting neighbourhoods."""
+    from simxir.dynamics.experiments import overlap_experiment  # noqa: PLC0415 - start-up time (scipy)
+
     r = overlap_experiment(out, eps=eps, steps=steps, seed=seed)
     _emit(r, json_out, f"overlap: diameter not shrinking at {r['diameter_not_shrinking_steps']} steps per group; "
           f"intra msd fell at {r['intra_msd_fell_at_those_steps']} of those; files {r.get('files')}")
@@ -93,6 +91,8 @@ def iris_command(out: str | None = typer.Option("results/dynamics", "--out", hel
                  eps: float = typer.Option(0.4, "--eps"), seeds: int = typer.Option(10, "--seeds"),
                  json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Figure 3: k-means on Iris before and after neighbour averaging (N(x) = {||x'-x|| <= eps})."""
+    from simxir.dynamics.experiments import iris_experiment  # noqa: PLC0415 - start-up time (scipy)
+
     if seeds < 1:
         raise UserError(f"--seeds: expected >= 1, got {seeds}")
     r = iris_experiment(out, eps=eps, seeds=seeds)
@@ -113,6 +113,8 @@ def embeddings_command(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """kNN accuracy of features smoothed by neighbour averaging, per step."""
+    from simxir.dynamics.experiments import embeddings_experiment, load_embedding_inputs  # noqa: PLC0415 - start-up time (scipy)
+
     tr, ytr, te, yte, src = load_embedding_inputs(features, data, encoder, max_train, max_test)
     r = embeddings_experiment(tr, ytr, te, yte, src, out, k_graph=k_graph, steps=steps, every=every,
                               k_eval=k_eval, spherical=spherical)

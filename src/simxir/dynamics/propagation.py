@@ -7,7 +7,6 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.linalg import spsolve
-from sklearn.cluster import KMeans
 
 from simxir.dynamics.neighbourhoods import NeighbourOperator
 from simxir.dynamics.steps import run
@@ -84,5 +83,7 @@ def smooth_then_kmeans(op: NeighbourOperator, reps: np.ndarray, steps: int, n_cl
     """Neighbour-average ``reps`` for ``steps`` steps, then k-means; returns cluster ids."""
     f = run(op, torch.as_tensor(np.asarray(reps, dtype=np.float64)), steps, spherical=spherical,
             show_progress=False).reps
+    from sklearn.cluster import KMeans  # noqa: PLC0415 - scikit-learn takes ~0.7 s to import
+
     km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed)
     return km.fit_predict(f.cpu().numpy())

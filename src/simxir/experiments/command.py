@@ -8,8 +8,6 @@ from pathlib import Path
 import typer
 
 from simxir.errors import UserError
-from simxir.experiments.ablation import format_table, run_ablation, select_rows
-from simxir.experiments.demo import EXPECTED, run_demo
 from simxir.io import json_safe
 from simxir.progress import log
 
@@ -24,6 +22,8 @@ def demo_command(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Run the whole simxir story on the embedded digits data in a few minutes on a CPU."""
+    from simxir.experiments.demo import EXPECTED, run_demo  # noqa: PLC0415 - start-up time (the whole library)
+
     log(f"simxir demo: pretrain -> evaluate -> SimXIR fine-tune -> evaluate on digits; {EXPECTED}. "
         f"Output in {out}/")
     result = run_demo(out, method=method, pretrain_epochs=pretrain_epochs,
@@ -49,6 +49,8 @@ def ablation_command(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Bridging paper Table 3: train the bridge method with parts switched off; accuracy or COLLAPSE."""
+    from simxir.experiments.ablation import format_table, run_ablation, select_rows  # noqa: PLC0415 - start-up time (the whole library)
+
     if knn_k < 1:
         raise UserError(f"--knn-k: expected a positive integer, got {knn_k}")
     chosen = select_rows([r.strip() for r in rows.split(",") if r.strip()] if rows else None)
