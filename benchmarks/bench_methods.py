@@ -125,7 +125,8 @@ def main() -> None:
 
     fast, literal = run(lambda a, b, w: bridge_loss(a, b, w, c_inv=8.0, c_cov=8.0)), run(bridge_literal)
     fast(), literal()
-    torch.testing.assert_close(bridge_loss(zb1, zb2, wb, c_inv=8.0, c_cov=8.0), bridge_literal(zb1, zb2, wb), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(bridge_loss(zb1, zb2, wb, c_inv=8.0, c_cov=8.0), bridge_literal(zb1, zb2, wb),
+                               rtol=1e-3, atol=1e-3)
     b_times: dict[str, list[float]] = {"fast": [], "literal": []}
     for _ in range(args.repeats):
         for key, fn in (("literal", literal), ("fast", fast)):
