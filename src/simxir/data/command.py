@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import typer
 
-from simxir.data.dataset import ImageDataset
+from simxir.data.dataset import dataset_info
 from simxir.data.load import SCHEMES, load_dataset
 
 data_app = typer.Typer(help="Inspect datasets (spec: " + ", ".join(SCHEMES) + ").", no_args_is_help=True,
@@ -17,26 +16,6 @@ data_app = typer.Typer(help="Inspect datasets (spec: " + ", ".join(SCHEMES) + ")
 @data_app.callback()
 def _data() -> None:
     """Inspect datasets: what a spec loads to."""
-
-
-def dataset_info(ds: ImageDataset, spec: str) -> dict[str, Any]:
-    """The ``simxir data info --json`` object."""
-    def counts(labels: Any) -> list[int]:
-        return [int(c) for c in labels.bincount(minlength=ds.num_classes).tolist()]
-
-    return {
-        "spec": spec,
-        "name": ds.name,
-        "train_size": len(ds.train),
-        "test_size": len(ds.test),
-        "image_size": ds.image_size,
-        "num_classes": ds.num_classes,
-        "classes": list(ds.classes),
-        "mean": list(ds.mean),
-        "std": list(ds.std),
-        "train_class_counts": counts(ds.train.labels),
-        "test_class_counts": counts(ds.test.labels),
-    }
 
 
 @data_app.command("info")

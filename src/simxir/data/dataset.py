@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -143,3 +144,23 @@ def from_numpy_nhwc(x, y, where: str) -> Split:  # noqa: ANN001 - numpy arrays
         return Split(t.contiguous(), torch.from_numpy(y.astype(np.int64)))
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
+
+
+def dataset_info(ds: ImageDataset, spec: str) -> dict[str, Any]:
+    """The ``simxir data info --json`` object."""
+    def counts(labels: Any) -> list[int]:
+        return [int(c) for c in labels.bincount(minlength=ds.num_classes).tolist()]
+
+    return {
+        "spec": spec,
+        "name": ds.name,
+        "train_size": len(ds.train),
+        "test_size": len(ds.test),
+        "image_size": ds.image_size,
+        "num_classes": ds.num_classes,
+        "classes": list(ds.classes),
+        "mean": list(ds.mean),
+        "std": list(ds.std),
+        "train_class_counts": counts(ds.train.labels),
+        "test_class_counts": counts(ds.test.labels),
+    }
