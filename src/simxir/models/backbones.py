@@ -135,6 +135,24 @@ class ResNet(nn.Module):
         layers += [block(self.inplanes, width) for _ in range(1, n)]
         return nn.Sequential(*layers)
 
+    @property
+    def stem_relu(self) -> bool:
+        """Whether the stem applies a ReLU after ``bn1`` (torchvision's does; lightly's
+        ``nn.Sequential(*ResNetGenerator.children()[:-1])`` does not, its ReLU is functional)."""
+        return not isinstance(self.relu, nn.Identity)
+
+    @stem_relu.setter
+    def stem_relu(self, on: bool) -> None:
+        self.relu = nn.ReLU(inplace=True) if on else nn.Identity()
+
+    def network(self) -> str:
+        """The stem's semantics in one line (what ``simxir inspect-encoder`` reports)."""
+        c = self.conv1
+        pool = "max-pool 3x3/2" if isinstance(self.maxpool, nn.MaxPool2d) else "no max-pool"
+        relu = "ReLU after bn1" if self.stem_relu else "no ReLU after bn1"
+        return (f"stem conv {c.kernel_size[0]}x{c.kernel_size[1]}/{c.stride[0]} padding {c.padding[0]}, "
+                f"{relu}, {pool}")
+
     def forward_stem(self, x: Tensor) -> Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 

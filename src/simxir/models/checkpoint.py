@@ -45,6 +45,7 @@ class LoadReport:
     dropped: list[str]
     missing: list[str] = field(default_factory=list)   # tolerated: num_batches_tracked only
     notes: list[str] = field(default_factory=list)
+    network: str = ""       # the loaded backbone's stem semantics (ResNets), as the source computed it
 
     def summary(self) -> str:
         lines = [f"{self.path}: {self.format} checkpoint -> {self.arch}, loaded "
@@ -61,6 +62,8 @@ class LoadReport:
             lines.append("  dropped 0")
         lines.append(f"  missing {len(self.missing)}"
                      + (f" (defaulted: {', '.join(self.missing[:3])}...)" if self.missing else ""))
+        if self.network:
+            lines.append(f"  network: {self.network}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -144,8 +147,15 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
     if padding is not None:
         model.conv1.padding = (padding, padding)
         notes.append(f"conv1 padding set to {padding} as in the source (simxir's -cifar stem uses 1)")
+    stem_relu = ex.network.get("stem_relu", (meta or {}).get("stem_relu", "true") != "false")
+    if not stem_relu:
+        if not hasattr(model, "stem_relu"):
+            raise UserError(f"{where}: the source network has no ReLU after bn1, which {arch} cannot express")
+        model.stem_relu = False
+        notes.append("no ReLU after bn1, as in the source network (simxir's ResNet stem has one by default)")
+    network = model.network() if hasattr(model, "network") else ""
     report = LoadReport(where, ex.format, ex.layout, arch, ex.prefix, list(ex.tensors),
-                        ex.dropped, tolerated, notes)
+                        ex.dropped, tolerated, notes, network)
     return model, report
 
 
@@ -158,13 +168,18 @@ def _stem_padding(ex: Extracted, meta: dict[str, str] | None, arch: str) -> int 
 
 
 def _check_stem_fits(model: nn.Module, format: str) -> None:
-    """Refuse an export whose CIFAR stem the target's own model would rebuild differently.
+    """Refuse an export whose stem the target's own model would rebuild differently.
 
     solo-learn builds its CIFAR stem with padding 2 and the other layouts' models (torchvision
     names) with padding 1; only simxir's own file records the padding. The same weights under
     another padding compute other features, so such an export is an error, not a silent change."""
+    lay = BY_NAME[format]
+    if not getattr(model, "stem_relu", True) and format != "simxir" and lay.names_without_stem_relu is None:
+        raise UserError(f"--to {format}: this encoder has no ReLU after bn1 (lightly's ResNetGenerator "
+                        f"stem), but {format}'s model applies one there, so the exported weights would "
+                        f"compute different features; export to simxir or lightly instead")
     conv1 = getattr(model, "conv1", None)
-    want = BY_NAME[format].cifar_stem_padding
+    want = lay.cifar_stem_padding
     if want is None or not str(getattr(model, "arch", "")).endswith("-cifar") \
             or not isinstance(conv1, nn.Conv2d):
         return
@@ -234,6 +249,8 @@ def save_encoder(model: nn.Module, path: str | Path) -> None:
     conv1 = getattr(model, "conv1", None)
     if isinstance(conv1, nn.Conv2d) and conv1.kernel_size == (3, 3) and conv1.padding != (1, 1):
         meta["conv1_padding"] = str(conv1.padding[0])
+    if not getattr(model, "stem_relu", True):
+        meta["stem_relu"] = "false"
     atomic_write_bytes(path, save(_cpu_state(model), metadata=meta))
 
 
@@ -258,6 +275,6 @@ def export_encoder(model: nn.Module, path: str | Path, format: str,
         obj = template if isinstance(template, dict) else load_checkpoint(template, allow_pickle)
         out, format = wrap_into_template(sd, obj, where, format)
     else:
-        out = wrap(sd, format, str(model.arch))
+        out = wrap(sd, format, str(model.arch), stem_relu=getattr(model, "stem_relu", True))
     atomic_save(out, path)
     return format

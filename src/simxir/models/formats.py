@@ -61,13 +61,46 @@ _MM_MARKERS = ("neck.", "head.", "encoder_q.", "encoder_k.", "online_net.", "tar
 _LIGHTNING_KEYS = ("pytorch-lightning_version", "hyper_parameters")
 
 
-def _lightly_name(name: str) -> str:
-    """lightly's ``Sequential(*ResNetGenerator.children()[:-1], ...)`` names -> torchvision's."""
-    seq = {"0": "conv1", "1": "bn1", "2": "layer1", "3": "layer2", "4": "layer3", "5": "layer4"}
-    head, _, rest = name.partition(".")
-    if head not in seq or not rest:
-        return name
-    return f"{seq[head]}.{rest.replace('.shortcut.', '.downsample.')}"
+# lightly's backbones as ``nn.Sequential``: its benchmarks' ``ResNetGenerator`` children (conv1, bn1,
+# layer1..4; the ReLU after bn1 is functional in its forward, so the Sequential has none) and its
+# examples' torchvision ResNet children (conv1, bn1, relu, maxpool, layer1..4)
+_GENERATOR_SEQ = {"0": "conv1", "1": "bn1", "2": "layer1", "3": "layer2", "4": "layer3", "5": "layer4"}
+_TORCHVISION_SEQ = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+
+
+def _lightly_rename(names: list[str]) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """(old -> torchvision name, what the source network was, its semantics) for lightly's keys."""
+    heads = {n.partition(".")[0] for n in names}
+    if not {"0", "1"} <= heads:
+        return {n: n for n in names}, "", {}
+    if heads & {"6", "7"}:
+        seq, what, net = _TORCHVISION_SEQ, "torchvision ResNet as nn.Sequential (lightly's examples)", {}
+    else:
+        seq, what = _GENERATOR_SEQ, "ResNetGenerator as nn.Sequential (lightly's benchmarks; no ReLU after bn1)"
+        net = {"stem_relu": False}
+
+    def rename(name: str) -> str:
+        head, _, rest = name.partition(".")
+        if head not in seq or not rest:
+            return name
+        return f"{seq[head]}.{rest.replace('.shortcut.', '.downsample.')}"
+
+    return {n: rename(n) for n in names}, what, net
+
+
+def lightly_generator_names(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """torchvision names -> lightly's ``nn.Sequential(*ResNetGenerator.children()[:-1])`` names."""
+    back = {v: k for k, v in _GENERATOR_SEQ.items()}
+    out = {}
+    for name, t in sd.items():
+        head, _, rest = name.partition(".")
+        out[f"{back[head]}.{rest.replace('.downsample.', '.shortcut.')}" if head in back else name] = t
+    return out
+
+
+def _bare_sequential(top: Mapping[str, Any], keys: list[str]) -> bool:
+    """A bare ``nn.Sequential`` ResNet state dict (lightly's tutorial saves ``backbone.state_dict()``)."""
+    return "0.weight" in keys and "1.running_var" in keys and not _has(keys, "backbone.")
 
 
 @dataclass(frozen=True)
@@ -83,8 +116,12 @@ class Layout:
     state dict), ``export_prefix`` its keys' prefix, ``extras`` file-level entries the export adds
     (merged into the nested container), ``export_arch`` adds ``{"arch": torchvision name}``.
     ``mirrors``: prefixes of a second registration of the backbone that must agree with it.
-    ``rename``/``split_bn``: name fix-ups and SplitBatchNorm statistics to merge.
+    ``rename``: name fix-ups from the whole key set (returning the mapping, a description of the
+    source network and its semantics, e.g. ``{"stem_relu": False}``); ``split_bn``: SplitBatchNorm
+    statistics to merge.
     ``cifar_stem_padding``: the padding its own CIFAR ResNet stem uses (None: the file records it).
+    ``names_without_stem_relu``: how an encoder without a ReLU after bn1 is written in this layout
+    (lightly: the ResNetGenerator Sequential names); None: the layout's network always has it.
     """
 
     name: str
@@ -99,9 +136,11 @@ class Layout:
     extras: Mapping[str, Any] = field(default_factory=dict)
     export_arch: bool = False
     mirrors: tuple[str, ...] = ()
-    rename: Callable[[str], str] | None = None
+    rename: Callable[[list[str]], tuple[dict[str, str], str, dict[str, Any]]] | None = None
     split_bn: bool = False
     cifar_stem_padding: int | None = 1
+    # the key names of the layout's network without a ReLU after bn1 (None: it has no such network)
+    names_without_stem_relu: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
 
     def score(self, obj: Any, keys: list[str]) -> int:
         """How many of its markers the file shows (for layouts sharing a prefix)."""
@@ -118,11 +157,12 @@ def _simxir_run(obj: Mapping[str, Any], keys: list[str]) -> bool:
 LAYOUTS: tuple[Layout, ...] = (
     Layout("torchvision", ("", "module."), container=(), export_prefix=""),
     Layout("simxir", ("backbone.", ""), identify=_simxir_run, container=None, cifar_stem_padding=None),
-    Layout("lightly", ("backbone.",),
+    Layout("lightly", ("backbone.", ""), identify=_bare_sequential,
            markers=("projection_head.", "prediction_head.", "teacher_backbone.", "student_backbone.",
                     "backbone_momentum.", "online_classifier.", "teacher_projection_head.",
                     "student_projection_head.", "projection_head_momentum.", "backbone.0."),
-           extras={EXPORT_HINT: "lightly"}, rename=_lightly_name, split_bn=True),
+           extras={EXPORT_HINT: "lightly"}, rename=_lightly_rename, split_bn=True,
+           names_without_stem_relu=lambda sd: lightly_generator_names(sd)),
     Layout("solo-learn", ("backbone.", "encoder."),
            markers=("projector.", "classifier.", "momentum_backbone.", "momentum_projector.",
                     "predictor.", "momentum_encoder."),
@@ -174,6 +214,7 @@ class Extracted:
     dropped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     container_path: tuple[str, ...] = ()         # where the state dict sits in the file object
+    network: dict[str, Any] = field(default_factory=dict)   # source semantics, e.g. {"stem_relu": False}
 
 
 def _flat(obj: Any) -> dict[str, Tensor] | None:
@@ -199,6 +240,10 @@ def find_state_dict(obj: Any, where: str) -> tuple[dict[str, Tensor], tuple[str,
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and _flat(obj[key]) is not None:
                 return dict(obj[key]), (key,)
+        if len(obj) == 1:   # lightly's tutorial: {"resnet18_parameters": backbone.state_dict()}
+            (key, value), = obj.items()
+            if isinstance(key, str) and key.endswith("_parameters") and _flat(value) is not None:
+                return dict(value), (key,)
     sd = _flat(obj)
     if sd is not None:
         return sd, ()
@@ -252,9 +297,11 @@ def detect_format(obj: Any, sd: dict[str, Tensor]) -> tuple[str, str]:
 
 def backbone_prefix(fmt: str, obj: Any, keys: list[str]) -> str:
     """The prefix of the online backbone's keys for a format named by the user."""
-    candidates = layout(fmt).prefixes
+    lay = layout(fmt)
+    candidates = lay.prefixes
     for p in candidates:
-        if (p == "" and _bare(keys, p)) or (p and _has(keys, p)):
+        bare = _bare(keys, p) or (lay.rename is not None and _bare_sequential({}, keys))
+        if (p == "" and bare) or (p and _has(keys, p)):
             return p
     raise UserError(f"--format {fmt}: no backbone keys with prefix "
                     f"{' or '.join(repr(p) for p in candidates)} (first keys: {keys[:5]})")
@@ -269,29 +316,28 @@ def extract(obj: Any, where: str, fmt: str | None = None) -> Extracted:
     else:
         prefix = backbone_prefix(fmt, obj, keys)
     lay = BY_NAME[fmt]
+    inside = {k: k.removeprefix(prefix) for k in keys if prefix == "" or k.startswith(prefix)}
+    notes: list[str] = []
+    source, network = "", {}
+    if lay.rename is not None:
+        renamed, source, network = lay.rename(list(inside.values()))
+        inside = {k: renamed[n] for k, n in inside.items()}
+        if source:
+            notes.append(f"{fmt} {source}: renamed to torchvision names")
     key_map: dict[str, str] = {}
-    dropped: list[str] = []
-    for k in keys:
-        name = k.removeprefix(prefix) if (prefix == "" or k.startswith(prefix)) else None
-        if name is None or name.startswith("fc.") or (prefix == "" and not _is_backbone_name(name)):
+    dropped = [k for k in keys if k not in inside]
+    for k, name in inside.items():
+        if name.startswith("fc.") or (prefix == "" and not _is_backbone_name(name)):
             dropped.append(k)
         else:
             key_map[k] = name
-    notes: list[str] = []
-    renamed = False
-    if lay.rename is not None:
-        new = {k: lay.rename(n) for k, n in key_map.items()}
-        renamed = new != key_map
-        key_map = new
-        if renamed:
-            notes.append(f"{fmt} Sequential(ResNetGenerator) layout renamed to torchvision names")
     tensors = {n: sd[k] for k, n in key_map.items()}
     if lay.split_bn:
         tensors = _merge_split_bn(tensors, notes)
     if lay.mirrors and prefix == "backbone.":
         _check_mirrors(sd, tensors, lay.mirrors, where)
-    layout_line = _describe(fmt, prefix, path, renamed)
-    return Extracted(fmt, layout_line, prefix, tensors, key_map, dropped, notes, path)
+    layout_line = _describe(fmt, prefix, path, source)
+    return Extracted(fmt, layout_line, prefix, tensors, key_map, dropped, notes, path, network)
 
 
 def _is_backbone_name(name: str) -> bool:
@@ -329,19 +375,24 @@ def _merge_split_bn(tensors: dict[str, Tensor], notes: list[str]) -> dict[str, T
     return out
 
 
-def _describe(fmt: str, prefix: str, path: tuple[str, ...], sequential: bool) -> str:
+def _describe(fmt: str, prefix: str, path: tuple[str, ...], source: str) -> str:
     where = ".".join(path) if path else "top level"
-    extra = ", lightly Sequential layout" if sequential else ""
+    extra = f", {source}" if source else ""
     return f"{fmt} ({where}, prefix {prefix!r}{extra})"
 
 
 # ---------------------------------------------------------------- writing back
 
-def wrap(sd: dict[str, Tensor], fmt: str, arch: str) -> Any:
-    """The file object of format ``fmt`` holding only the backbone ``sd`` (torchvision names)."""
+def wrap(sd: dict[str, Tensor], fmt: str, arch: str, stem_relu: bool = True) -> Any:
+    """The file object of format ``fmt`` holding only the backbone ``sd`` (torchvision names);
+    ``stem_relu=False`` writes the layout's names of a network without a ReLU after bn1."""
     lay = layout(fmt)
     if lay.container is None:
         raise UserError(f"--format {fmt!r}: expected one of {', '.join(f for f in FORMATS if f != fmt)}")
+    if not stem_relu:
+        if lay.names_without_stem_relu is None:
+            raise UserError(f"--to {fmt}: this encoder has no ReLU after bn1, which {fmt}'s network has")
+        sd = lay.names_without_stem_relu(sd)
     obj: Any = {lay.export_prefix + k: v for k, v in sd.items()}
     for key in reversed(lay.container):
         obj = {key: obj}
