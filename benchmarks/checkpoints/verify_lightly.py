@@ -16,7 +16,7 @@ CPU build of torch (its ``_C`` extension needs CUDA), so its Python files are us
 
 ``source`` builds each layout with lightly's code (ResNetGenerator for the benchmarks, with and
 without SplitBatchNorm; torchvision's resnet18 children for the examples and the tutorial), fills
-the weights deterministically (lightly_fill.py), saves the checkpoint as lightly's users do and the
+the weights deterministically (fill.py), saves the checkpoint as lightly's users do and the
 source model's features; it also writes the test fixtures (keys, shapes, top level, features) to
 tests/models/fixtures/lightly/. ``check`` loads each file with simxir, compares features, exports it
 back (lightly layout); ``roundtrip`` loads the export into lightly's model with strict=True.
@@ -34,7 +34,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from lightly_fill import fill  # noqa: E402
+from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "lightly"
 LAYOUTS = {   # name: (how lightly's users build it, input size)

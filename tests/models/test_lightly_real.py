@@ -1,6 +1,6 @@
 """lightly checkpoints as lightly's own code writes them (fixtures from
 benchmarks/checkpoints/verify_lightly.py: key names, shapes, top level and the source model's
-features on a fixed input, with weights from lightly_fill.py): simxir loads each so that its
+features on a fixed input, with weights from fill.py): simxir loads each so that its
 backbone computes what lightly's did, reports the network, and exports back into the same layout."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from simxir.models import export_encoder, load_encoder, save_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "lightly").glob("*.json"))
-_spec = importlib.util.spec_from_file_location("lightly_fill", ROOT / "benchmarks" / "checkpoints" / "lightly_fill.py")
+_spec = importlib.util.spec_from_file_location("fill", ROOT / "benchmarks" / "checkpoints" / "fill.py")
 _fill = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fill)
 

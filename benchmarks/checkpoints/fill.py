@@ -1,4 +1,4 @@
-"""The deterministic weights the lightly verification and its test fixtures share: every tensor of a
+"""The deterministic weights the checkpoint verifications and their test fixtures share: every tensor of a
 state dict, in the stored key order, drawn from one seeded generator (BN statistics positive)."""
 
 from __future__ import annotations
