@@ -1,4 +1,4 @@
-"""MoCo v2 and SimSiam checkpoints as the official scripts write them (fixtures from
+"""MoCo v2 and SimSiam checkpoints as the official scripts write them (and mmpretrain's MoCo v2, below) (fixtures from
 benchmarks/checkpoints/verify_official.py: the official builders' state_dict keys and shapes under
 DDP's ``module.`` prefix, and the online encoder's features on a fixed input with fill.py's weights):
 simxir's backbone computes the official encoder's features, and the export into the original file
@@ -40,5 +40,25 @@ def test_official_checkpoint_loads_exactly_and_exports_back(fixture, tmp_path):
     back = torch.load(tmp_path / "back.pth.tar", weights_only=True)["state_dict"]
     assert {k: list(v.shape) for k, v in back.items()} == {k: s for k, s in fx["keys"]}
     again, _ = load_encoder(tmp_path / "back.pth.tar")
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), want, rtol=0, atol=1e-5)
+
+
+def test_mmpretrain_mocov2_loads_exactly_and_exports_back(tmp_path):
+    """mmpretrain 1.x's MoCo (backbone, neck, encoder_k momentum copy, queue) in the dict mmengine's
+    Runner saves, its config text naming default_scope 'mmpretrain'."""
+    fx = json.loads((Path(__file__).parent / "fixtures" / "mmpretrain" / "mocov2.json").read_text())
+    sd = _fill.fill([(k, s) for k, s in fx["keys"]], fx["fill_seed"])
+    torch.save({"meta": fx["meta"], "state_dict": sd, "message_hub": {}, "optimizer": {}}, tmp_path / "epoch_1.pth")
+    x = torch.randn(2, 3, fx["input_size"], fx["input_size"], generator=torch.Generator().manual_seed(fx["input_seed"]))
+    want = torch.tensor(fx["features"])
+    model, report = load_encoder(tmp_path / "epoch_1.pth")
+    assert report.format == "mmpretrain" and report.arch == "resnet50"
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), want, rtol=0, atol=1e-5)
+    export_encoder(model, tmp_path / "back.pth", "mmpretrain", template=tmp_path / "epoch_1.pth")
+    back = torch.load(tmp_path / "back.pth", weights_only=True)["state_dict"]
+    assert {k: list(v.shape) for k, v in back.items()} == {k: s for k, s in fx["keys"]}
+    again, _ = load_encoder(tmp_path / "back.pth")
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(x), want, rtol=0, atol=1e-5)

@@ -1,0 +1,128 @@
+"""Verify simxir's ``mmpretrain`` layout against mmpretrain 1.2.0's own MoCo v2 algorithm and
+mmengine 0.10.7's ``save_checkpoint``, in the venv of verify_lightly.py plus
+``pip install mmengine mmcv-lite importlib_metadata modelindex rich mat4py`` and
+``pip install --no-deps mmpretrain==1.2.0`` (mmcv-lite: mmcv without its compiled ops):
+
+    VENV=/tmp/venv-lightly
+    $VENV/bin/python benchmarks/checkpoints/verify_mmpretrain.py source OUT
+    .venv/bin/python benchmarks/checkpoints/verify_mmpretrain.py check OUT
+    $VENV/bin/python benchmarks/checkpoints/verify_mmpretrain.py roundtrip OUT
+    .venv/bin/python benchmarks/checkpoints/verify_mmpretrain.py table OUT
+
+The model is ``mmpretrain.models.selfsup.MoCo`` as its ``mocov2_resnet50`` config builds it (ResNet-50
+backbone, MoCoV2Neck, ContrastiveHead; ``encoder_k`` momentum copy and queue). The file is the dict
+mmengine's ``Runner.save_checkpoint`` writes (``meta`` with the config text, whose
+``default_scope = 'mmpretrain'``, ``state_dict``, ``message_hub``, ``optimizer``), written by
+mmengine's own ``save_checkpoint``; a whole Runner would also need a dataset. Reference features:
+the backbone's last stage, global-average-pooled (mmpretrain's linear evaluation neck).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from fill import fill  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "models" / "fixtures" / "mmpretrain"
+SIZE = 64
+CFG_TEXT = ("default_scope = 'mmpretrain'\nmodel = dict(type='MoCo', queue_len=65536, feat_dim=128, "
+            "momentum=0.001, backbone=dict(type='ResNet', depth=50, norm_cfg=dict(type='BN'), "
+            "zero_init_residual=False), neck=dict(type='MoCoV2Neck', in_channels=2048, hid_channels=2048, "
+            "out_channels=128, with_avg_pool=True), head=dict(type='ContrastiveHead', "
+            "loss=dict(type='CrossEntropyLoss'), temperature=0.2))\n")
+
+
+def _build():
+    from mmpretrain.models.selfsup import MoCo
+    from mmpretrain.utils import register_all_modules
+
+    register_all_modules()
+    return MoCo(backbone=dict(type="ResNet", depth=50, norm_cfg=dict(type="BN"), zero_init_residual=False),
+                neck=dict(type="MoCoV2Neck", in_channels=2048, hid_channels=2048, out_channels=128,
+                          with_avg_pool=True),
+                head=dict(type="ContrastiveHead", loss=dict(type="CrossEntropyLoss"), temperature=0.2),
+                queue_len=65536, feat_dim=128, momentum=0.001)
+
+
+def _input() -> torch.Tensor:
+    return torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+
+
+def _features(model) -> torch.Tensor:
+    model.backbone.eval()
+    with torch.no_grad():
+        return model.backbone(_input())[-1].mean((2, 3))
+
+
+def source(out: Path) -> None:
+    import mmengine
+    from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
+
+    out.mkdir(parents=True, exist_ok=True)
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = _build()
+    shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    model.load_state_dict(fill(shapes))
+    meta = {"cfg": CFG_TEXT, "seed": 0, "experiment_name": "mocov2_resnet50", "time": "20261202_000000",
+            "mmengine_version": mmengine.__version__, "epoch": 1, "iter": 10}
+    save_checkpoint({"meta": meta, "state_dict": weights_to_cpu(model.state_dict()), "message_hub": {},
+                     "optimizer": {}}, str(out / "mocov2.pth"))
+    feats = _features(model)
+    torch.save(feats, out / "mocov2.features.pt")
+    (FIXTURES / "mocov2.json").write_text(json.dumps({
+        "layout": "mocov2", "meta": meta, "keys": shapes, "input_size": SIZE, "input_seed": 1, "fill_seed": 0,
+        "features": [[round(float(v), 7) for v in r] for r in feats]}))
+    print(f"mocov2: {len(shapes)} keys")
+
+
+def check(out: Path) -> None:
+    sys.path.insert(0, str(ROOT / "src"))
+    from simxir.models import export_encoder, load_encoder
+
+    model, report = load_encoder(out / "mocov2.pth")
+    model.eval()
+    with torch.no_grad():
+        diff = float((model(_input()) - torch.load(out / "mocov2.features.pt")).abs().max())
+    export_encoder(model, out / "mocov2.export.pth", "mmpretrain", template=out / "mocov2.pth")
+    row = {"layout": "mocov2", "format": report.format, "arch": report.arch, "loaded": len(report.loaded),
+           "dropped": len(report.dropped), "network": report.network, "feature_difference": diff}
+    print(row)
+    (out / "check.json").write_text(json.dumps([row], indent=1))
+
+
+def roundtrip(out: Path) -> None:
+    rows = json.loads((out / "check.json").read_text())
+    model = _build()
+    model.load_state_dict(torch.load(out / "mocov2.export.pth", weights_only=False)["state_dict"], strict=True)
+    rows[0]["export_strict_load"] = True
+    ref = torch.load(out / "mocov2.features.pt")
+    rows[0]["export_feature_difference"] = float((_features(model) - ref).abs().max())
+    print(rows[0])
+    (out / "roundtrip.json").write_text(json.dumps(rows, indent=1))
+
+
+def table(out: Path) -> None:
+    r = json.loads((out / "roundtrip.json").read_text())[0]
+    text = ("| mmpretrain model | detected | arch | loaded / dropped | network as loaded | feature diff | "
+            "export into the original file: strict load in mmpretrain's model, feature diff |\n"
+            "|---|---|---|---|---|---|---|\n"
+            f"| MoCo v2 (mocov2_resnet50) | {r['format']} | {r['arch']} | {r['loaded']} / {r['dropped']} | "
+            f"{r['network']} | {r['feature_difference']:.2g} | yes, {r['export_feature_difference']:.2g} |")
+    dest = ROOT / "results" / "checkpoints"
+    (dest / "mmpretrain.md").write_text("# mmpretrain checkpoints made by mmpretrain's and mmengine's own code\n\n"
+                                        "`benchmarks/checkpoints/verify_mmpretrain.py` (its docstring has the "
+                                        "commands).\n\n" + text + "\n")
+    (dest / "mmpretrain.json").write_text(json.dumps([r], indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    {"source": source, "check": check, "roundtrip": roundtrip, "table": table}[sys.argv[1]](Path(sys.argv[2]))
