@@ -8,6 +8,11 @@ mmengine 0.10.7's ``save_checkpoint``, in the venv of verify_lightly.py plus
     .venv/bin/python benchmarks/checkpoints/verify_mmpretrain.py check OUT
     $VENV/bin/python benchmarks/checkpoints/verify_mmpretrain.py roundtrip OUT
     .venv/bin/python benchmarks/checkpoints/verify_mmpretrain.py table OUT
+    .venv/bin/python benchmarks/checkpoints/verify_mmpretrain.py mmselfsup OUT CONVERTER
+
+``mmselfsup`` runs MMSelfSup's own ``tools/model_converters/extract_backbone_weights.py`` (open-mmlab/
+mmselfsup at 1fcfd409, the 0.x tool; it needs only torch) on that checkpoint and checks simxir on
+its ``{"state_dict": bare backbone, "author": "MMSelfSup"}`` output.
 
 The model is ``mmpretrain.models.selfsup.MoCo`` as its ``mocov2_resnet50`` config builds it (ResNet-50
 backbone, MoCoV2Neck, ContrastiveHead; ``encoder_k`` momentum copy and queue). The file is the dict
@@ -124,5 +129,39 @@ def table(out: Path) -> None:
     print(text)
 
 
+def mmselfsup(out: Path, converter: Path) -> None:
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from simxir.models import export_encoder, load_encoder
+
+    subprocess.run([sys.executable, str(converter), str(out / "mocov2.pth"), str(out / "backbone.pth")], check=True)
+    obj = torch.load(out / "backbone.pth", weights_only=True)
+    model, report = load_encoder(out / "backbone.pth")
+    model.eval()
+    ref = torch.load(out / "mocov2.features.pt")
+    with torch.no_grad():
+        diff = float((model(_input()) - ref).abs().max())
+    export_encoder(model, out / "backbone.export.pth", "mmselfsup")
+    back = torch.load(out / "backbone.export.pth", weights_only=True)
+    same_keys = {k: list(v.shape) for k, v in back["state_dict"].items()} == \
+        {k: list(v.shape) for k, v in obj["state_dict"].items()}
+    again, _ = load_encoder(out / "backbone.export.pth")
+    with torch.no_grad():
+        diff_back = float((again.eval()(_input()) - ref).abs().max())
+    (FIXTURES / "mmselfsup-backbone.json").write_text(json.dumps({
+        "top_level": sorted(obj), "author": obj["author"],
+        "keys": [(k, list(v.shape)) for k, v in obj["state_dict"].items()]}))
+    line = (f"| MMSelfSup 0.x extract_backbone_weights.py output | {report.format} | {report.arch} | "
+            f"{len(report.loaded)} / {len(report.dropped)} | {report.network} | {diff:.2g} | "
+            f"same keys and shapes: {'yes' if same_keys else 'no'}, {diff_back:.2g} |")
+    dest = ROOT / "results" / "checkpoints" / "mmpretrain.md"
+    dest.write_text(dest.read_text().rstrip() + "\n" + line + "\n")
+    print(line)
+
+
 if __name__ == "__main__":
-    {"source": source, "check": check, "roundtrip": roundtrip, "table": table}[sys.argv[1]](Path(sys.argv[2]))
+    if sys.argv[1] == "mmselfsup":
+        mmselfsup(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        {"source": source, "check": check, "roundtrip": roundtrip, "table": table}[sys.argv[1]](Path(sys.argv[2]))

@@ -62,3 +62,22 @@ def test_mmpretrain_mocov2_loads_exactly_and_exports_back(tmp_path):
     again, _ = load_encoder(tmp_path / "back.pth")
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(x), want, rtol=0, atol=1e-5)
+
+
+def test_mmselfsup_backbone_file_from_its_own_converter(tmp_path):
+    """MMSelfSup 0.x's extract_backbone_weights.py output (keys from running it on the mmpretrain
+    checkpoint above): bare torchvision names and author MMSelfSup; the same weights, the same features."""
+    conv = json.loads((Path(__file__).parent / "fixtures" / "mmpretrain" / "mmselfsup-backbone.json").read_text())
+    fx = json.loads((Path(__file__).parent / "fixtures" / "mmpretrain" / "mocov2.json").read_text())
+    full = _fill.fill([(k, s) for k, s in fx["keys"]], fx["fill_seed"])
+    sd = {k: full["backbone." + k] for k, _ in conv["keys"]}
+    assert {k: list(v.shape) for k, v in sd.items()} == {k: s for k, s in conv["keys"]}
+    torch.save({"state_dict": sd, "author": conv["author"]}, tmp_path / "backbone.pth")
+    x = torch.randn(2, 3, fx["input_size"], fx["input_size"], generator=torch.Generator().manual_seed(fx["input_seed"]))
+    model, report = load_encoder(tmp_path / "backbone.pth")
+    assert report.format == "mmselfsup" and not report.dropped
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), torch.tensor(fx["features"]), rtol=0, atol=1e-5)
+    export_encoder(model, tmp_path / "back.pth", "mmselfsup")
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert back["author"] == "MMSelfSup" and set(back["state_dict"]) == set(sd)
