@@ -34,6 +34,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+from common import check_row, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "lightly"
@@ -118,9 +119,7 @@ def check(out: Path) -> None:
         export_encoder(model, out / f"{name}.export.ckpt", "lightly", template=out / f"{name}.ckpt")
         if name == "benchmark-generator":
             export_encoder(model, out / f"{name}.export-bare.ckpt", "lightly")
-        rows.append({"layout": name, "format": report.format, "arch": report.arch, "loaded": len(report.loaded),
-                     "dropped": len(report.dropped), "network": report.network, "feature_difference": diff})
-        print(rows[-1])
+        rows.append(check_row(name, report, diff))
     (out / "check.json").write_text(json.dumps(rows, indent=1))
 
 
@@ -151,21 +150,8 @@ def roundtrip(out: Path) -> None:
 
 
 def table(out: Path) -> None:
-    rows = json.loads((out / "roundtrip.json").read_text())
-    lines = ["| lightly layout | detected | arch | loaded / dropped | network as loaded | feature diff | "
-             "export: strict load in lightly's model, feature diff |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['layout']} | {r['format']} | {r['arch']} | {r['loaded']} / {r['dropped']} | "
-                     f"{r['network']} | {r['feature_difference']:.2g} | "
-                     f"{'yes' if r['export_strict_load'] else 'no'}, {r['export_feature_difference']:.2g} |")
-    text = "\n".join(lines)
-    dest = ROOT / "results" / "checkpoints"
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "lightly.md").write_text("# lightly checkpoints made by lightly's own code (lightly 1.6.0)\n\n"
-                                     "`benchmarks/checkpoints/verify_lightly.py` (its docstring has the "
-                                     "commands).\n\n" + text + "\n")
-    (dest / "lightly.json").write_text(json.dumps(rows, indent=1))
-    print(text)
+    write_table(json.loads((out / "roundtrip.json").read_text()), "lightly", "lightly",
+                "lightly checkpoints made by lightly's own code (lightly 1.6.0)")
 
 
 if __name__ == "__main__":

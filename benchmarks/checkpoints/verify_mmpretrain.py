@@ -33,6 +33,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+from common import check_row, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "mmpretrain"
@@ -97,9 +98,7 @@ def check(out: Path) -> None:
     with torch.no_grad():
         diff = float((model(_input()) - torch.load(out / "mocov2.features.pt")).abs().max())
     export_encoder(model, out / "mocov2.export.pth", "mmpretrain", template=out / "mocov2.pth")
-    row = {"layout": "mocov2", "format": report.format, "arch": report.arch, "loaded": len(report.loaded),
-           "dropped": len(report.dropped), "network": report.network, "feature_difference": diff}
-    print(row)
+    row = check_row("mocov2", report, diff)
     (out / "check.json").write_text(json.dumps([row], indent=1))
 
 
@@ -115,18 +114,8 @@ def roundtrip(out: Path) -> None:
 
 
 def table(out: Path) -> None:
-    r = json.loads((out / "roundtrip.json").read_text())[0]
-    text = ("| mmpretrain model | detected | arch | loaded / dropped | network as loaded | feature diff | "
-            "export into the original file: strict load in mmpretrain's model, feature diff |\n"
-            "|---|---|---|---|---|---|---|\n"
-            f"| MoCo v2 (mocov2_resnet50) | {r['format']} | {r['arch']} | {r['loaded']} / {r['dropped']} | "
-            f"{r['network']} | {r['feature_difference']:.2g} | yes, {r['export_feature_difference']:.2g} |")
-    dest = ROOT / "results" / "checkpoints"
-    (dest / "mmpretrain.md").write_text("# mmpretrain checkpoints made by mmpretrain's and mmengine's own code\n\n"
-                                        "`benchmarks/checkpoints/verify_mmpretrain.py` (its docstring has the "
-                                        "commands).\n\n" + text + "\n")
-    (dest / "mmpretrain.json").write_text(json.dumps([r], indent=1))
-    print(text)
+    write_table(json.loads((out / "roundtrip.json").read_text()), "mmpretrain", "mmpretrain",
+                "mmpretrain checkpoints made by mmpretrain's and mmengine's own code")
 
 
 def mmselfsup(out: Path, converter: Path) -> None:

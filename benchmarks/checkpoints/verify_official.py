@@ -31,6 +31,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+from common import check_row, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "official"
@@ -107,9 +108,7 @@ def check(out: Path) -> None:
             diff = float((model(x) - torch.load(out / f"{name}.features.pt")).abs().max())
         fmt = report.format
         export_encoder(model, out / f"{name}.export.pth.tar", fmt, template=out / f"{name}.pth.tar")
-        rows.append({"layout": name, "format": fmt, "arch": report.arch, "loaded": len(report.loaded),
-                     "dropped": len(report.dropped), "network": report.network, "feature_difference": diff})
-        print(rows[-1])
+        rows.append(check_row(name, report, diff))
     (out / "check.json").write_text(json.dumps(rows, indent=1))
 
 
@@ -127,21 +126,8 @@ def roundtrip(out: Path, src: Path) -> None:
 
 
 def table(out: Path) -> None:
-    rows = json.loads((out / "roundtrip.json").read_text())
-    lines = ["| official code | detected | arch | loaded / dropped | network as loaded | feature diff | "
-             "export into the original file: strict load in the official model, feature diff |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['layout']} | {r['format']} | {r['arch']} | {r['loaded']} / {r['dropped']} | "
-                     f"{r['network']} | {r['feature_difference']:.2g} | "
-                     f"{'yes' if r['export_strict_load'] else 'no'}, {r['export_feature_difference']:.2g} |")
-    text = "\n".join(lines)
-    dest = ROOT / "results" / "checkpoints"
-    (dest / "official.md").write_text("# MoCo v2 and SimSiam checkpoints made by the official code\n\n"
-                                      "`benchmarks/checkpoints/verify_official.py` (its docstring has the "
-                                      "commands).\n\n" + text + "\n")
-    (dest / "official.json").write_text(json.dumps(rows, indent=1))
-    print(text)
+    write_table(json.loads((out / "roundtrip.json").read_text()), "official", "official MoCo/SimSiam",
+                "MoCo v2 and SimSiam checkpoints made by the official code")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+from common import check_row, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "solo"
@@ -96,9 +97,7 @@ def check(out: Path) -> None:
         with torch.no_grad():
             diff = float((model(_input(name)) - torch.load(out / f"{name}.features.pt")).abs().max())
         export_encoder(model, out / f"{name}.export.ckpt", "solo-learn", template=out / f"{name}.ckpt")
-        rows.append({"layout": name, "format": report.format, "arch": report.arch, "loaded": len(report.loaded),
-                     "dropped": len(report.dropped), "network": report.network, "feature_difference": diff})
-        print(rows[-1])
+        rows.append(check_row(name, report, diff))
     (out / "check.json").write_text(json.dumps(rows, indent=1))
 
 
@@ -116,21 +115,8 @@ def roundtrip(out: Path, src: Path) -> None:
 
 
 def table(out: Path) -> None:
-    rows = json.loads((out / "roundtrip.json").read_text())
-    lines = ["| solo-learn model | detected | arch | loaded / dropped | network as loaded | feature diff | "
-             "export into the original file: strict load in solo-learn's model, feature diff |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['layout']} | {r['format']} | {r['arch']} | {r['loaded']} / {r['dropped']} | "
-                     f"{r['network']} | {r['feature_difference']:.2g} | "
-                     f"{'yes' if r['export_strict_load'] else 'no'}, {r['export_feature_difference']:.2g} |")
-    text = "\n".join(lines)
-    dest = ROOT / "results" / "checkpoints"
-    (dest / "solo.md").write_text("# solo-learn checkpoints made by solo-learn's and Lightning's own code\n\n"
-                                  "`benchmarks/checkpoints/verify_solo.py` (its docstring has the commands).\n\n"
-                                  + text + "\n")
-    (dest / "solo.json").write_text(json.dumps(rows, indent=1))
-    print(text)
+    write_table(json.loads((out / "roundtrip.json").read_text()), "solo", "solo-learn",
+                "solo-learn checkpoints made by solo-learn's and Lightning's own code")
 
 
 if __name__ == "__main__":

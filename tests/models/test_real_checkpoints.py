@@ -1,0 +1,86 @@
+"""Checkpoints as the other libraries' own code writes them, from fixtures made by
+benchmarks/checkpoints/verify_*.py (their keys, shapes and top level, and the source model's features
+on a fixed input with fill.py's weights): the official MoCo v2 and SimSiam scripts (DDP's ``module.``
+keys), solo-learn through Lightning's save_checkpoint (CIFAR stem with padding 2, ImageNet stem),
+mmpretrain 1.x's MoCo v2 in mmengine's Runner dict, and MMSelfSup 0.x's backbone converter. simxir's
+backbone computes the source's features, and the export into the original file keeps every key and
+shape (so the source library's model strict-loads it: checked against the libraries by the scripts)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from simxir.models import export_encoder, load_encoder
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = Path(__file__).parent / "fixtures"
+_spec = importlib.util.spec_from_file_location("fill", ROOT / "benchmarks" / "checkpoints" / "fill.py")
+_fill = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fill)
+
+
+def _weights(fx: dict) -> dict[str, torch.Tensor]:
+    return _fill.fill([(k, s) for k, s in fx["keys"]], fx["fill_seed"])
+
+
+def _exact_and_back(path: Path, fx: dict, fmt: str, keys: dict[str, list[int]], template: bool = True):
+    """Load ``path`` (features == the fixture's), export it (into itself as template), reload; the
+    export's state_dict has exactly ``keys``. Returns the load report."""
+    x = torch.randn(2, 3, fx["input_size"], fx["input_size"], generator=torch.Generator().manual_seed(fx["input_seed"]))
+    want = torch.tensor(fx["features"])
+    model, report = load_encoder(path)
+    assert report.format == fmt
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), want, rtol=0, atol=1e-5)
+    back_path = path.with_name("back" + path.suffix)
+    export_encoder(model, back_path, fmt, template=path if template else None)
+    back = torch.load(back_path, weights_only=True)["state_dict"]
+    assert {k: list(v.shape) for k, v in back.items()} == keys
+    again, _ = load_encoder(back_path)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), want, rtol=0, atol=1e-5)
+    return report
+
+
+@pytest.mark.parametrize("name", ["moco-v2", "simsiam"])
+def test_official_moco_v2_and_simsiam(name, tmp_path):
+    fx = json.loads((FIX / "official" / f"{name}.json").read_text())
+    torch.save({"epoch": 1, "arch": "resnet50", "state_dict": _weights(fx), "optimizer": {}}, tmp_path / "c.pth.tar")
+    report = _exact_and_back(tmp_path / "c.pth.tar", fx, name.removesuffix("-v2"), dict(fx["keys"]))
+    assert report.arch == "resnet50" and "ReLU after bn1" in report.network and "max-pool" in report.network
+
+
+@pytest.mark.parametrize("name", ["byol-cifar", "simsiam-imagenet"])
+def test_solo_learn_through_lightning(name, tmp_path):
+    fx = json.loads((FIX / "solo" / f"{name}.json").read_text())
+    obj = {k: {} for k in fx["top_level"]}
+    obj.update({"epoch": 0, "global_step": 0, "pytorch-lightning_version": "2.6.6", "state_dict": _weights(fx)})
+    torch.save(obj, tmp_path / "last.ckpt")
+    report = _exact_and_back(tmp_path / "last.ckpt", fx, "solo-learn", dict(fx["keys"]))
+    cifar = name.endswith("cifar")
+    assert ("padding 2" in report.network) == cifar and ("max-pool 3x3/2" in report.network) == (not cifar)
+
+
+def test_mmpretrain_mocov2_in_mmengines_runner_dict(tmp_path):
+    fx = json.loads((FIX / "mmpretrain" / "mocov2.json").read_text())
+    torch.save({"meta": fx["meta"], "state_dict": _weights(fx), "message_hub": {}, "optimizer": {}},
+               tmp_path / "epoch_1.pth")
+    report = _exact_and_back(tmp_path / "epoch_1.pth", fx, "mmpretrain", dict(fx["keys"]))
+    assert report.arch == "resnet50"
+
+
+def test_mmselfsup_backbone_file_from_its_own_converter(tmp_path):
+    """extract_backbone_weights.py's output on the mmpretrain checkpoint: bare names, author MMSelfSup."""
+    conv = json.loads((FIX / "mmpretrain" / "mmselfsup-backbone.json").read_text())
+    fx = json.loads((FIX / "mmpretrain" / "mocov2.json").read_text())
+    full = _weights(fx)
+    sd = {k: full["backbone." + k] for k, _ in conv["keys"]}
+    torch.save({"state_dict": sd, "author": conv["author"]}, tmp_path / "backbone.pth")
+    report = _exact_and_back(tmp_path / "backbone.pth", fx, "mmselfsup", dict(conv["keys"]), template=False)
+    assert not report.dropped
+    assert torch.load(tmp_path / "back.pth", weights_only=True)["author"] == "MMSelfSup"
