@@ -162,7 +162,7 @@ LAYOUTS: tuple[Layout, ...] = (
                     "backbone_momentum.", "online_classifier.", "teacher_projection_head.",
                     "student_projection_head.", "projection_head_momentum.", "backbone.0."),
            extras={EXPORT_HINT: "lightly"}, rename=_lightly_rename, split_bn=True,
-           names_without_stem_relu=lambda sd: lightly_generator_names(sd)),
+           names_without_stem_relu=lightly_generator_names),
     Layout("solo-learn", ("backbone.", "encoder."),
            markers=("projector.", "classifier.", "momentum_backbone.", "momentum_projector.",
                     "predictor.", "momentum_encoder."),
@@ -299,9 +299,10 @@ def backbone_prefix(fmt: str, obj: Any, keys: list[str]) -> str:
     """The prefix of the online backbone's keys for a format named by the user."""
     lay = layout(fmt)
     candidates = lay.prefixes
+    # top-level names count once the layout's own renaming is applied (lightly's bare Sequential)
+    names = list(lay.rename(keys)[0].values()) if lay.rename is not None else keys
     for p in candidates:
-        bare = _bare(keys, p) or (lay.rename is not None and _bare_sequential({}, keys))
-        if (p == "" and bare) or (p and _has(keys, p)):
+        if (p == "" and _bare(names, p)) or (p and _has(keys, p)):
             return p
     raise UserError(f"--format {fmt}: no backbone keys with prefix "
                     f"{' or '.join(repr(p) for p in candidates)} (first keys: {keys[:5]})")
@@ -385,13 +386,12 @@ def _describe(fmt: str, prefix: str, path: tuple[str, ...], source: str) -> str:
 
 def wrap(sd: dict[str, Tensor], fmt: str, arch: str, stem_relu: bool = True) -> Any:
     """The file object of format ``fmt`` holding only the backbone ``sd`` (torchvision names);
-    ``stem_relu=False`` writes the layout's names of a network without a ReLU after bn1."""
+    ``stem_relu=False`` writes the layout's names of a network without a ReLU after bn1 (only for
+    layouts with ``names_without_stem_relu``)."""
     lay = layout(fmt)
     if lay.container is None:
         raise UserError(f"--format {fmt!r}: expected one of {', '.join(f for f in FORMATS if f != fmt)}")
-    if not stem_relu:
-        if lay.names_without_stem_relu is None:
-            raise UserError(f"--to {fmt}: this encoder has no ReLU after bn1, which {fmt}'s network has")
+    if not stem_relu:   # export_encoder has refused the layouts without such names
         sd = lay.names_without_stem_relu(sd)
     obj: Any = {lay.export_prefix + k: v for k, v in sd.items()}
     for key in reversed(lay.container):
