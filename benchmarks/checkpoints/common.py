@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +36,21 @@ def write_table(rows: list[dict[str, Any]], name: str, library: str, title: str)
     (dest / f"{name}.json").write_text(json.dumps(rows, indent=1))
     print(text)
     return text
+
+
+def roundtrip_rows(out: Path, strict_load: Callable[[str], dict[str, Any]]) -> None:
+    """The ``roundtrip`` stage over the rows of ``out/check.json``: ``strict_load(layout)`` loads
+    simxir's export into the source library's model with ``strict=True`` (raising on any missing or
+    unexpected key) and returns at least ``export_feature_difference``; rows -> roundtrip.json."""
+    rows = json.loads((out / "check.json").read_text())
+    for row in rows:
+        found = strict_load(row["layout"])    # raises when the strict load fails
+        row["export_strict_load"] = True
+        row.update(found)
+        print(row)
+    (out / "roundtrip.json").write_text(json.dumps(rows, indent=1))
+
+
+def run_stage(stages: dict[str, Callable[..., None]], argv: list[str]) -> None:
+    """``SCRIPT STAGE PATH...``: the stage's function called with the paths."""
+    stages[argv[1]](*map(Path, argv[2:]))

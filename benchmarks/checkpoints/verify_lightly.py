@@ -34,7 +34,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from common import check_row, write_table  # noqa: E402
+from common import check_row, roundtrip_rows, run_stage, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "lightly"
@@ -124,9 +124,7 @@ def check(out: Path) -> None:
 
 
 def roundtrip(out: Path) -> None:
-    rows = json.loads((out / "check.json").read_text())
-    for row in rows:
-        name, size = row["layout"], LAYOUTS[row["layout"]][1]
+    def strict_load(name: str) -> dict:
         ref = torch.load(out / f"{name}.features.pt")
         diffs = []
         for suffix in ("export", "export-bare"):
@@ -138,15 +136,13 @@ def roundtrip(out: Path) -> None:
             inner = {k.removeprefix("backbone."): v for k, v in sd.items()
                      if k.startswith("backbone.") or "state_dict" not in obj}
             model = _source_model(name)
-            model.load_state_dict(inner, strict=True)   # raises on any missing/unexpected key
+            model.load_state_dict(inner, strict=True)
             model.eval()
             with torch.no_grad():
-                diffs.append(float((model(_input(size)) - ref).abs().max()))
-        row["export_strict_load"] = True
-        row["export_feature_difference"] = max(diffs)
-        row["exports_checked"] = len(diffs)
-        print(row)
-    (out / "roundtrip.json").write_text(json.dumps(rows, indent=1))
+                diffs.append(float((model(_input(LAYOUTS[name][1])) - ref).abs().max()))
+        return {"export_feature_difference": max(diffs), "exports_checked": len(diffs)}
+
+    roundtrip_rows(out, strict_load)
 
 
 def table(out: Path) -> None:
@@ -155,4 +151,4 @@ def table(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    {"source": source, "check": check, "roundtrip": roundtrip, "table": table}[sys.argv[1]](Path(sys.argv[2]))
+    run_stage({"source": source, "check": check, "roundtrip": roundtrip, "table": table}, sys.argv)

@@ -33,7 +33,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from common import check_row, write_table  # noqa: E402
+from common import check_row, roundtrip_rows, run_stage, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "mmpretrain"
@@ -103,14 +103,13 @@ def check(out: Path) -> None:
 
 
 def roundtrip(out: Path) -> None:
-    rows = json.loads((out / "check.json").read_text())
-    model = _build()
-    model.load_state_dict(torch.load(out / "mocov2.export.pth", weights_only=False)["state_dict"], strict=True)
-    rows[0]["export_strict_load"] = True
-    ref = torch.load(out / "mocov2.features.pt")
-    rows[0]["export_feature_difference"] = float((_features(model) - ref).abs().max())
-    print(rows[0])
-    (out / "roundtrip.json").write_text(json.dumps(rows, indent=1))
+    def strict_load(name: str) -> dict:
+        model = _build()
+        model.load_state_dict(torch.load(out / f"{name}.export.pth", weights_only=False)["state_dict"], strict=True)
+        ref = torch.load(out / f"{name}.features.pt")
+        return {"export_feature_difference": float((_features(model) - ref).abs().max())}
+
+    roundtrip_rows(out, strict_load)
 
 
 def table(out: Path) -> None:
@@ -150,7 +149,5 @@ def mmselfsup(out: Path, converter: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "mmselfsup":
-        mmselfsup(Path(sys.argv[2]), Path(sys.argv[3]))
-    else:
-        {"source": source, "check": check, "roundtrip": roundtrip, "table": table}[sys.argv[1]](Path(sys.argv[2]))
+    run_stage({"source": source, "check": check, "roundtrip": roundtrip, "table": table, "mmselfsup": mmselfsup},
+              sys.argv)

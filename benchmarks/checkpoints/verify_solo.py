@@ -26,7 +26,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from common import check_row, write_table  # noqa: E402
+from common import check_row, roundtrip_rows, run_stage, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "solo"
@@ -102,16 +102,13 @@ def check(out: Path) -> None:
 
 
 def roundtrip(out: Path, src: Path) -> None:
-    rows = json.loads((out / "check.json").read_text())
-    for row in rows:
-        name = row["layout"]
+    def strict_load(name: str) -> dict:
         model = _build(name, src)
         model.load_state_dict(torch.load(out / f"{name}.export.ckpt", weights_only=False)["state_dict"], strict=True)
-        row["export_strict_load"] = True
-        row["export_feature_difference"] = float((_features(model, name)
-                                                  - torch.load(out / f"{name}.features.pt")).abs().max())
-        print(row)
-    (out / "roundtrip.json").write_text(json.dumps(rows, indent=1))
+        ref = torch.load(out / f"{name}.features.pt")
+        return {"export_feature_difference": float((_features(model, name) - ref).abs().max())}
+
+    roundtrip_rows(out, strict_load)
 
 
 def table(out: Path) -> None:
@@ -120,8 +117,4 @@ def table(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    stage, out = sys.argv[1], Path(sys.argv[2])
-    if stage in ("source", "roundtrip"):
-        {"source": source, "roundtrip": roundtrip}[stage](out, Path(sys.argv[3]))
-    else:
-        {"check": check, "table": table}[stage](out)
+    run_stage({"source": source, "check": check, "roundtrip": roundtrip, "table": table}, sys.argv)
