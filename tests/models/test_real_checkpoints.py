@@ -1,7 +1,9 @@
 """Checkpoints as the other libraries' own code writes them, from fixtures made by
 benchmarks/checkpoints/verify_*.py (their keys, shapes and top level, and the source model's features
-on a fixed input with fill.py's weights): the official MoCo v2 and SimSiam scripts (DDP's ``module.``
-keys), solo-learn through Lightning's save_checkpoint (CIFAR stem with padding 2, ImageNet stem),
+on a fixed input with fill.py's weights): lightly's three layouts (its benchmarks' ResNetGenerator
+Sequential, without the ReLU after bn1, also with SplitBatchNorm; its examples' torchvision
+Sequential; its tutorial's ``resnet18_parameters``), the official MoCo v2 and SimSiam scripts (DDP's
+``module.`` keys), solo-learn through Lightning's save_checkpoint (CIFAR stem with padding 2, ImageNet stem),
 mmpretrain 1.x's MoCo v2 in mmengine's Runner dict, and MMSelfSup 0.x's backbone converter. simxir's
 backbone computes the source's features, and the export into the original file keeps every key and
 shape (so the source library's model strict-loads it: checked against the libraries by the scripts)."""
@@ -15,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from simxir.models import export_encoder, load_encoder
+from simxir.errors import UserError
+from simxir.models import export_encoder, load_encoder, save_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = Path(__file__).parent / "fixtures"
@@ -28,9 +31,10 @@ def _weights(fx: dict) -> dict[str, torch.Tensor]:
     return _fill.fill([(k, s) for k, s in fx["keys"]], fx["fill_seed"])
 
 
-def _exact_and_back(path: Path, fx: dict, fmt: str, keys: dict[str, list[int]], template: bool = True):
+def _exact_and_back(path: Path, fx: dict, fmt: str, keys: dict[str, list[int]], template: bool = True,
+                    container: str = "state_dict"):
     """Load ``path`` (features == the fixture's), export it (into itself as template), reload; the
-    export's state_dict has exactly ``keys``. Returns the load report."""
+    export's ``container`` holds exactly ``keys``. Returns the load report."""
     x = torch.randn(2, 3, fx["input_size"], fx["input_size"], generator=torch.Generator().manual_seed(fx["input_seed"]))
     want = torch.tensor(fx["features"])
     model, report = load_encoder(path)
@@ -39,12 +43,54 @@ def _exact_and_back(path: Path, fx: dict, fmt: str, keys: dict[str, list[int]], 
         torch.testing.assert_close(model.eval()(x), want, rtol=0, atol=1e-5)
     back_path = path.with_name("back" + path.suffix)
     export_encoder(model, back_path, fmt, template=path if template else None)
-    back = torch.load(back_path, weights_only=True)["state_dict"]
+    back = torch.load(back_path, weights_only=True)[container]
     assert {k: list(v.shape) for k, v in back.items()} == keys
     again, _ = load_encoder(back_path)
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(x), want, rtol=0, atol=1e-5)
     return report
+
+
+def _write_lightly(fx: dict, path: Path) -> None:
+    """The file of the fixture's lightly layout, with the weights lightly's model had."""
+    weights = _fill.fill([(k, s) for k, s in fx["backbone_keys"]], fx["fill_seed"])
+    prefix = "backbone." if fx["container"] == "state_dict" else ""
+    sd = {}
+    for key, shape in fx["file_keys"].items():
+        inner = key.removeprefix(prefix)
+        sd[key] = weights[inner] if key.startswith(prefix) and inner in weights else torch.zeros(shape)
+    obj = {k: 0 for k in fx["top_level"]}
+    obj[fx["container"]] = sd
+    torch.save(obj, path)
+
+
+@pytest.mark.parametrize("name", ["benchmark-generator", "benchmark-generator-splitbn", "examples-torchvision",
+                                  "tutorial"])
+def test_lightly_layouts(name, tmp_path):
+    fx = json.loads((FIX / "lightly" / f"{name}.json").read_text())
+    _write_lightly(fx, tmp_path / "src.ckpt")
+    report = _exact_and_back(tmp_path / "src.ckpt", fx, "lightly", fx["file_keys"], container=fx["container"])
+    generator = name.startswith("benchmark")
+    assert ("no ReLU after bn1" in report.network) == generator
+    assert ("max-pool 3x3/2" in report.network) == (not generator)
+
+
+def test_lightly_generator_stem_survives_simxir_files_and_refuses_other_layouts(tmp_path):
+    fx = json.loads((FIX / "lightly" / "benchmark-generator.json").read_text())
+    _write_lightly(fx, tmp_path / "src.ckpt")
+    model, _ = load_encoder(tmp_path / "src.ckpt")
+    save_encoder(model, tmp_path / "enc.safetensors")
+    x = torch.randn(2, 3, fx["input_size"], fx["input_size"], generator=torch.Generator().manual_seed(fx["input_seed"]))
+    again, report = load_encoder(tmp_path / "enc.safetensors")
+    assert not again.stem_relu and "no ReLU after bn1" in report.network
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), torch.tensor(fx["features"]), rtol=0, atol=1e-5)
+    for fmt in ("torchvision", "solo-learn", "moco"):
+        with pytest.raises(UserError, match="no ReLU after bn1"):
+            export_encoder(model, tmp_path / f"{fmt}.pth", fmt)
+    export_encoder(model, tmp_path / "bare.ckpt", "lightly")       # backbone only: the Sequential names
+    keys = set(torch.load(tmp_path / "bare.ckpt", weights_only=True)["state_dict"])
+    assert keys == {k for k in fx["file_keys"] if k.startswith("backbone.")}
 
 
 @pytest.mark.parametrize("name", ["moco-v2", "simsiam"])
