@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from train_toys import DDP_CASES, ddp_worker, one_engine_step
 
 # float32, different reduction orders (SyncBN all-reduce, DDP gradient averaging, gathers):
-RTOL, ATOL = 1e-4, 1e-5
+RTOL, ATOL = 1e-4, 1e-4  # 5e-5 seen on conv biases on some CPUs; a wrong average is ~0.1
 
 
 @pytest.mark.slow

@@ -122,13 +122,17 @@ class Augment:
         # All random draws happen here, on the CPU generator, in a fixed order.
         boxes = params.crop_boxes(n, height, width, spec.scale, spec.ratio)
         flip = params.bernoulli(n, spec.flip_p)
-        jit = params.jitter_params(n, *spec.jitter, p=spec.jitter_p)
-        gray = params.bernoulli(n, spec.gray_p)
-        blur = params.bernoulli(n, spec.blur_p)
-        sigma = params.uniform(n, *spec.blur_sigma)
-        sol = params.bernoulli(n, spec.solarize_p)
+        draws = self._colour_draws(n, spec)
+        return self._colour(ops.resized_crop(ops.to_float(x), boxes, self.image_size, flip), spec, draws)
 
-        out = ops.resized_crop(ops.to_float(x), boxes, self.image_size, flip)
+    @staticmethod
+    def _colour_draws(n: int, spec: ViewSpec) -> tuple[Tensor, ...]:
+        jit = params.jitter_params(n, *spec.jitter, p=spec.jitter_p)
+        return (*jit, params.bernoulli(n, spec.gray_p), params.bernoulli(n, spec.blur_p),
+                params.uniform(n, *spec.blur_sigma), params.bernoulli(n, spec.solarize_p))
+
+    def _colour(self, out: Tensor, spec: ViewSpec, draws: tuple[Tensor, ...]) -> Tensor:
+        jit, (gray, blur, sigma, sol) = draws[:5], draws[5:]
         if spec.jitter_p > 0 and any(spec.jitter):
             out = ops.color_jitter(out, *jit)
         if spec.gray_p > 0:
@@ -138,6 +142,20 @@ class Augment:
         if spec.solarize_p > 0:
             out = ops.solarize(out, sol)
         return ops.normalize(out, self.mean, self.std)
+
+    def finish(self, crops: Tensor, spec: ViewSpec) -> Tensor:
+        """The rest of one view (colour jitter ... normalize) for a uint8 batch of crops already
+        resized to ``image_size`` and flipped (the streamed loader's output)."""
+        _check_input(crops)
+        if tuple(crops.shape[2:]) != (self.image_size, self.image_size):
+            raise UserError(f"augment crops: expected {self.image_size}x{self.image_size}, got "
+                            f"{crops.shape[2]}x{crops.shape[3]}")
+        with self._threads(crops):
+            return self._colour(ops.to_float(crops), spec, self._colour_draws(crops.shape[0], spec))
+
+    def finish_views(self, c1: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`finish` of view 1's and view 2's crops."""
+        return self.finish(c1, self.specs[0]), self.finish(c2, self.specs[1])
 
     def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Two views (view 1 then view 2 of the recipe) of a uint8 NCHW batch."""

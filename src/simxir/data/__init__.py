@@ -5,15 +5,19 @@
 """
 
 from simxir.data.dataset import ImageDataset, Split, channel_stats, resize_images
-from simxir.data.load import SCHEMES, load_dataset, parse_spec
+from simxir.data.load import SCHEMES, load_dataset, open_dataset, parse_spec
 from simxir.data.splits import split_validation, stratified_indices, subset
+from simxir.data.stream import LoaderConfig, StreamedDataset
 
 __all__ = [
     "SCHEMES",
     "ImageDataset",
+    "LoaderConfig",
+    "StreamedDataset",
     "Split",
     "channel_stats",
     "load_dataset",
+    "open_dataset",
     "parse_spec",
     "resize_images",
     "split_validation",

@@ -6,15 +6,25 @@ from simxir.data.cifar import load_cifar
 from simxir.data.dataset import ImageDataset, Split, resize_images
 from simxir.data.digits import load_digits_dataset
 from simxir.data.folder import load_folder
+from simxir.data.index import folder_index
 from simxir.data.npz import load_npz
+from simxir.data.stream import (
+    LoaderConfig,
+    StreamedDataset,
+    check_loader,
+    sample_indices,
+    should_stream,
+    streamed_folder,
+)
 from simxir.data.svhn import load_svhn
 from simxir.errors import UserError
+from simxir.progress import log
 
 SCHEMES: dict[str, str] = {
     "cifar10": "cifar10:DIR (cifar-10-batches-py folder, its parent, or cifar-10-python.tar.gz)",
     "cifar100": "cifar100:DIR (cifar-100-python folder, its parent, or cifar-100-python.tar.gz)",
     "svhn": "svhn:DIR (folder with train_32x32.mat and test_32x32.mat)",
-    "folder": "folder:DIR (DIR/train/<class>/*.png|jpg|jpeg and DIR/val/ or DIR/test/)",
+    "folder": "folder:DIR (DIR/train/<class>/*.png|jpg|jpeg and DIR/val/<class>/ or DIR/test/<class>/)",
     "npz": "npz:FILE (x_train uint8 NHWC, y_train, x_test, y_test, optional classes)",
     "digits": "digits (scikit-learn's bundled 8x8 digits, upsampled to 16x16; no file)",
 }
@@ -59,3 +69,49 @@ def load_dataset(spec: str, image_size: int | None = None) -> ImageDataset:
         ds = ImageDataset(ds.name, Split(resize_images(ds.train.images, int(image_size)), ds.train.labels),
                           Split(resize_images(ds.test.images, int(image_size)), ds.test.labels), ds.classes)
     return ds
+
+
+HEADER_SAMPLE = 64
+
+
+def _typical_side(index) -> int:  # noqa: ANN001 - a FolderIndex
+    """The median shorter side of up to HEADER_SAMPLE train images (headers only)."""
+    from PIL import Image  # noqa: PLC0415 - start-up time
+
+    sides = []
+    for i in sample_indices(len(index.train), HEADER_SAMPLE):
+        try:
+            with Image.open(index.train.path(int(i))) as im:
+                sides.append(min(im.size))
+        except Exception:  # noqa: BLE001, S112 - unreadable files are reported when decoded
+            continue
+    return int(sorted(sides)[len(sides) // 2]) if sides else 224
+
+
+def open_dataset(spec: str, image_size: int = 0, loader: LoaderConfig | None = None, *,
+                 index_cache: str | None = None, device=None,  # noqa: ANN001 - torch.device
+                 on_device: bool = False) -> ImageDataset | StreamedDataset:
+    """The dataset of ``spec``, in memory or streamed from its files (``loader.stream``; only
+    ``folder:`` data streams). ``image_size`` 0: the stored size in memory, 224 when streamed.
+
+    ``index_cache``: where a folder's (file, label) index is kept between runs (an ``.npz``)."""
+    loader = loader or LoaderConfig()
+    check_loader(loader)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 0:
+        raise UserError(f"image_size: expected 0 (the stored size) or a positive integer, got {image_size!r}")
+    scheme, arg = parse_spec(spec)
+    if scheme != "folder":
+        if loader.stream == "on":
+            raise UserError(f"loader.stream=on: only folder: data can be streamed; {scheme} data is read "
+                            f"into memory (use loader.stream=auto or off)")
+        if loader.classes:
+            raise UserError(f"loader.classes: a class list selects folders of folder: data, not {scheme}")
+        return load_dataset(spec, image_size or None)
+    index = folder_index(arg, loader.classes or None, index_cache)
+    side = image_size or _typical_side(index)
+    stream, reason = should_stream(loader, len(index.train), side, device, on_device)
+    log(f"data {spec}: {len(index.train)} train / {len(index.test)} val images, {len(index.classes)} "
+        f"classes; {'streamed from disk' if stream else 'decoded into memory'} ({reason})")
+    if stream:
+        return streamed_folder(index, "folder", image_size, loader)
+    return load_folder(arg, image_size or None, index=index)

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from simxir.data import LoaderConfig
 from simxir.device import parse_device
 from simxir.errors import UserError
 from simxir.eval.evaluate import evaluate_features
@@ -32,7 +33,15 @@ def eval_command(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="trust and fully unpickle a torch checkpoint"),
     augment: str = typer.Option(None, "--augment", help="augment recipe whose eval transform is used "
                                 "(default: tiny <=16px, simsiam-cifar <=64px, else byol-imagenet)"),
-    image_size: int = typer.Option(None, "--image-size", help="resize dataset images to this size"),
+    image_size: int = typer.Option(None, "--image-size", help="resize dataset images to this size "
+                                   "(streamed folders: the centre crop, default 224)"),
+    stream: str = typer.Option("auto", "--stream", help="folder data: on (decode per batch from the files), "
+                               "off (decode all into memory), auto (stream when it would not fit)"),
+    workers: int = typer.Option(None, "--workers", help="loader worker processes for streamed folders "
+                                "(default: from the CPU count)"),
+    classes: str = typer.Option(None, "--classes", help="folder data: a class-list file selecting classes"),
+    skip_unreadable: bool = typer.Option(False, "--skip-unreadable", help="skip (and count) files that do "
+                                         "not decode instead of stopping"),
     knn: str = typer.Option(",".join(map(str, DEFAULT_KS)), "--knn", help="comma-separated ks ('none' skips kNN)"),
     temperature: float = typer.Option(0.07, "--temperature", help="temperature of the weighted kNN vote"),
     linear: bool = typer.Option(True, "--linear/--no-linear", help="train a linear probe"),
@@ -67,8 +76,12 @@ def eval_command(
     if features is not None:
         tr, ytr, te, yte = load_features_npz(features)
     else:
+        if stream not in ("auto", "on", "off"):
+            raise UserError(f"--stream: expected auto, on or off, got {stream!r}")
+        loader = LoaderConfig(stream=stream, workers=workers, classes=classes or "",  # type: ignore[arg-type]
+                              skip_unreadable=skip_unreadable)
         tr, ytr, te, yte = encoder_features(encoder, data, backbone, fmt, allow_pickle, augment, image_size,
-                                            batch_size, dev)
+                                            batch_size, dev, loader)
     if save_features:
         save_features_npz(save_features, tr, ytr, te, yte)
         log(f"features written to {save_features}")

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from simxir.eval.features import extract_features, model_device
+from simxir.eval.features import dataset_features, model_device
 from simxir.eval.knn import DEFAULT_KS, METRICS, knn_classify
 from simxir.eval.linear import LinearProbeConfig, linear_probe
 
@@ -59,14 +59,14 @@ def evaluate_encoder(
     chunk_size: int | None = None,
     backend: str = "torch",
 ) -> dict[str, Any]:
-    """Extract frozen features of ``dataset.train`` / ``dataset.test`` (an ``ImageDataset``) with the
-    deterministic transform (``Augment.eval`` or a callable), then kNN and optionally the linear probe.
+    """Extract frozen features of ``dataset.train`` / ``dataset.test`` (an ``ImageDataset`` or a
+    streamed folder) with the deterministic transform (``Augment.eval`` or a callable), then kNN and
+    optionally the linear probe.
 
     ``device`` defaults to the model's device; kNN and the probe run there too.
     """
-    tr = extract_features(model, dataset.train.images, augment_or_transform, batch_size, device, desc="train features")
-    te = extract_features(model, dataset.test.images, augment_or_transform, batch_size, device, desc="test features")
+    tr, train_y, te, test_y = dataset_features(model, dataset, augment_or_transform, batch_size, device)
     dev = device if device is not None else model_device(model)
-    return evaluate_features(tr, dataset.train.labels, te, dataset.test.labels, knn_ks=knn_ks, linear=linear,
+    return evaluate_features(tr, train_y, te, test_y, knn_ks=knn_ks, linear=linear,
                              linear_cfg=linear_cfg, weighted_temperature=weighted_temperature,
                              chunk_size=chunk_size, backend=backend, device=dev)

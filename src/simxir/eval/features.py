@@ -6,13 +6,15 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from simxir.augment import auto_recipe, build_augment
-from simxir.data import load_dataset
+from simxir.data import LoaderConfig, open_dataset
+from simxir.data.stream import EvalImages, default_workers, make_loader, raise_unreadable
 from simxir.errors import UserError
 from simxir.io import atomic_write_bytes, read_npz
 from simxir.models import load_encoder
@@ -88,6 +90,50 @@ def extract_features(
     return torch.cat(chunks, 0)
 
 
+def split_features(model: nn.Module, dataset: Any, split: str, transform: object | None = None,
+                   batch_size: int = 256, device: torch.device | str | None = None) -> torch.Tensor:
+    """Features of ``dataset.<split>``: in-memory images, or a streamed folder's files decoded by
+    DataLoader workers with the evaluation crop (Resize -> CenterCrop)."""
+    part = getattr(dataset, split)
+    if not getattr(dataset, "streamed", False):
+        return extract_features(model, part.images, transform, batch_size, device, desc=f"{split} features")
+    if batch_size < 1:
+        raise UserError(f"--batch-size: expected a positive integer, got {batch_size}")
+    cfg = dataset.loader
+    tf = resolve_transform(transform)
+    dev = torch.device(device) if device is not None else model_device(model)
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    loader = make_loader(EvalImages(part, dataset.image_size, cfg.skip_unreadable), batch_size=batch_size,
+                         workers=workers, prefetch=cfg.prefetch, pin=dev.type == "cuda", persistent=False)
+    was_training = model.training
+    model.eval()
+    chunks: list[torch.Tensor] = []
+    skipped = 0
+    try:
+        with torch.inference_mode():
+            for x, _, bad in progress(loader, desc=f"{split} features", total=len(loader)):
+                if bad:
+                    if not cfg.skip_unreadable:
+                        raise_unreadable(bad)
+                    skipped += len(bad)
+                fb = model(tf(x.to(dev, non_blocking=True)))
+                chunks.append(fb.flatten(1).float().cpu())
+    finally:
+        model.train(was_training)
+    if skipped:
+        log(f"{split} features: {skipped} unreadable files skipped (replaced by the next readable file)")
+    return torch.cat(chunks, 0)
+
+
+def dataset_features(model: nn.Module, dataset: Any, transform: object | None = None, batch_size: int = 256,
+                     device: torch.device | str | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train features, train labels, test features, test labels) of an in-memory or streamed dataset."""
+    tr = split_features(model, dataset, "train", transform, batch_size, device)
+    te = split_features(model, dataset, "test", transform, batch_size, device)
+    return tr, dataset.train.labels, te, dataset.test.labels
+
+
 FEATURE_KEYS = ("train_features", "train_labels", "test_features", "test_labels")
 
 
@@ -132,10 +178,11 @@ def save_features_npz(path: str | Path, train_f: torch.Tensor, train_y: torch.Te
 
 def encoder_features(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
                       augment: str | None, image_size: int | None, batch_size: int,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                     device: torch.device, loader: LoaderConfig | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train features, train labels, test features, test labels) of an encoder file over a dataset
     spec, through the eval transform of ``augment`` (default: ``auto``'s recipe for the image size)."""
-    ds = load_dataset(data, image_size=image_size) if image_size else load_dataset(data)
+    ds = open_dataset(data, image_size or 0, loader, device=device)
     model, report = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
     log(report.summary())
     recipe = augment or auto_recipe(ds.image_size)
@@ -143,6 +190,4 @@ def encoder_features(encoder: str, data: str, backbone: str | None, fmt: str | N
     model = model.to(device)
     log(f"data {data}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
         f"{ds.image_size}px, eval transform of '{recipe}'")
-    tr = extract_features(model, ds.train.images, aug, batch_size, device, desc="train features")
-    te = extract_features(model, ds.test.images, aug, batch_size, device, desc="test features")
-    return tr, ds.train.labels, te, ds.test.labels
+    return dataset_features(model, ds, aug, batch_size, device)

@@ -24,7 +24,7 @@ from simxir.config import (
     read_recipe,
     to_dict,
 )
-from simxir.data import load_dataset, split_validation
+from simxir.data import open_dataset, split_validation
 from simxir.errors import UserError
 from simxir.eval import LinearProbeConfig, evaluate_encoder
 from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
@@ -117,15 +117,22 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
     backbone, report = load_encoder(encoder, backbone=None if cfg.backbone == "auto" else cfg.backbone,
                                     format=fmt, allow_pickle=allow_pickle)
     log(report.summary())
-    dataset = load_dataset(cfg.data)
+    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(run_dir / "data-index.npz"))
+    streamed = getattr(dataset, "streamed", False)
     if val_fraction:
         if not 0 < val_fraction < 1:
             raise UserError(f"--val-fraction: expected a number in (0, 1), got {val_fraction}")
+        if streamed:
+            raise UserError("--val-fraction: not available for streamed folders; put the validation "
+                            "images in DIR/val/<class>/ instead")
         dataset = split_validation(dataset, val_fraction, cfg.seed)
         log(f"evaluating on a validation split of {val_fraction:.0%} of the training data "
             f"({len(dataset.test.labels)} images); the test split is not used")
     augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
     mcfg = from_dict(SimXIRConfig, dict(cfg.method))
+    if mcfg.variant == "raw-anchor" and streamed:
+        raise UserError("method.variant=raw-anchor: needs in-memory data (its anchor is the whole "
+                        "stored image); set loader.stream=off")
 
     before_path = run_dir / "before.json"
     if resume and before_path.is_file():

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from simxir.data.stream import LoaderConfig
+
 
 @dataclass
 class OptimConfig:
@@ -78,6 +80,7 @@ class TrainConfig:
     data: str = "digits"
     backbone: str = "convnet-small"
     augment: str = "auto"             # auto: by image size (tiny <= 16 px, simsiam-cifar <= 64, byol-imagenet)
+    image_size: int = 0               # crop size; 0: the stored size in memory, 224 for streamed folders
     epochs: int | None = None         # None: auto_epochs (10, more for small data: >= 150 steps)
     batch_size: int = 256             # global batch (all processes, all accumulation steps)
     accumulate: int = 1               # gradient accumulation steps per optimizer step
@@ -91,6 +94,7 @@ class TrainConfig:
     find_unused_parameters: bool = False
     log_every: int = 10               # steps between step-log rows (steps.csv) and bar updates
     tensorboard: bool = True          # write TensorBoard events when tensorboard is importable
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)

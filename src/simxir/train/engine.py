@@ -4,11 +4,12 @@ The engine only calls the Method contract (``forward(v1, v2) -> {"loss", "z1", "
 ``on_epoch_start``, ``on_train_step_end``, ``predictor_weight``, ``project``, ``backbone``); it knows
 nothing about any one method.
 
-Data: the uint8 train set stays in memory (on the device by default). Each epoch draws one global
-permutation from ``(seed, epoch)`` (identical on every rank); step ``i`` takes the global batch
-``perm[i*B:(i+1)*B]`` and rank ``r`` its ``r``-th slice, augments it on the device
-(``augment.views``), runs forward/backward, and steps. The augmentation RNG (torch's global
-generator) is re-seeded at every epoch start from ``(seed, epoch, rank)``, so a run resumed from an
+Data comes from a source (``simxir.train.source``: in memory, or streamed from files by DataLoader
+workers). Each epoch draws one global permutation from ``(seed, epoch)`` (identical on every rank);
+step ``i`` takes the global batch ``perm[i*B:(i+1)*B]`` and rank ``r`` its ``r``-th slice; the source
+yields its augmented views on the device; the engine runs forward/backward and steps. The
+augmentation RNG (torch's global generator) is re-seeded at every epoch start from
+``(seed, epoch, rank)`` (streamed crops are seeded per sample), so a run resumed from an
 epoch-boundary checkpoint reproduces the uninterrupted run bit for bit.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from simxir.train.monitors import collapse_label, evaluate_monitors
 from simxir.train.optim import build_optimizer
 from simxir.train.plan import Plan, epoch_seed, plan_run
 from simxir.train.schedule import apply_lr, lr_factor
+from simxir.train.source import MemorySource, StreamSource, make_source
 from simxir.train.step import train_step
 
 EpochCallback = Callable[[int, dict[str, Any]], "bool | None"]
@@ -58,9 +60,7 @@ class _Run:
     model: nn.Module                       # trainable, or its DDP wrapper
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
-    augment: Any
-    images: torch.Tensor
-    labels: torch.Tensor
+    source: MemorySource | StreamSource
     tb: TensorBoard
     step_log: list[dict[str, Any]]
 
@@ -78,7 +78,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     TrainingInterrupted on Ctrl-C.
     """
     run_dir = Path(out_dir)
-    plan = plan_run(cfg, int(dataset.train.images.shape[0]), device)
+    plan = plan_run(cfg, len(dataset.train), device)
     cfg = plan.cfg
     probe = (build_probe(int(method.backbone.feature_dim), dataset.num_classes, cfg.seed)
              if cfg.probe.enabled else None)
@@ -98,15 +98,10 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     if plan.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(cfg, run_dir / "config.yaml")
-    images, labels = dataset.train.images, dataset.train.labels
-    if cfg.data_on_device:
-        images, labels = images.to(plan.device), labels.to(plan.device)
-    test_x, test_y = dataset.test.images, dataset.test.labels
-    if test_x.shape[0] == 0:
-        test_x, test_y = dataset.train.images[:cfg.monitor.eval_size], dataset.train.labels[:0]
+    source = make_source(dataset, plan, augment)
     tb = TensorBoard(run_dir / "tb", cfg.tensorboard and plan.main, purge_step=state["step"] if resume else None)
-    run = _Run(plan, trainable, model, optimizer, scaler, augment, images, labels, tb, state["step_log"])
-    log(_start_line(plan, type(method).__name__, int(images.shape[0])))
+    run = _Run(plan, trainable, model, optimizer, scaler, source, tb, state["step_log"])
+    log(_start_line(plan, type(method).__name__, len(source)))
 
     history, step, start = state["history"], state["step"], state["epoch"]
     stopped_early = False
@@ -114,7 +109,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
         for epoch in range(start, cfg.epochs):
             metrics, step = _train_epoch(run, epoch, step)
             if plan.main and ((epoch + 1) % max(1, cfg.monitor.every) == 0 or epoch + 1 == cfg.epochs):
-                metrics.update(_monitors(run, metrics, history, test_x, test_y))
+                metrics.update(_monitors(run, metrics, history))
                 if evaluator is not None:
                     metrics.update(plain(evaluator(trainable.method.backbone, epoch + 1)))
             history.append(metrics)
@@ -126,12 +121,14 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                 stopped_early = epoch + 1 < cfg.epochs
                 break
     except _NonFiniteLoss as exc:
+        source.close()
         tb.close()
         kept = _checkpoint_epoch(run_dir, history, start)
         last = (f"last good checkpoint {run_dir / CHECKPOINT} (after epoch {kept})" if kept is not None
                 else "no checkpoint was written yet")
         raise TrainingDiverged(f"{exc}; {last}") from None
     except KeyboardInterrupt:
+        source.close()
         tb.close()
         done = _checkpoint_epoch(run_dir, history, start)
         kept = (f"{run_dir / CHECKPOINT} holds epoch {done} of {cfg.epochs}" if done is not None
@@ -139,6 +136,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
         raise TrainingInterrupted(f"interrupted in epoch {len(history) + 1} of {cfg.epochs}; {kept}; "
                                   f"to continue, rerun the command with --out {run_dir} --resume") from None
 
+    source.close()
     tb.close()
     encoder = None
     if plan.main and not stopped_early:
@@ -154,8 +152,6 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
     """One pass over the shuffled train set from global ``step``; returns the epoch's metrics (step
     logs averaged, lr, throughput) and the new step. Raises _NonFiniteLoss on a nan/inf loss."""
     plan, cfg = run.plan, run.plan.cfg
-    n_train = int(run.images.shape[0])
-    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0)))
     aug_seed = epoch_seed(cfg.seed, epoch, 1 + plan.rank)
     torch.manual_seed(aug_seed)
     np.random.seed(aug_seed % 2**32)
@@ -169,11 +165,10 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
                    total=plan.steps_per_epoch)
     lr = run.optimizer.param_groups[0]["lr"]
     t_start = t_first = time.perf_counter()
+    steps = run.source.steps(epoch)
     for i in bar:
-        idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][plan.rank * plan.local_batch:
-                                                                (plan.rank + 1) * plan.local_batch]
         lr = apply_lr(run.optimizer, lr_factor(step, plan.total_steps, plan.warmup_steps, cfg.schedule))
-        loss, logs = train_step(run.model, run.optimizer, _micro_batches(run, idx), cfg.accumulate,
+        loss, logs = train_step(run.model, run.optimizer, next(steps), cfg.accumulate,
                                 plan.amp_dtype, run.scaler)
         if not math.isfinite(loss):
             raise _NonFiniteLoss(f"loss is {loss} at epoch {epoch + 1}, step {i + 1} of the epoch "
@@ -199,6 +194,9 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
                   else cfg.batch_size / (t_end - t_start))
     metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
                                "train_time_s": t_end - t_start, "train_img_per_s": imgs_per_s}
+    metrics.update(run.source.epoch_stats())
+    if "data_wait_s" in metrics:   # the share of the loop spent waiting for the loader
+        metrics["data_wait_frac"] = metrics["data_wait_s"] / max(t_end - t_start, 1e-9)
     if spread_init is not None:   # the loss's embeddings' spread at the very first step
         metrics["z_spread_init"] = spread_init
     metrics.update({k: v / n_steps for k, v in sums.items() if not k.startswith("probe_")})
@@ -208,22 +206,7 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
     return metrics, step
 
 
-def _micro_batches(run: _Run, idx: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """This process's micro-batches of one step: two augmented views and the labels, on the device."""
-    plan = run.plan
-    for a in range(plan.cfg.accumulate):
-        j = idx[a * plan.micro:(a + 1) * plan.micro].to(run.images.device)
-        x = run.images[j].to(plan.device, non_blocking=True)
-        y = run.labels[j].to(plan.device, non_blocking=True)
-        v1, v2 = run.augment.views(x)
-        if plan.channels_last:
-            v1 = v1.contiguous(memory_format=torch.channels_last)
-            v2 = v2.contiguous(memory_format=torch.channels_last)
-        yield v1, v2, y
-
-
-def _monitors(run: _Run, metrics: dict[str, Any], history: list[dict[str, Any]], test_x: torch.Tensor,
-              test_y: torch.Tensor) -> dict[str, Any]:
+def _monitors(run: _Run, metrics: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
     """The epoch-end monitors; the scale-collapse rule compares ``z_spread`` with its first-step value
     (kept in the first epoch's metrics, so it survives --resume)."""
     out: dict[str, Any] = {}
@@ -231,7 +214,8 @@ def _monitors(run: _Run, metrics: dict[str, Any], history: list[dict[str, Any]],
     if spread_init and "z_spread" in metrics:
         out["z_spread_ratio"] = metrics["z_spread"] / spread_init
     ratio = out.get("z_spread_ratio") if getattr(run.trainable.method, "scale_sensitive", False) else None
-    out.update(evaluate_monitors(run.trainable, run.augment, test_x, test_y, run.plan.cfg, run.plan.amp_dtype,
+    test_x, test_y = run.source.monitor_set()
+    out.update(evaluate_monitors(run.trainable, run.source.augment, test_x, test_y, run.plan.cfg, run.plan.amp_dtype,
                                  run.plan.device, run.plan.channels_last, spread_ratio=ratio))
     return out
 

@@ -18,12 +18,14 @@ from simxir.config import (
     read_recipe,
     to_dict,
 )
-from simxir.data import load_dataset
+from simxir.data import open_dataset
 from simxir.errors import UserError
 from simxir.methods import CONFIGS, METHODS, build_method
 from simxir.models import build_backbone
 from simxir.train.config import TrainConfig
 from simxir.train.engine import EpochCallback, train
+
+INDEX_CACHE = "data-index.npz"  # a folder's (file, label) index, kept in the run folder
 
 
 def build_config(method: str | None, recipe: str | Path | None, overrides: list[str],
@@ -61,7 +63,7 @@ def build_config(method: str | None, recipe: str | Path | None, overrides: list[
 def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
                  callbacks: tuple[EpochCallback, ...] = ()) -> dict[str, Any]:
     """Load data, build backbone + augment + method from ``cfg`` (seeded), and train."""
-    dataset = load_dataset(cfg.data)
+    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(Path(out) / INDEX_CACHE))
     augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.backbone)
