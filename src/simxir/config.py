@@ -45,6 +45,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{key}: cannot be None")
     if origin is typing.Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(args):  # YAML 1.1 reads on/off as booleans
+            value = "on" if value else "off"
         for choice in args:
             if value == choice or (isinstance(value, str) and str(choice) == value):
                 return choice

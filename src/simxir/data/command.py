@@ -1,4 +1,5 @@
-"""``simxir data info SPEC``: what a dataset spec loads to (sizes, image size, classes, mean/std)."""
+"""``simxir data info SPEC``: what a dataset spec loads to; ``simxir data arrange-val``: ImageNet's flat
+validation folder into class folders."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import typer
 
 from simxir.data.dataset import dataset_info
+from simxir.data.index import arrange_val
 from simxir.data.load import SCHEMES, load_dataset
 
 data_app = typer.Typer(help="Inspect datasets (spec: " + ", ".join(SCHEMES) + ").", no_args_is_help=True,
@@ -38,3 +40,18 @@ def info_command(
     print(f"classes     {info['num_classes']}: {shown}")
     print(f"mean        {fmt(info['mean'])}")
     print(f"std         {fmt(info['std'])}")
+
+
+@data_app.command("arrange-val")
+def arrange_val_command(
+    val_dir: str = typer.Argument(..., help="ImageNet's flat validation folder (ILSVRC2012_val_*.JPEG)"),
+    labels: str = typer.Option(..., "--labels", help="ground truth: LOC_val_solution.csv, 'FILE WNID' lines, "
+                               "or one WNID per line in sorted file order"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Move the flat validation images into VAL_DIR/<wnid>/ folders, the layout folder: reads."""
+    result = {"val_dir": val_dir, **arrange_val(val_dir, labels)}
+    if json_out:
+        print(json.dumps(result))
+    else:
+        print(f"arranged {result['images']} images into {result['classes']} class folders of {val_dir}")

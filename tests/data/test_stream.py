@@ -1,0 +1,332 @@
+"""The streaming path: crops from the original image, torchvision's crop distribution, worker-count
+and rank invariance, reduced-size decoding, bad files, real layouts."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from stream_helpers import jpeg_folder, plain_augment, step_worker, stream_plan, stream_step
+
+from simxir.augment import ViewSpec
+from simxir.data import LoaderConfig, open_dataset
+from simxir.data.crops import draft_scale, eval_view, sample_box, train_views, view_rng
+from simxir.data.index import folder_index
+from simxir.data.stream import TrainViews, make_loader
+from simxir.errors import UserError
+from simxir.train.source import RankBatches, epoch_permutation
+
+
+def _stream(root, size=16, **kw):
+    return open_dataset(f"folder:{root}", size, LoaderConfig(stream="on", workers=0, stats_sample=4, **kw))
+
+
+def test_training_crops_reach_the_left_and_right_edges(tmp_path):
+    root = jpeg_folder(tmp_path, 2, 2)
+    split = folder_index(root).train
+    spec = ViewSpec(scale=(0.08, 1.0))
+    red = 0
+    for epoch in range(150):
+        v = train_views(split.path(0), [view_rng(0, epoch, 0, k) for k in range(2)], 32, [spec, spec])
+        r, g, b = v[:, 0].float(), v[:, 1].float(), v[:, 2].float()
+        red += int(((r > 200) & (g < 50) & (b < 50)).flatten(1).any(1).sum())
+    assert red >= 5  # a centre square of a 500x375 image never holds the 10 px edge stripes
+    old = open_dataset(f"folder:{root}", 32, LoaderConfig(stream="off"))  # the in-memory centre square
+    x = old.train.images.float()
+    assert not ((x[:, 0] > 200) & (x[:, 1] < 50) & (x[:, 2] < 50)).any()
+
+
+def _torchvision_box(g: torch.Generator, height: int, width: int, scale, ratio):
+    """torchvision.transforms.RandomResizedCrop.get_params, written out from its source."""
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=g).item()
+        aspect_ratio = math.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=g).item())
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            i = torch.randint(0, height - h + 1, size=(1,), generator=g).item()
+            j = torch.randint(0, width - w + 1, size=(1,), generator=g).item()
+            return i, j, h, w
+    in_ratio = float(width) / float(height)
+    if in_ratio < min(ratio):
+        w = width
+        h = int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        h = height
+        w = int(round(h * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+@pytest.mark.parametrize("hw,scale", [((375, 500), (0.08, 1.0)), ((300, 700), (0.2, 1.0))])
+def test_crop_area_and_aspect_follow_torchvision(hw, scale):
+    """Two-sample Kolmogorov-Smirnov tests (4000 draws each) on the area fraction, the aspect ratio
+    and the centre position; the 300x700 image exercises the retries and the fallback."""
+    from scipy.stats import ks_2samp
+
+    h, w = hw
+    ratio = (3 / 4, 4 / 3)
+    g = torch.Generator().manual_seed(0)
+    ref = np.array([_torchvision_box(g, h, w, scale, ratio) for _ in range(4000)], dtype=float)
+    ours = np.array([sample_box(view_rng(1, 0, i, 0), h, w, scale, ratio) for i in range(4000)], dtype=float)
+    for name, f in (("area", lambda b: b[:, 2] * b[:, 3] / (h * w)), ("aspect", lambda b: b[:, 3] / b[:, 2]),
+                    ("centre x", lambda b: b[:, 1] + b[:, 3] / 2), ("centre y", lambda b: b[:, 0] + b[:, 2] / 2)):
+        assert ks_2samp(f(ref), f(ours)).pvalue > 1e-3, name
+    # a shifted scale range is rejected by the same test (the test can fail)
+    other = np.array([sample_box(view_rng(1, 0, i, 0), h, w, (0.3, 1.0), ratio) for i in range(4000)], dtype=float)
+    assert ks_2samp(ref[:, 2] * ref[:, 3], other[:, 2] * other[:, 3]).pvalue < 1e-6
+
+
+def test_fallback_is_the_clamped_centre_crop():
+    rng = view_rng(0, 0, 0, 0)
+    assert sample_box(rng, 10, 1000, (0.99, 1.0), (3 / 4, 4 / 3)) == _torchvision_box(
+        torch.Generator(), 10, 1000, (0.99, 1.0), (3 / 4, 4 / 3))
+
+
+def test_zero_and_two_workers_give_identical_batches(tmp_path):
+    root = jpeg_folder(tmp_path, 24, 2)
+    ds = _stream(root)
+    plan = stream_plan(len(ds.train), 8, accumulate=2)
+    aug = plain_augment(16)
+    batches = {}
+    for workers in (0, 2):
+        sampler = RankBatches(len(ds.train), plan)
+        loader = make_loader(TrainViews(ds.train, 16, aug.specs, 0, False), batch_sampler=sampler,
+                             workers=workers)
+        got = []
+        for epoch in (0, 1):
+            sampler.epoch = epoch
+            got += [(x.clone(), y.clone()) for x, y, _ in loader]
+        batches[workers] = got
+    assert len(batches[0]) == 2 * 3 * 2
+    for (x0, y0), (x2, y2) in zip(batches[0], batches[2]):
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+    assert not torch.equal(batches[0][0][0], batches[0][6][0])  # epochs differ
+
+
+@pytest.mark.slow
+def test_two_rank_streaming_step_equals_single_process(tmp_path):
+    root = jpeg_folder(tmp_path / "d", 32, 2)
+    out = str(tmp_path / "r.pt")
+    mp.spawn(step_worker, args=(2, str(tmp_path / "init"), str(root), out), nprocs=2, join=True)
+    ranks = [torch.load(out.replace(".pt", f".{r}.pt"), weights_only=True) for r in range(2)]
+    single = stream_step(str(root))
+    a, b = set(ranks[0]["indices"].tolist()), set(ranks[1]["indices"].tolist())
+    assert not a & b
+    perm = epoch_permutation(0, 0, 32)
+    assert sorted(a | b) == sorted(perm[:32].tolist()) == sorted(single["indices"].tolist())
+    for k, v in single["state"].items():
+        torch.testing.assert_close(ranks[0]["state"][k], v, rtol=1e-4, atol=1e-4, msg=k)
+    torch.testing.assert_close(ranks[0]["loss"], single["loss"], rtol=1e-5, atol=1e-5)
+
+
+def test_reduced_jpeg_decoding_changes_less_than_the_resize_filter(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from simxir.data import crops
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    big = np.asarray(Image.fromarray(base).resize((1600, 1200), Image.Resampling.BICUBIC))
+    path = tmp_path / "big.jpg"
+    Image.fromarray(big).save(path, quality=95)
+    box = (100, 200, 900, 1000)
+    assert draft_scale([box], 96) == 8 and draft_scale([box], 128) == 4 and draft_scale([(0, 0, 100, 300)], 96) == 1
+
+    def views(scale_rule):
+        monkeypatch.setattr(crops, "sample_box", lambda *a, **k: box)
+        monkeypatch.setattr(crops, "draft_scale", scale_rule)
+        spec = ViewSpec(flip_p=0.0)
+        return train_views(path, [view_rng(0, 0, 0, 0)], 128, [spec])[0].float()
+
+    drafted = views(draft_scale)
+    full = views(lambda boxes, size: 1)
+    with Image.open(path) as im:
+        full_bilinear = torch.from_numpy(np.array(im.convert("RGB").resize(
+            (128, 128), Image.Resampling.BILINEAR, box=(200, 100, 1200, 900)))).permute(2, 0, 1).float()
+    assert (drafted - full).abs().mean() < (full_bilinear - full).abs().mean()
+    assert (drafted - full).abs().mean() > 0  # the reduced decode did run
+
+
+def test_eval_view_is_resize_then_centre_crop(tmp_path):
+    root = jpeg_folder(tmp_path, 1, 1, classes=1)
+    x = eval_view(folder_index(root).train.path(0), 224)
+    assert x.shape == (3, 224, 224) and x.dtype == torch.uint8
+    # 500x375 -> shorter side 256 -> 341x256 -> central 224: the 10 px edge stripes are cut away
+    r = x[0].float()
+    assert (r[:, :5] < 200).all() or (x[1].float()[:, :5] > 80).all()
+
+
+def test_modes_and_uppercase_extension_decode_to_rgb(tmp_path):
+    from PIL import Image
+
+    root = jpeg_folder(tmp_path, 2, 2, ext=".JPEG")
+    rgb = np.zeros((60, 80, 3), np.uint8) + 100
+    Image.fromarray(rgb[..., 0]).save(root / "train" / "c0" / "gray.png")
+    Image.fromarray(rgb).convert("CMYK").save(root / "train" / "c0" / "cmyk.jpg")
+    Image.fromarray(rgb).convert("P").save(root / "train" / "c1" / "palette.png")
+    Image.fromarray(rgb).convert("RGBA").save(root / "train" / "c1" / "alpha.png")
+    ds = _stream(root)
+    assert len(ds.train) == 6
+    for i in range(len(ds.train)):
+        v = train_views(ds.train.path(i), [view_rng(0, 0, i, 0)], 16, [ViewSpec()])
+        assert v.shape == (1, 3, 16, 16) and v.dtype == torch.uint8
+
+
+def test_unreadable_file_stops_with_its_path_or_is_skipped_and_counted(tmp_path):
+    from simxir.train.pretrain import build_config, run_pretrain
+
+    root = jpeg_folder(tmp_path / "d", 16, 4)
+    bad = root / "train" / "c0" / "00002.jpg"
+    bad.write_bytes(b"not a jpeg")
+    over = ["image_size=16", "loader.stream=on", "loader.workers=0", "loader.stats_sample=2", "batch_size=8",
+            "epochs=1", "backbone=convnet-small", "monitor.eval_size=4", "tensorboard=false"]
+    cfg = build_config("simsiam", None, over, f"folder:{root}")
+    with pytest.raises(UserError, match=r"00002\.jpg: not a readable image.*loader\.skip_unreadable"):
+        run_pretrain(cfg, tmp_path / "run1")
+    cfg = build_config("simsiam", None, over + ["loader.skip_unreadable=true"], f"folder:{root}")
+    res = run_pretrain(cfg, tmp_path / "run2")
+    assert res["epochs"][0]["skipped_unreadable"] >= 1
+    assert (tmp_path / "run2" / "data-index.npz").is_file()
+
+
+def test_class_list_selects_a_subset(tmp_path):
+    root = jpeg_folder(tmp_path / "d", 8, 4, classes=4)
+    (tmp_path / "list.txt").write_text("# ImageNet-100 style\nc3\nc1\n")
+    ds = _stream(root, classes=str(tmp_path / "list.txt"))
+    assert ds.classes == ["c3", "c1"] and len(ds.train) == 4
+    assert all(ds.train.path(i).parent.name in ("c3", "c1") for i in range(4))
+    (tmp_path / "bad.txt").write_text("c9\n")
+    with pytest.raises(UserError, match="bad.txt: 1 listed classes are not folders"):
+        _stream(root, classes=str(tmp_path / "bad.txt"))
+
+
+def test_arrange_imagenet_val(tmp_path):
+    from PIL import Image
+
+    root = jpeg_folder(tmp_path / "d", 4, 0)
+    (root / "val").mkdir()
+    for i in range(4):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "val" / f"ILSVRC2012_val_{i + 1:08d}.JPEG")
+    with pytest.raises(UserError, match="arrange-val"):
+        _stream(root)
+    labels = tmp_path / "LOC_val_solution.csv"
+    labels.write_text("ImageId,PredictionString\n" + "".join(
+        f"ILSVRC2012_val_{i + 1:08d},c{i % 2} 1 2 3 4\n" for i in range(4)))
+    r = subprocess.run([sys.executable, "-m", "simxir.cli", "data", "arrange-val", str(root / "val"),
+                        "--labels", str(labels), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert '"images": 4' in r.stdout
+    ds = _stream(root)
+    assert len(ds.test) == 4 and ds.test.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_index_is_cached_and_reused(tmp_path):
+    root = jpeg_folder(tmp_path / "d", 4, 2)
+    cache = tmp_path / "idx.npz"
+    a = folder_index(root, cache=cache)
+    (root / "train" / "c0" / "00000.jpg").rename(root / "train" / "c0" / "zz.jpg")
+    b = folder_index(root, cache=cache)
+    assert list(b.train.files) == list(a.train.files)  # read from the cache, not rescanned
+    cache.unlink()
+    assert folder_index(root, cache=cache).train.files[0].endswith(b"00002.jpg")
+
+
+@pytest.mark.slow
+def test_streamed_resume_reproduces_the_uninterrupted_run(tmp_path):
+    from simxir.train.pretrain import build_config, run_pretrain
+
+    root = jpeg_folder(tmp_path / "d", 32, 4)
+    over = ["image_size=16", "loader.stream=on", "loader.workers=1", "loader.stats_sample=4", "batch_size=8",
+            "epochs=3", "backbone=convnet-small", "monitor.eval_size=4", "tensorboard=false", "log_every=1"]
+    cfg = build_config("simsiam", None, over, f"folder:{root}")
+    full = run_pretrain(cfg, tmp_path / "full")
+
+    def stop_after_one(epoch, metrics):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    from simxir.errors import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted):
+        run_pretrain(cfg, tmp_path / "cut", callbacks=(stop_after_one,))
+    resumed = run_pretrain(cfg, tmp_path / "cut", resume=True)
+    assert [s["loss"] for s in resumed["steps"]] == [s["loss"] for s in full["steps"]]
+    assert len(full["steps"]) == 12
+
+
+PEAK = """
+import resource, sys
+from simxir.cli import main
+sys.argv = ["simxir"] + sys.argv[1:]
+try:
+    main()
+except SystemExit:
+    pass
+print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+def test_streamed_epoch_memory_does_not_grow_with_the_folder(tmp_path):
+    peaks = {}
+    for n in (200, 2000):
+        root = jpeg_folder(tmp_path / f"d{n}", n, 20, classes=4, seed=n)
+        r = subprocess.run([sys.executable, "-c", PEAK, "pretrain", "--method", "simsiam", "--data",
+                            f"folder:{root}", "--out", str(tmp_path / f"run{n}"), "image_size=32",
+                            "loader.stream=on", "loader.workers=0", "batch_size=100", "epochs=1",
+                            "backbone=convnet-small", "tensorboard=false", "--json"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        peaks[n] = int(r.stderr.rsplit("PEAK_KB", 1)[1].split()[0]) / 1024
+    # in memory the 2000 images would be 2000 x 3 x 375 x 375 bytes (~0.8 GB) at their stored size
+    assert peaks[2000] - peaks[200] < 150, peaks
+
+
+IMAGENET_RECIPES = sorted(str(p) for p in Path("recipes/pretrain/bridging-s5").glob("imagenet-*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", IMAGENET_RECIPES + ["recipes/finetune/simxir-imagenet.yaml"])
+def test_imagenet_recipes_build_their_config_and_streamed_pipeline(recipe, tmp_path, monkeypatch):
+    """As shipped, with only --data pointing at a folder of the ImageNet layout."""
+    from simxir.augment import build_augment
+    from simxir.finetune.run import build_finetune_config
+    from simxir.train.pretrain import build_config
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    root = jpeg_folder(tmp_path / "imagenet", 4, 2, ext=".JPEG")
+    data = f"folder:{root}"
+    cfg = build_finetune_config(recipe, [], data) if "finetune" in recipe else build_config(None, recipe, [], data)
+    assert cfg.image_size == 224 and cfg.loader.stream == "on" and cfg.data == data
+    ds = open_dataset(cfg.data, cfg.image_size, cfg.loader)
+    assert getattr(ds, "streamed", False) and ds.image_size == 224
+    aug = build_augment(cfg.augment, ds.image_size, ds.mean, ds.std)
+    crops, y, bad = next(iter(make_loader(TrainViews(ds.train, 224, aug.specs, cfg.seed, False),
+                                             batch_sampler=[[(0, 0), (0, 1)]])))
+    assert crops.shape == (2, 2, 3, 224, 224) and not bad
+    v1, v2 = aug.finish_views(crops[:, 0], crops[:, 1])
+    assert v1.shape == (2, 3, 224, 224) and torch.isfinite(v1).all() and torch.isfinite(v2).all()
+
+
+def test_stream_on_is_refused_for_in_memory_formats():
+    with pytest.raises(UserError, match="only folder: data can be streamed"):
+        open_dataset("digits", 0, LoaderConfig(stream="on"))
+
+
+def test_auto_streams_when_the_decoded_split_would_not_fit(tmp_path, monkeypatch):
+    from simxir.data import stream
+
+    root = jpeg_folder(tmp_path / "d", 4, 2)
+    monkeypatch.setattr(stream, "free_host_bytes", lambda: 4 * 3 * 375 * 375 * 4)  # 0.25 x 4x the split: fits
+    assert not getattr(open_dataset(f"folder:{root}", 0, LoaderConfig(stats_sample=2)), "streamed", False)
+    monkeypatch.setattr(stream, "free_host_bytes", lambda: 4 * 3 * 375 * 375 * 2)  # 0.25 x 2x: does not
+    assert open_dataset(f"folder:{root}", 0, LoaderConfig(stats_sample=2)).streamed
