@@ -34,6 +34,7 @@ from simxir.models import export_encoder, load_encoder
 from simxir.progress import log
 from simxir.train import train
 from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig, TrainConfig
+from simxir.train.plan import resolve_device
 
 
 def finetune_defaults() -> TrainConfig:
@@ -117,7 +118,9 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
     backbone, report = load_encoder(encoder, backbone=None if cfg.backbone == "auto" else cfg.backbone,
                                     format=fmt, allow_pickle=allow_pickle)
     log(report.summary())
-    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(run_dir / "data-index.npz"))
+    device = resolve_device(cfg)
+    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(run_dir / "data-index.npz"),
+                           device=device, on_device=cfg.data_on_device)
     streamed = getattr(dataset, "streamed", False)
     if val_fraction:
         if not 0 < val_fraction < 1:
@@ -148,7 +151,7 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
     torch.manual_seed(cfg.seed)
     method = SimXIR(backbone, mcfg)
     views = RawAnchorViews(augment) if mcfg.variant == "raw-anchor" else augment
-    result = train(cfg, method, dataset, views, run_dir, resume=resume)
+    result = train(cfg, method, dataset, views, run_dir, resume=resume, device=device)
 
     tuned = method.backbone.to("cpu").to(memory_format=torch.contiguous_format).float()
     log("evaluating the encoder after fine-tuning")

@@ -24,6 +24,7 @@ from simxir.methods import CONFIGS, METHODS, build_method
 from simxir.models import build_backbone
 from simxir.train.config import TrainConfig
 from simxir.train.engine import EpochCallback, train
+from simxir.train.plan import resolve_device
 
 INDEX_CACHE = "data-index.npz"  # a folder's (file, label) index, kept in the run folder
 
@@ -63,9 +64,11 @@ def build_config(method: str | None, recipe: str | Path | None, overrides: list[
 def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
                  callbacks: tuple[EpochCallback, ...] = ()) -> dict[str, Any]:
     """Load data, build backbone + augment + method from ``cfg`` (seeded), and train."""
-    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(Path(out) / INDEX_CACHE))
+    device = resolve_device(cfg)
+    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(Path(out) / INDEX_CACHE),
+                           device=device, on_device=cfg.data_on_device)
     augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.backbone)
     method = build_method(cfg.method_name, backbone, dict(cfg.method))
-    return train(cfg, method, dataset, augment, out, resume=resume, callbacks=callbacks)
+    return train(cfg, method, dataset, augment, out, resume=resume, callbacks=callbacks, device=device)
