@@ -331,3 +331,26 @@ def test_auto_streams_when_the_decoded_split_would_not_fit(tmp_path, monkeypatch
     assert not getattr(open_dataset(f"folder:{root}", 0, LoaderConfig(stats_sample=2)), "streamed", False)
     monkeypatch.setattr(stream, "free_host_bytes", lambda: 4 * 3 * 375 * 375 * 2)  # 0.25 x 2x: does not
     assert open_dataset(f"folder:{root}", 0, LoaderConfig(stats_sample=2)).streamed
+
+
+@pytest.mark.slow
+def test_finetune_and_eval_read_a_streamed_folder(tmp_path):
+    """simxir finetune (train + before/after evaluation) and simxir eval on a streamed folder."""
+    import json
+
+    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+    from simxir.models import build_backbone, save_encoder
+
+    root = jpeg_folder(tmp_path / "d", 16, 8)
+    enc = tmp_path / "enc.safetensors"
+    save_encoder(build_backbone("convnet-small"), enc)
+    cfg = build_finetune_config(None, ["image_size=16", "loader.stream=on", "loader.workers=0", "epochs=1",
+                                       "batch_size=8", "tensorboard=false"],
+                                f"folder:{root}")
+    res = run_finetune(cfg, str(enc), tmp_path / "ft", protocol=EvalProtocol(knn_ks=(5,), linear=False))
+    assert set(res["before"]["knn"]["cosine"]) == {"5"} and len(res["epochs"]) == 1
+    r = subprocess.run([sys.executable, "-m", "simxir.cli", "eval", "--encoder", str(enc), "--data",
+                        f"folder:{root}", "--stream", "on", "--workers", "0", "--image-size", "16", "--knn", "5",
+                        "--no-linear", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert json.loads(r.stdout)["knn"]["cosine"]["5"] == res["before"]["knn"]["cosine"]["5"]
