@@ -150,7 +150,8 @@ def main() -> None:
         f"| decode + 2 crops at {a.size}px, img/s per process (500x375 q90, {kb:.0f} KB) | "
         f"{dec['simxir_img_per_s']:.1f} | {dec['reference_img_per_s']:.1f} | {dec['ratio']:.2f}x |",
         f"| engine img/s, {eng['backbone']} {eng['image_size']}px batch {eng['batch']}, streamed ({eng['workers']} "
-        f"workers) vs in memory | {eng['stream_img_per_s']:.1f} | {eng['memory_img_per_s']:.1f} | {eng['ratio']:.2f}x |",
+        f"workers) vs in memory | {eng['stream_img_per_s']:.1f} | {eng['memory_img_per_s']:.1f} | "
+        f"{eng['ratio']:.2f}x |",
         f"| streamed: share of loop time waiting for data | {eng['stream_data_wait_frac']:.1%} | | |",
         f"| cores per GPU at {per_gpu:.0f} img/s per GPU (ResNet-50, {a.step_rate} steps/s x 256) | "
         f"{result['cores_per_gpu']['cores']:.1f} | {result['cores_per_gpu']['reference_cores']:.1f} | |",

@@ -9,7 +9,9 @@ import typer
 
 from simxir.data.dataset import dataset_info
 from simxir.data.index import arrange_val
-from simxir.data.load import SCHEMES, load_dataset
+from simxir.data.load import SCHEMES, open_dataset
+from simxir.data.stream import LoaderConfig
+from simxir.errors import UserError
 
 data_app = typer.Typer(help="Inspect datasets (spec: " + ", ".join(SCHEMES) + ").", no_args_is_help=True,
                        add_completion=False)
@@ -24,10 +26,15 @@ def _data() -> None:
 def info_command(
     spec: str = typer.Argument(..., help="dataset spec, e.g. digits, npz:FILE, cifar10:DIR, folder:DIR"),
     image_size: int = typer.Option(None, "--image-size", help="resize images to this square size"),
+    stream: str = typer.Option("auto", "--stream", help="folder data: on (index only; mean/std from a "
+                               "sample), off (decode all), auto (stream when it would not fit in memory)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Load SPEC and print its name, split sizes, image size, classes and train mean/std."""
-    info = dataset_info(load_dataset(spec, image_size=image_size), spec)
+    if stream not in ("auto", "on", "off"):
+        raise UserError(f"--stream: expected auto, on or off, got {stream!r}")
+    ds = open_dataset(spec, image_size or 0, LoaderConfig(stream=stream))  # type: ignore[arg-type]
+    info = {**dataset_info(ds, spec), "streamed": bool(getattr(ds, "streamed", False))}
     if json_out:
         print(json.dumps(info))
         return
