@@ -12,9 +12,10 @@ def default_device() -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is fast on ``device`` (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
+    """Whether bf16 autocast is fast on ``device``: native bf16 on CUDA (Ampere and newer; not the
+    emulation V100/T4 offer), or a CPU with AVX512-BF16/AMX."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         fn = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
         amx = getattr(torch.cpu, "_is_amx_tile_supported", None)

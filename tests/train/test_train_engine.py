@@ -255,3 +255,22 @@ def test_threads_sets_torch_intra_op_threads_and_rejects_negative(tmp_path):
         torch.set_num_threads(before)
     with pytest.raises(UserError, match="threads"):
         train(_cfg(epochs=1, threads=-2), _method(), toy_dataset(), ToyAugment(), tmp_path / "r2")
+
+
+def test_auto_precision_uses_bf16_only_where_native(monkeypatch):
+    """A GPU that only emulates bf16 (V100, T4) gets fp16 + GradScaler; a native one bf16."""
+    from simxir.train.plan import resolve_precision
+
+    calls = []
+
+    def native_only(including_emulation=True):
+        calls.append(including_emulation)
+        return including_emulation  # this mocked GPU emulates bf16 but has no native support
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", native_only)
+    assert resolve_precision("auto", torch.device("cuda", 0)) == torch.float16
+    assert calls == [False]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_precision("auto", torch.device("cuda", 0)) == torch.bfloat16
+    assert resolve_precision("bf16", torch.device("cuda", 0)) == torch.bfloat16
+    assert resolve_precision("fp32", torch.device("cuda", 0)) is None

@@ -27,11 +27,14 @@ def resolve_device(cfg: TrainConfig) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None = fp32): auto is bf16 where supported (CUDA, AVX512-BF16/AMX CPUs)."""
+    """The autocast dtype (None = fp32): auto is bf16 where native (CUDA from Ampere on,
+    AVX512-BF16/AMX CPUs), else fp16 (with a GradScaler) on CUDA, else fp32."""
     if precision == "fp32":
         return None
     if precision == "auto":
-        return torch.bfloat16 if bf16_supported(device) else None
+        if bf16_supported(device):
+            return torch.bfloat16
+        return torch.float16 if device.type == "cuda" else None
     if precision == "bf16":
         return torch.bfloat16
     if precision == "fp16":
