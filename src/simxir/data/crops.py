@@ -129,8 +129,7 @@ def eval_view(path: str | Path, size: int, crop_ratio: float = EVAL_CROP_RATIO) 
     short = max(size, int(round(size / crop_ratio)))
     with open_image(path) as im:
         width, height = im.size
-        s = min(width, height)
-        x = decode_rgb(im, next((k for k in DRAFT_SCALES if s >= k * short), 1))
+        x = decode_rgb(im, draft_scale([(0, 0, height, width)], short))
     h, w = x.shape[1:]
     scale = short / min(h, w)
     new = (max(short, int(round(h * scale))), max(short, int(round(w * scale))))

@@ -20,6 +20,7 @@ from simxir.io import atomic_write_bytes
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 INDEX_VERSION = 1
+INDEX_CACHE = "data-index.npz"  # a folder's (file, label) index, kept in the run folder
 
 
 @dataclass
@@ -97,8 +98,9 @@ def scan_folder(path: str | Path, classes_file: str | Path | None = None) -> Fol
     found = _class_dirs(train_dir)
     if not found:
         raise UserError(f"{train_dir}: no class folders")
-    if not _class_dirs(val_dir) and any(os.path.splitext(e.name)[1].lower() in EXTENSIONS
-                                        for e in os.scandir(val_dir) if e.is_file()):
+    val_classes = _class_dirs(val_dir)
+    if not val_classes and any(os.path.splitext(e.name)[1].lower() in EXTENSIONS
+                               for e in os.scandir(val_dir) if e.is_file()):
         raise UserError(f"{val_dir}: holds flat images, not class folders; arrange them with "
                         f"`simxir data arrange-val {val_dir} --labels FILE` (ImageNet's ground truth)")
     if classes_file:
@@ -107,13 +109,11 @@ def scan_folder(path: str | Path, classes_file: str | Path | None = None) -> Fol
         if missing:
             raise UserError(f"{classes_file}: {len(missing)} listed classes are not folders of {train_dir} "
                             f"(first: {missing[0]})")
-        val_found = set(_class_dirs(val_dir))
-        missing = [c for c in classes if c not in val_found]
+        missing = [c for c in classes if c not in set(val_classes)]
         if missing:
             raise UserError(f"{val_dir}: missing class folders listed in {classes_file} (first: {missing[0]})")
     else:
         classes = found
-        val_classes = _class_dirs(val_dir)
         if val_classes != classes:
             extra = sorted(set(val_classes) - set(classes))
             missing = sorted(set(classes) - set(val_classes))

@@ -108,7 +108,7 @@ def open_dataset(spec: str, image_size: int = 0, loader: LoaderConfig | None = N
             raise UserError(f"loader.classes: a class list selects folders of folder: data, not {scheme}")
         return load_dataset(spec, image_size or None)
     index = folder_index(arg, loader.classes or None, index_cache)
-    side = image_size or _typical_side(index)
+    side = image_size or (_typical_side(index) if loader.stream == "auto" else 0)  # only auto weighs it
     stream, reason = should_stream(loader, len(index.train), side, device, on_device)
     log(f"data {spec}: {len(index.train)} train / {len(index.test)} val images, {len(index.classes)} "
         f"classes; {'streamed from disk' if stream else 'decoded into memory'} ({reason})")

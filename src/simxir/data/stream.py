@@ -58,6 +58,11 @@ def default_workers() -> int:
     return max(1, min(8, cpus // local - 1))
 
 
+def loader_workers(cfg: LoaderConfig) -> int:
+    """``cfg.workers``, or :func:`default_workers` when it is None."""
+    return default_workers() if cfg.workers is None else cfg.workers
+
+
 def check_loader(cfg: LoaderConfig) -> None:
     if cfg.workers is not None and cfg.workers < 0:
         raise UserError(f"loader.workers: expected >= 0 (or null for the default), got {cfg.workers}")
@@ -159,9 +164,13 @@ def collate(items: list[tuple[torch.Tensor | None, int, list[str]]]) -> tuple[to
     return (torch.stack(tensors), torch.tensor([y for _, y, _ in items], dtype=torch.int64), bad)
 
 
-def raise_unreadable(bad: list[str]) -> None:
-    raise UserError(f"{bad[0]}; set loader.skip_unreadable=true to skip unreadable files "
-                    f"(each is counted in the run's log)")
+def count_unreadable(bad: list[str], skip: bool, images: torch.Tensor) -> int:
+    """How many unreadable files a collated batch skipped; a UserError naming the first one when
+    skipping is off, or when a sample found no readable file to stand in for it (empty batch)."""
+    if bad and (not skip or images.shape[0] == 0):
+        raise UserError(f"{bad[0]}; set loader.skip_unreadable=true to skip unreadable files "
+                        f"(each is counted in the run's log)")
+    return len(bad)
 
 
 def _worker_init(_: int) -> None:
@@ -209,8 +218,7 @@ def decode_eval(split: FolderSplit, size: int, indices: np.ndarray | None = None
     loader = make_loader(ds, batch_size=batch_size, workers=workers, persistent=False)
     xs, ys = [], []
     for x, y, bad in progress(loader, desc=desc, total=len(loader)):
-        if bad and not skip:
-            raise_unreadable(bad)
+        count_unreadable(bad, skip, x)
         xs.append(x)
         ys.append(y)
     return torch.cat(xs), torch.cat(ys)
@@ -218,11 +226,9 @@ def decode_eval(split: FolderSplit, size: int, indices: np.ndarray | None = None
 
 def streamed_folder(index: Any, name: str, image_size: int, loader: LoaderConfig) -> StreamedDataset:
     """A StreamedDataset over a folder index, its mean/std estimated from a fixed train sample."""
-    check_loader(loader)
     size = image_size or STREAM_IMAGE_SIZE
-    workers = default_workers() if loader.workers is None else loader.workers
     x, _ = decode_eval(index.train, size, sample_indices(len(index.train), loader.stats_sample),
-                       workers=workers, skip=loader.skip_unreadable, desc="mean/std sample")
+                       workers=loader_workers(loader), skip=loader.skip_unreadable, desc="mean/std sample")
     mean, std = channel_stats(x)
     return StreamedDataset(name, index.train, index.test, index.classes, size, mean, std, loader)
 

@@ -4,7 +4,7 @@ file ``simxir eval --save-features`` writes and ``--features`` reads."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from torch import nn
 
 from simxir.augment import auto_recipe, build_augment
 from simxir.data import LoaderConfig, open_dataset
-from simxir.data.stream import EvalImages, default_workers, make_loader, raise_unreadable
+from simxir.data.stream import EvalImages, count_unreadable, loader_workers, make_loader
 from simxir.errors import UserError
 from simxir.io import atomic_write_bytes, read_npz
 from simxir.models import load_encoder
@@ -68,21 +68,25 @@ def extract_features(
         raise UserError(f"images: expected a uint8 tensor of shape (N, 3, H, W), got {shape}")
     if batch_size < 1:
         raise UserError(f"--batch-size: expected a positive integer, got {batch_size}")
+    n = images_uint8.shape[0]
+    starts = range(0, n, batch_size)
+    return _frozen_features(model, (images_uint8[s:s + batch_size] for s in starts), transform, device, desc,
+                            len(starts))
+
+
+def _frozen_features(model: nn.Module, batches: Iterable[torch.Tensor], transform: object | None,
+                     device: torch.device | str | None, desc: str, total: int) -> torch.Tensor:
+    """``model`` in eval mode (restored afterwards) over uint8 ``batches``: (N, d) float32 on CPU."""
     tf = resolve_transform(transform)
     dev = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
-    n = images_uint8.shape[0]
     chunks: list[torch.Tensor] = []
     try:
         with torch.inference_mode():
-            starts = range(0, n, batch_size)
-            for s in progress(starts, desc=desc, total=len(starts)):
-                xb = images_uint8[s:s + batch_size].to(dev, non_blocking=True)
-                fb = model(tf(xb))
-                if fb.ndim != 2:
-                    fb = fb.flatten(1)
-                chunks.append(fb.float().cpu())
+            for xb in progress(batches, desc=desc, total=total):
+                fb = model(tf(xb.to(dev, non_blocking=True)))
+                chunks.append(fb.flatten(1).float().cpu())
     finally:
         model.train(was_training)
     if not chunks:
@@ -100,29 +104,21 @@ def split_features(model: nn.Module, dataset: Any, split: str, transform: object
     if batch_size < 1:
         raise UserError(f"--batch-size: expected a positive integer, got {batch_size}")
     cfg = dataset.loader
-    tf = resolve_transform(transform)
     dev = torch.device(device) if device is not None else model_device(model)
-    workers = default_workers() if cfg.workers is None else cfg.workers
     loader = make_loader(EvalImages(part, dataset.image_size, cfg.skip_unreadable), batch_size=batch_size,
-                         workers=workers, prefetch=cfg.prefetch, pin=dev.type == "cuda", persistent=False)
-    was_training = model.training
-    model.eval()
-    chunks: list[torch.Tensor] = []
-    skipped = 0
-    try:
-        with torch.inference_mode():
-            for x, _, bad in progress(loader, desc=f"{split} features", total=len(loader)):
-                if bad:
-                    if not cfg.skip_unreadable:
-                        raise_unreadable(bad)
-                    skipped += len(bad)
-                fb = model(tf(x.to(dev, non_blocking=True)))
-                chunks.append(fb.flatten(1).float().cpu())
-    finally:
-        model.train(was_training)
-    if skipped:
-        log(f"{split} features: {skipped} unreadable files skipped (replaced by the next readable file)")
-    return torch.cat(chunks, 0)
+                         workers=loader_workers(cfg), prefetch=cfg.prefetch, pin=dev.type == "cuda",
+                         persistent=False)
+    skipped = [0]
+
+    def images() -> Iterator[torch.Tensor]:
+        for x, _, bad in loader:
+            skipped[0] += count_unreadable(bad, cfg.skip_unreadable, x)
+            yield x
+
+    out = _frozen_features(model, images(), transform, dev, f"{split} features", len(loader))
+    if skipped[0]:
+        log(f"{split} features: {skipped[0]} unreadable files skipped (replaced by the next readable file)")
+    return out
 
 
 def dataset_features(model: nn.Module, dataset: Any, transform: object | None = None, batch_size: int = 256,

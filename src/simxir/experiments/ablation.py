@@ -23,6 +23,7 @@ import torch
 
 from simxir.augment import build_augment
 from simxir.data import open_dataset
+from simxir.data.index import INDEX_CACHE
 from simxir.errors import TrainingDiverged, UserError
 from simxir.eval import evaluate_encoder
 from simxir.io import atomic_write_json
@@ -127,8 +128,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
     base = list(overrides or [])
     cfgs = {r.name: build_config("bridge", recipe, base + r.method_overrides(), data) for r in rows}
     first = next(iter(cfgs.values()))
-    dataset = open_dataset(first.data, first.image_size, first.loader,
-                           index_cache=str(out / "data-index.npz"))
+    dataset = open_dataset(first.data, first.image_size, first.loader, index_cache=str(out / INDEX_CACHE))
     augment = build_augment(first.augment, dataset.image_size, dataset.mean, dataset.std)
     results = []
     epochs_run = first.epochs      # None (the automatic length) until a row has trained

@@ -25,6 +25,7 @@ from simxir.config import (
     to_dict,
 )
 from simxir.data import open_dataset, split_validation
+from simxir.data.index import INDEX_CACHE
 from simxir.errors import UserError
 from simxir.eval import LinearProbeConfig, evaluate_encoder
 from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
@@ -119,7 +120,7 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
                                     format=fmt, allow_pickle=allow_pickle)
     log(report.summary())
     device = resolve_device(cfg)
-    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(run_dir / "data-index.npz"),
+    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(run_dir / INDEX_CACHE),
                            device=device, on_device=cfg.data_on_device)
     streamed = getattr(dataset, "streamed", False)
     if val_fraction:

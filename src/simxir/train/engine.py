@@ -121,22 +121,21 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                 stopped_early = epoch + 1 < cfg.epochs
                 break
     except _NonFiniteLoss as exc:
-        source.close()
         tb.close()
         kept = _checkpoint_epoch(run_dir, history, start)
         last = (f"last good checkpoint {run_dir / CHECKPOINT} (after epoch {kept})" if kept is not None
                 else "no checkpoint was written yet")
         raise TrainingDiverged(f"{exc}; {last}") from None
     except KeyboardInterrupt:
-        source.close()
         tb.close()
         done = _checkpoint_epoch(run_dir, history, start)
         kept = (f"{run_dir / CHECKPOINT} holds epoch {done} of {cfg.epochs}" if done is not None
                 else "no checkpoint was written yet (interrupted in the first epoch)")
         raise TrainingInterrupted(f"interrupted in epoch {len(history) + 1} of {cfg.epochs}; {kept}; "
                                   f"to continue, rerun the command with --out {run_dir} --resume") from None
+    finally:
+        source.close()   # stop the loader's workers, however the loop ended
 
-    source.close()
     tb.close()
     encoder = None
     if plan.main and not stopped_early:

@@ -19,14 +19,13 @@ from simxir.config import (
     to_dict,
 )
 from simxir.data import open_dataset
+from simxir.data.index import INDEX_CACHE
 from simxir.errors import UserError
 from simxir.methods import CONFIGS, METHODS, build_method
 from simxir.models import build_backbone
 from simxir.train.config import TrainConfig
 from simxir.train.engine import EpochCallback, train
 from simxir.train.plan import resolve_device
-
-INDEX_CACHE = "data-index.npz"  # a folder's (file, label) index, kept in the run folder
 
 
 def build_config(method: str | None, recipe: str | Path | None, overrides: list[str],

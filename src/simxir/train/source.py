@@ -25,10 +25,10 @@ from torch.utils.data import Sampler
 from simxir.data.stream import (
     StreamedDataset,
     TrainViews,
+    count_unreadable,
     decode_eval,
-    default_workers,
+    loader_workers,
     make_loader,
-    raise_unreadable,
     sample_indices,
 )
 from simxir.progress import log
@@ -46,6 +46,12 @@ def rank_indices(perm: torch.Tensor, step: int, plan: Plan) -> torch.Tensor:
     """This rank's slice of global batch ``step``."""
     b = plan.cfg.batch_size
     return perm[step * b:(step + 1) * b][plan.rank * plan.local_batch:(plan.rank + 1) * plan.local_batch]
+
+
+def micro_slices(idx: torch.Tensor, plan: Plan) -> Iterator[torch.Tensor]:
+    """A step's rank slice split into its ``accumulate`` micro-batches."""
+    for a in range(plan.cfg.accumulate):
+        yield idx[a * plan.micro:(a + 1) * plan.micro]
 
 
 def _channels_last(v: torch.Tensor, on: bool) -> torch.Tensor:
@@ -76,8 +82,8 @@ class MemorySource:
 
     def _micro_batches(self, idx: torch.Tensor) -> Iterator[MicroBatch]:
         plan = self.plan
-        for a in range(plan.cfg.accumulate):
-            j = idx[a * plan.micro:(a + 1) * plan.micro].to(self.images.device)
+        for j in micro_slices(idx, plan):
+            j = j.to(self.images.device)
             x = self.images[j].to(plan.device, non_blocking=True)
             y = self.labels[j].to(plan.device, non_blocking=True)
             v1, v2 = self.augment.views(x)
@@ -107,9 +113,8 @@ class RankBatches(Sampler):
         plan, epoch = self.plan, self.epoch
         perm = epoch_permutation(plan.cfg.seed, epoch, self.n)
         for i in range(plan.steps_per_epoch):
-            idx = rank_indices(perm, i, plan).tolist()
-            for a in range(plan.cfg.accumulate):
-                yield [(epoch, j) for j in idx[a * plan.micro:(a + 1) * plan.micro]]
+            for micro in micro_slices(rank_indices(perm, i, plan), plan):
+                yield [(epoch, j) for j in micro.tolist()]
 
 
 class StreamSource:
@@ -120,7 +125,7 @@ class StreamSource:
     def __init__(self, dataset: StreamedDataset, plan: Plan, augment: Any) -> None:
         self.plan, self.augment, self.dataset = plan, augment, dataset
         cfg = dataset.loader
-        self.workers = default_workers() if cfg.workers is None else cfg.workers
+        self.workers = loader_workers(cfg)
         self.skip = cfg.skip_unreadable
         self.sampler = RankBatches(len(dataset.train), plan)
         views = TrainViews(dataset.train, dataset.image_size, augment.specs, plan.cfg.seed, self.skip)
@@ -148,9 +153,7 @@ class StreamSource:
             t = time.perf_counter()
             crops, y, bad = next(it)
             self._wait += time.perf_counter() - t
-            if bad:
-                if not self.skip:
-                    raise_unreadable(bad)
+            if count_unreadable(bad, self.skip, crops):
                 self._skipped.extend(bad)
             crops = crops.to(plan.device, non_blocking=True)
             y = y.to(plan.device, non_blocking=True)
