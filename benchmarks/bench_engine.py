@@ -24,13 +24,13 @@ import json
 import os
 import tempfile
 import time
-from types import SimpleNamespace
 
 import torch
 
 os.environ.setdefault("SIMXIR_QUIET", "1")
 
 from simxir.augment import build_augment  # noqa: E402
+from simxir.data.dataset import ImageDataset, Split  # noqa: E402
 from simxir.device import bf16_supported, default_device  # noqa: E402
 from simxir.methods import build_method  # noqa: E402
 from simxir.models import build_backbone  # noqa: E402
@@ -40,12 +40,11 @@ from simxir.train.config import MonitorConfig, OptimConfig  # noqa: E402
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
 
-def _dataset(n: int, size: int) -> SimpleNamespace:
+def _dataset(n: int, size: int) -> ImageDataset:
     g = torch.Generator().manual_seed(0)
-    split = lambda k: SimpleNamespace(images=torch.randint(0, 256, (k, 3, size, size), dtype=torch.uint8,  # noqa: E731
-                                                           generator=g),
-                                      labels=torch.randint(0, 10, (k,), generator=g))
-    return SimpleNamespace(train=split(n), test=split(32), num_classes=10, image_size=size, mean=MEAN, std=STD)
+    split = lambda k: Split(torch.randint(0, 256, (k, 3, size, size), dtype=torch.uint8, generator=g),  # noqa: E731
+                            torch.randint(0, 10, (k,), generator=g))
+    return ImageDataset("random", split(n), split(32), [str(i) for i in range(10)], MEAN, STD)
 
 
 def _method(args):

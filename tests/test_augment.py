@@ -120,17 +120,46 @@ def test_per_sample_parameters_differ_within_batch():
     assert len(distinct) > 28
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu_for_same_seed():
-    x = images(8, 16)
+def test_sync_free_path_equals_the_cpu_path():
+    """The GPU code path (every pass on the whole batch, selections by ``where``, no host reads)
+    gives the CPU path's views for the same draws; checked on the CPU for every recipe."""
+    x = images(24, 16)
+    for recipe in RECIPES:
+        a = build_augment(recipe, 16, MEAN, STD)
+        out = []
+        for sync_free in (False, True):
+            a.sync_free = sync_free
+            a.seed(11, "cpu")
+            out.append(a.views(x))
+        for u, v in zip(*out):
+            torch.testing.assert_close(u, v, atol=1e-6, rtol=0, msg=recipe)
+
+
+def test_own_generator_is_reproducible_and_leaves_torchs_alone():
+    x = images(16, 16)
     a = build_augment("byol-imagenet", 16, MEAN, STD)
     torch.manual_seed(5)
-    c1, c2 = a.views(x)
-    torch.manual_seed(5)
-    g1, g2 = a.views(x.cuda())
-    assert g1.device.type == "cuda"
-    torch.testing.assert_close(g1.cpu(), c1, atol=1e-4, rtol=0)
-    torch.testing.assert_close(g2.cpu(), c2, atol=1e-4, rtol=0)
+    ref = a.views(x)            # torch's generator, seeded like the own one below
+    state = torch.get_rng_state()
+    a.seed(5, "cpu")
+    own = a.views(x)
+    assert torch.equal(torch.get_rng_state(), state)   # the global generator was not drawn from
+    for u, v in zip(ref, own):   # a CPU generator seeded alike draws the same numbers
+        assert torch.equal(u, v)
+    a.seed(6, "cpu")
+    assert not torch.equal(a.views(x)[0], own[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_views_are_drawn_on_the_device_and_reproducible():
+    x = images(8, 16).cuda()
+    a = build_augment("byol-imagenet", 16, MEAN, STD)
+    a.seed(5, x.device)
+    g1, g2 = a.views(x)
+    a.seed(5, x.device)
+    h1, h2 = a.views(x)
+    assert g1.device.type == "cuda" and a.generator.device.type == "cuda"
+    assert torch.equal(g1, h1) and torch.equal(g2, h2)
 
 
 def test_cpu_threads_setting_restored_and_results_unchanged():

@@ -124,8 +124,10 @@ def test_two_rank_streaming_step_equals_single_process(tmp_path):
     assert not a & b
     perm = epoch_permutation(0, 0, 32)
     assert sorted(a | b) == sorted(perm[:32].tolist()) == sorted(single["indices"].tolist())
+    # weights of magnitude ~10 after an lr-0.1 step: float32 reduction order across 2 processes
+    # moves them by up to 4e-4 on this CPU (a wrong batch or seed moves them by > 1e-1)
     for k, v in single["state"].items():
-        torch.testing.assert_close(ranks[0]["state"][k], v, rtol=1e-4, atol=1e-4, msg=k)
+        torch.testing.assert_close(ranks[0]["state"][k], v, rtol=1e-4, atol=1e-3, msg=k)
     torch.testing.assert_close(ranks[0]["loss"], single["loss"], rtol=1e-5, atol=1e-5)
 
 

@@ -63,8 +63,8 @@ def test_spread_is_the_mean_per_dimension_batch_std():
 
     z = torch.randn(50, 7, dtype=torch.float64) * torch.arange(1, 8)
     expected = sum(float(z[:, j].std()) for j in range(7)) / 7
-    assert spread(z) == pytest.approx(expected, rel=1e-6)
-    assert spread(torch.ones(10, 3)) == 0.0
+    assert float(spread(z)) == pytest.approx(expected, rel=1e-6)
+    assert float(spread(torch.ones(10, 3))) == 0.0
 
 
 def test_collapse_reasons_name_the_rules_that_fire():

@@ -92,7 +92,11 @@ def _check_input(x: Tensor) -> None:
 
 
 class Augment:
-    """Batched two-view augmentation on the batch's own device; randomness from torch's seed."""
+    """Batched two-view augmentation on the batch's own device.
+
+    Random parameters are drawn on the batch's device, from the augment's own generator once
+    :meth:`seed` has set one for that device (the training sources do, every epoch), else from
+    torch's default generator of that device (``torch.manual_seed``)."""
 
     def __init__(self, recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float],
                  view1: ViewSpec, view2: ViewSpec, cpu_threads: int | None = None) -> None:
@@ -103,10 +107,27 @@ class Augment:
         self.std = torch.tensor([float(s) for s in std], dtype=torch.float32)
         self.specs = (view1, view2)
         self.blur_kernel = blur_kernel_size(image_size)
+        self.generator: torch.Generator | None = None
+        self.sync_free: bool | None = None     # None: on every device but the CPU
+        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def __repr__(self) -> str:
         return (f"Augment(recipe={self.recipe!r}, image_size={self.image_size}, "
                 f"mean={self.mean.tolist()}, std={self.std.tolist()})")
+
+    def seed(self, seed: int, device: torch.device | str) -> None:
+        """Draw from now on from an own generator on ``device``, seeded with ``seed``."""
+        device = torch.device(device)
+        if self.generator is None or self.generator.device != device:
+            self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def _gen(self, x: Tensor) -> torch.Generator | None:
+        g = self.generator
+        return g if g is not None and g.device == x.device else None
+
+    def _no_sync(self, x: Tensor) -> bool:
+        return x.device.type != "cpu" if self.sync_free is None else self.sync_free
 
     def _threads(self, x: Tensor) -> AbstractContextManager[None]:
         return _cpu_threads(x, x.shape[0] * 3 * self.image_size ** 2, self.cpu_threads)
@@ -119,29 +140,37 @@ class Augment:
 
     def _view(self, x: Tensor, spec: ViewSpec) -> Tensor:
         n, _, height, width = x.shape
-        # All random draws happen here, on the CPU generator, in a fixed order.
-        boxes = params.crop_boxes(n, height, width, spec.scale, spec.ratio)
-        flip = params.bernoulli(n, spec.flip_p)
-        draws = self._colour_draws(n, spec)
+        # All random draws happen here, on x's device, in a fixed order.
+        kw = {"device": x.device, "generator": self._gen(x)}
+        boxes = params.crop_boxes(n, height, width, spec.scale, spec.ratio, **kw)
+        flip = params.bernoulli(n, spec.flip_p, **kw)
+        draws = self._colour_draws(n, spec, kw)
         return self._colour(ops.resized_crop(ops.to_float(x), boxes, self.image_size, flip), spec, draws)
 
     @staticmethod
-    def _colour_draws(n: int, spec: ViewSpec) -> tuple[Tensor, ...]:
-        jit = params.jitter_params(n, *spec.jitter, p=spec.jitter_p)
-        return (*jit, params.bernoulli(n, spec.gray_p), params.bernoulli(n, spec.blur_p),
-                params.uniform(n, *spec.blur_sigma), params.bernoulli(n, spec.solarize_p))
+    def _colour_draws(n: int, spec: ViewSpec, kw: dict) -> tuple[Tensor, ...]:
+        jit = params.jitter_params(n, *spec.jitter, p=spec.jitter_p, **kw)
+        return (*jit, params.bernoulli(n, spec.gray_p, **kw), params.bernoulli(n, spec.blur_p, **kw),
+                params.uniform(n, *spec.blur_sigma, **kw), params.bernoulli(n, spec.solarize_p, **kw))
 
     def _colour(self, out: Tensor, spec: ViewSpec, draws: tuple[Tensor, ...]) -> Tensor:
         jit, (gray, blur, sigma, sol) = draws[:5], draws[5:]
+        no_sync = self._no_sync(out)
         if spec.jitter_p > 0 and any(spec.jitter):
-            out = ops.color_jitter(out, *jit)
+            out = ops.color_jitter(out, *jit, sync_free=no_sync)
         if spec.gray_p > 0:
             out = ops.grayscale(out, gray)
         if spec.blur_p > 0:
-            out = ops.gaussian_blur(out, blur, sigma, self.blur_kernel)
+            out = ops.gaussian_blur(out, blur, sigma, self.blur_kernel, sync_free=no_sync)
         if spec.solarize_p > 0:
             out = ops.solarize(out, sol)
-        return ops.normalize(out, self.mean, self.std)
+        return self._normalize(out)
+
+    def _normalize(self, x: Tensor) -> Tensor:
+        """``ops.normalize`` with mean/std copied to x's device once, not per batch."""
+        if x.device not in self._stats:
+            self._stats[x.device] = (self.mean.to(x.device), self.std.to(x.device))
+        return ops.normalize(x, *self._stats[x.device])
 
     def finish(self, crops: Tensor, spec: ViewSpec) -> Tensor:
         """The rest of one view (colour jitter ... normalize) for a uint8 batch of crops already
@@ -150,8 +179,9 @@ class Augment:
         if tuple(crops.shape[2:]) != (self.image_size, self.image_size):
             raise UserError(f"augment crops: expected {self.image_size}x{self.image_size}, got "
                             f"{crops.shape[2]}x{crops.shape[3]}")
+        kw = {"device": crops.device, "generator": self._gen(crops)}
         with self._threads(crops):
-            return self._colour(ops.to_float(crops), spec, self._colour_draws(crops.shape[0], spec))
+            return self._colour(ops.to_float(crops), spec, self._colour_draws(crops.shape[0], spec, kw))
 
     def finish_views(self, c1: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`finish` of view 1's and view 2's crops."""
@@ -181,7 +211,7 @@ class Augment:
         if (height, width) != (size, size):
             top, left = (height - size) // 2, (width - size) // 2
             out = out[:, :, top:top + size, left:left + size]
-        return ops.normalize(out, self.mean, self.std)
+        return self._normalize(out)
 
 
 def build_augment(recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float], *,

@@ -118,6 +118,9 @@ class RawAnchorViews:
     def __init__(self, augment: Any) -> None:
         self.augment = augment
 
+    def seed(self, seed: int, device: torch.device | str) -> None:
+        self.augment.seed(seed, device)
+
     def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.augment.eval(x), self.augment.view(x, self.augment.specs[1])
 

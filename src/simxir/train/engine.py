@@ -157,7 +157,7 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
     random.seed(aug_seed)
     run.trainable.method.on_epoch_start(epoch)
     run.trainable.train()
-    sums: dict[str, float] = {}
+    sums: dict[str, Any] = {}               # device tensors (the step's logs) and the loss, summed
     spread_init = None
     n_steps = 0
     bar = progress(range(plan.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -181,7 +181,7 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
             t_first = time.perf_counter()
         sums["loss"] = sums.get("loss", 0.0) + loss
         for k, v in logs.items():
-            sums[k] = sums.get(k, 0.0) + v
+            sums[k] = v if k not in sums else sums[k] + v
         if step % cfg.log_every == 0 or i == plan.steps_per_epoch - 1:
             run.step_log.append({"step": step, "epoch": epoch + 1, "loss": loss, "lr": lr})
             run.tb.scalars("step", {"loss": loss, "lr": lr}, step)
@@ -197,7 +197,8 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
     if "data_wait_s" in metrics:   # the share of the loop spent waiting for the loader
         metrics["data_wait_frac"] = metrics["data_wait_s"] / max(t_end - t_start, 1e-9)
     if spread_init is not None:   # the loss's embeddings' spread at the very first step
-        metrics["z_spread_init"] = spread_init
+        metrics["z_spread_init"] = float(spread_init)
+    sums = {k: float(v) for k, v in sums.items()}   # the epoch's one read of the logged tensors
     metrics.update({k: v / n_steps for k, v in sums.items() if not k.startswith("probe_")})
     if sums.get("probe_count"):
         metrics["probe_train_top1"] = sums["probe_hits1"] / sums["probe_count"]

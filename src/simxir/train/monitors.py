@@ -30,9 +30,10 @@ def normalized_std(z: torch.Tensor) -> float:
     return float(zn.std(dim=0).mean())
 
 
-def spread(z: torch.Tensor) -> float:
-    """Mean over dimensions of the batch std of ``z`` (n, d), un-normalized."""
-    return float(z.detach().float().std(dim=0).mean())
+def spread(z: torch.Tensor) -> torch.Tensor:
+    """Mean over dimensions of the batch std of ``z`` (n, d), un-normalized (a 0-d tensor on z's
+    device, so that the training step does not wait for it)."""
+    return z.detach().float().std(dim=0).mean()
 
 
 def effective_rank(x: torch.Tensor, eps: float = 1e-12) -> float:
@@ -51,15 +52,17 @@ def effective_rank(x: torch.Tensor, eps: float = 1e-12) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+def topk_hits(logits: torch.Tensor, y: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
+    """(len(ks),) int64 on the logits' device: the number of rows whose label is among the ``k``
+    largest logits, for each ``k`` (no host synchronization)."""
+    kmax = min(max(ks), logits.shape[1])
+    hit = logits.topk(kmax, dim=1).indices == y[:, None]
+    return torch.stack([hit[:, :min(k, kmax)].any(dim=1).sum() for k in ks])
+
+
 def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, int]:
     """Number of rows whose label is among the ``k`` largest logits, for each ``k``."""
-    out = {}
-    kmax = min(max(ks), logits.shape[1])
-    top = logits.topk(kmax, dim=1).indices
-    hit = top == y[:, None]
-    for k in ks:
-        out[k] = int(hit[:, :min(k, kmax)].any(dim=1).sum())
-    return out
+    return dict(zip(ks, topk_hits(logits, y, ks).tolist(), strict=True))
 
 
 def collapse_reasons(std: float, dim: int, erank: float, std_ratio: float, min_erank: float,

@@ -37,36 +37,38 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
+        """One update of every group, as a few ``torch._foreach_*`` kernels over all its parameters
+        (not a Python loop of small ops per parameter); no host synchronization."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            ps = [p for p in group["params"] if p.grad is not None]
+            if not ps:
+                continue
+            gs = [p.grad for p in ps]
             wd, mom, lr = group["weight_decay"], group["momentum"], group["lr"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["lars"]:
-                    p_norm = torch.linalg.vector_norm(p)
-                    g_norm = torch.linalg.vector_norm(g)
-                    q = group["eta"] * p_norm / (g_norm + wd * p_norm + group["eps"])
-                    if group["clip_lars_lr"]:
-                        q = torch.clamp(q / lr, max=1.0) if lr > 0 else torch.ones_like(q)
-                    q = torch.where((p_norm > 0) & (g_norm > 0), q, torch.ones_like(q))
-                    d = g.add(p, alpha=wd) if wd != 0 else g.clone()
-                    d.mul_(q)
-                else:
-                    d = g.add(p, alpha=wd) if wd != 0 else g
-                if mom != 0:
+            d = torch._foreach_add(gs, ps, alpha=wd) if wd != 0 else [g.clone() for g in gs]
+            if group["lars"]:
+                p_norm = torch.stack(torch._foreach_norm(ps))
+                g_norm = torch.stack(torch._foreach_norm(gs))
+                q = group["eta"] * p_norm / (g_norm + wd * p_norm + group["eps"])
+                if group["clip_lars_lr"]:
+                    q = torch.clamp(q / lr, max=1.0) if lr > 0 else torch.ones_like(q)
+                q = torch.where((p_norm > 0) & (g_norm > 0), q, torch.ones_like(q))
+                torch._foreach_mul_(d, list(q.to(d[0].dtype).unbind()))
+            if mom != 0:
+                bufs = []
+                for p, di in zip(ps, d, strict=True):
                     state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = torch.clone(d).detach()
-                    else:
-                        buf.mul_(mom).add_(d)
-                    d = d.add(buf, alpha=mom) if group["nesterov"] else buf
-                p.add_(d, alpha=-lr)
+                    if "momentum_buffer" not in state:   # the first step: buf = d
+                        state["momentum_buffer"] = torch.zeros_like(di)
+                    bufs.append(state["momentum_buffer"])
+                torch._foreach_mul_(bufs, mom)
+                torch._foreach_add_(bufs, d)
+                d = torch._foreach_add(d, bufs, alpha=mom) if group["nesterov"] else bufs
+            torch._foreach_add_(ps, d, alpha=-lr)
         return loss
 
 

@@ -101,6 +101,8 @@ def plan_run(cfg: TrainConfig, n_train: int, device: torch.device | None = None)
         raise UserError(f"batch_size: {cfg.batch_size} is larger than the {n_train} training images")
     if cfg.epochs is None:
         cfg = dataclasses.replace(cfg, epochs=auto_epochs(steps_per_epoch))
+    if device.type == "cuda":   # every step has the same shapes: let cuDNN time its kernels once
+        torch.backends.cudnn.benchmark = True
     return Plan(cfg=cfg, device=device, amp_dtype=resolve_precision(cfg.precision, device),
                 channels_last=resolve_channels_last(cfg.channels_last), rank=rank, world=world,
                 micro=micro, local_batch=micro * cfg.accumulate, steps_per_epoch=steps_per_epoch,

@@ -58,6 +58,13 @@ def _channels_last(v: torch.Tensor, on: bool) -> torch.Tensor:
     return v.contiguous(memory_format=torch.channels_last) if on else v
 
 
+def seed_augment(augment: Any, plan: Plan, epoch: int) -> None:
+    """Give the augmentation its own generator on the device, seeded from ``(seed, epoch, rank)``
+    (augments without ``seed`` draw from torch's generator, which the engine seeds alike)."""
+    if hasattr(augment, "seed"):
+        augment.seed(epoch_seed(plan.cfg.seed, epoch, 1 + plan.rank), plan.device)
+
+
 class MemorySource:
     """In-memory uint8 images, indexed and augmented on the device."""
 
@@ -76,14 +83,15 @@ class MemorySource:
         return int(self.images.shape[0])
 
     def steps(self, epoch: int) -> Iterator[Iterator[MicroBatch]]:
-        perm = epoch_permutation(self.plan.cfg.seed, epoch, len(self))
+        seed_augment(self.augment, self.plan, epoch)
+        # one copy of the permutation per epoch, so that steps index on the device without one
+        perm = epoch_permutation(self.plan.cfg.seed, epoch, len(self)).to(self.images.device)
         for i in range(self.plan.steps_per_epoch):
             yield self._micro_batches(rank_indices(perm, i, self.plan))
 
     def _micro_batches(self, idx: torch.Tensor) -> Iterator[MicroBatch]:
         plan = self.plan
         for j in micro_slices(idx, plan):
-            j = j.to(self.images.device)
             x = self.images[j].to(plan.device, non_blocking=True)
             y = self.labels[j].to(plan.device, non_blocking=True)
             v1, v2 = self.augment.views(x)
@@ -142,6 +150,7 @@ class StreamSource:
 
     def steps(self, epoch: int) -> Iterator[Iterator[MicroBatch]]:
         self.sampler.epoch = epoch
+        seed_augment(self.augment, self.plan, epoch)
         self._wait, self._skipped = 0.0, []
         it = iter(self.loader)
         for _ in range(self.plan.steps_per_epoch):

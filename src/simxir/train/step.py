@@ -19,17 +19,22 @@ _SKIP_KEYS = {"loss", "probe_loss", "probe_logits", "z1", "z2", "feats1"}
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
                batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], n_micro: int,
                amp_dtype: torch.dtype | None, scaler: torch.amp.GradScaler | None = None
-               ) -> tuple[float, dict[str, float]]:
+               ) -> tuple[float, dict[str, torch.Tensor]]:
     """One optimizer step over ``n_micro`` micro-batches (gradient accumulation; DDP syncs on the last).
 
     Returns ``(loss, logs)``: the method loss averaged over micro-batches and processes (nan/inf
-    when diverged, in which case the optimizer does NOT step), and local scalar logs (other 0-d
-    outputs, probe top-1/top-5 counts).
+    when diverged, in which case the optimizer does NOT step), and local logs as 0-d tensors on the
+    device (other 0-d outputs, ``z_spread``, probe top-1/top-5 counts), for the caller to read when
+    it logs. Reading the loss is the step's one host-device synchronization (the nan/inf guard; a
+    GradScaler's inf check adds its own).
     """
     optimizer.zero_grad(set_to_none=True)
     loss_sum: torch.Tensor | None = None
-    logs: dict[str, float] = {}
-    hits1 = hits5 = count = 0
+    logs: dict[str, torch.Tensor] = {}
+
+    def add(key: str, v: torch.Tensor) -> None:
+        logs[key] = v if key not in logs else logs[key] + v
+
     for i, (v1, v2, y) in enumerate(batches):
         sync = nullcontext() if (i == n_micro - 1 or not isinstance(model, DDP)) else model.no_sync()
         with sync:
@@ -43,15 +48,16 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
         loss_sum = d if loss_sum is None else loss_sum + d
         for k, v in out.items():
             if k not in _SKIP_KEYS and isinstance(v, torch.Tensor) and v.ndim == 0:
-                logs[k] = logs.get(k, 0.0) + float(v.detach()) / n_micro
+                add(k, v.detach().float() / n_micro)
         if isinstance(out.get("z1"), torch.Tensor) and out["z1"].shape[0] > 1:
-            logs["z_spread"] = logs.get("z_spread", 0.0) + monitors.spread(out["z1"]) / n_micro
+            add("z_spread", monitors.spread(out["z1"]) / n_micro)
         if "probe_logits" in out and y is not None:
-            hit = monitors.topk_correct(out["probe_logits"], y, (1, 5))
-            hits1, hits5, count = hits1 + hit[1], hits5 + hit[5], count + y.shape[0]
+            hits = monitors.topk_hits(out["probe_logits"], y, (1, 5))
+            add("probe_hits1", hits[0])
+            add("probe_hits5", hits[1])
+            add("probe_count", torch.full((), y.shape[0], dtype=hits.dtype, device=hits.device))
     assert loss_sum is not None, "train_step: no micro-batches"
-    loss_mean = distributed.all_reduce_mean(loss_sum / n_micro)
-    value = float(loss_mean)
+    value = float(distributed.all_reduce_mean(loss_sum / n_micro))   # the one synchronization
     if not math.isfinite(value):
         optimizer.zero_grad(set_to_none=True)
         return value, logs
@@ -60,6 +66,4 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
         scaler.update()
     else:
         optimizer.step()
-    if count:
-        logs["probe_hits1"], logs["probe_hits5"], logs["probe_count"] = hits1, hits5, count
     return value, logs
