@@ -12,7 +12,9 @@ Synchronizations are counted, not estimated: a ``TorchDispatchMode`` counts ever
 host wait for a device value (``aten._local_scalar_dense`` behind ``.item()``/``float()``/``bool()``,
 ``nonzero``, ``masked_select``, ``unique``, ...) plus ``Tensor.tolist``/``numpy`` calls, over an epoch
 of N and of 2N steps; the difference / N is the steady-state count per step (set-up and epoch-end
-monitors cancel). On a GPU, ``torch.cuda.set_sync_debug_mode`` would report the same sites.
+monitors cancel). The augmentation is counted on the path a GPU takes (``sync_free``; on the CPU
+it reads masks on purpose, which is free there). On a GPU, ``torch.cuda.set_sync_debug_mode``
+would report the same sites.
 
     python benchmarks/bench_sync.py --before 8e3ec30 --repeats 2 --out results/sync
 """
@@ -66,7 +68,10 @@ def _child(name: str, what: str) -> dict:
         return build_method("simsiam", build_backbone(c["backbone"]), dict(c["method"]))
 
     def aug():
-        return build_augment("simsiam-cifar", c["size"], mean, std)
+        a = build_augment("simsiam-cifar", c["size"], mean, std)
+        if what == "syncs":
+            a.sync_free = True   # count the path a GPU takes (the CPU's own path reads masks: free there)
+        return a
 
     def engine(steps: int) -> dict:
         cfg = TrainConfig(epochs=1, batch_size=c["batch"], precision="fp32", channels_last=False,

@@ -174,3 +174,28 @@ def test_bad_input_raises_user_error(bad):
     args.update(bad)
     with pytest.raises(UserError):
         knn_classify(**args)
+
+
+def test_knn_predictions_are_identical_for_any_block_size():
+    from simxir.eval.knn import knn_predict
+
+    g = torch.Generator().manual_seed(3)
+    tr, te = torch.randn(300, 24, generator=g), torch.randn(77, 24, generator=g)
+    y = torch.randint(0, 5, (300,), generator=g)
+    ref = knn_predict(tr, y, te, ks=(1, 5, 21), show_progress=False)
+    for chunk in (1, 7, 76, 77, 1000):
+        got = knn_predict(tr, y, te, ks=(1, 5, 21), chunk_size=chunk, show_progress=False)
+        for kind in ref:
+            for met in ref[kind]:
+                for k in ref[kind][met]:
+                    assert torch.equal(got[kind][met][k], ref[kind][met][k]), (chunk, kind, met, k)
+
+
+def test_default_block_and_peak_memory_formula():
+    from simxir.eval.knn import DEFAULT_BLOCK_ELEMENTS, block_elements, default_chunk, knn_peak_bytes
+
+    assert block_elements(torch.device("cpu")) == DEFAULT_BLOCK_ELEMENTS
+    c = default_chunk(1000, 250, 100_000)              # 100 rows -> 3 blocks of 84
+    assert c == 84 and -(-250 // c) == 3
+    n, q, d = 1_281_167, 50_000, 2048
+    assert knn_peak_bytes(n, q, d, 1) == 4 * (n * d + q * d + 2 * n + 2 * n)

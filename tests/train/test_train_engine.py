@@ -274,3 +274,50 @@ def test_auto_precision_uses_bf16_only_where_native(monkeypatch):
     assert resolve_precision("auto", torch.device("cuda", 0)) == torch.bfloat16
     assert resolve_precision("bf16", torch.device("cuda", 0)) == torch.bfloat16
     assert resolve_precision("fp32", torch.device("cuda", 0)) is None
+
+
+def _auto_plan(channels_last="auto"):
+    from simxir.train.plan import plan_run
+
+    return plan_run(_cfg(precision="auto", channels_last=channels_last), 64, torch.device("cpu"))
+
+
+def test_auto_precision_on_a_cpu_without_bf16_is_fp32_without_a_trial(monkeypatch):
+    from simxir.train import precision
+
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(precision, "time_steps", lambda *a: pytest.fail("no trial expected"))
+    plan = precision.choose_precision(_auto_plan(), _method(), 8)
+    assert plan.amp_dtype is None and "no native bf16" in plan.precision_reason
+
+
+@pytest.mark.parametrize("times,expected", [((0.5, 1.0, 1.1), (torch.bfloat16, True)),
+                                            ((1.05, 1.0, 1.2), (None, False)),
+                                            ((1.05, 1.2, 1.0), (None, True))])
+def test_auto_precision_on_a_bf16_cpu_keeps_the_fastest_measured_candidate(monkeypatch, times, expected):
+    """bf16 is kept only when it measured faster than fp32 (never slower than fp32)."""
+    from simxir.train import precision
+
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+    timing = dict(zip(precision.candidates(_auto_plan()), times, strict=True))
+    monkeypatch.setattr(precision, "time_steps", lambda m, c, *a: timing[c])
+    plan = precision.choose_precision(_auto_plan(), _method(), 8)
+    assert (plan.amp_dtype, plan.channels_last) == expected
+    assert "measured" in plan.precision_reason
+    # a set channels_last is kept: only the precision is measured
+    fixed = precision.candidates(_auto_plan(channels_last=False))
+    assert fixed == [(torch.bfloat16, False), (None, False)]
+
+
+def test_the_precision_trial_leaves_the_model_and_rng_unchanged(monkeypatch):
+    from simxir.train import precision
+
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+    m = _method()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    rng = torch.get_rng_state()
+    plan = precision.choose_precision(_auto_plan(), m, 8)
+    assert plan.amp_dtype in (None, torch.bfloat16)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert all(p.grad is None for p in m.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)

@@ -19,6 +19,7 @@ from simxir.eval.evaluate import evaluate_features
 from simxir.eval.features import encoder_features, load_features_npz, save_features_npz
 from simxir.eval.knn import DEFAULT_KS, faiss_available, parse_ks
 from simxir.eval.linear import LinearProbeConfig
+from simxir.protocol import PROTOCOLS, encoder_protocol_probe, protocol_config
 from simxir.eval.report import format_tables
 from simxir.progress import log
 
@@ -57,6 +58,16 @@ def eval_command(
     backend: str = typer.Option("torch", "--knn-backend",
                                 help="torch, or faiss (exact, CPU; needs pip install faiss-cpu)"),
     save_features: str = typer.Option(None, "--save-features", help="also write the extracted features here (.npz)"),
+    linear_protocol: str = typer.Option("fast", "--linear-protocol",
+                                        help="fast: a probe on precomputed un-augmented features; augmented: "
+                                             "the papers' protocol (frozen backbone, BN + linear layer trained "
+                                             "on RandomResizedCrop + flip views; needs --encoder)"),
+    linear_recipe: str = typer.Option(None, "--linear-recipe",
+                                      help="augmented protocol: a recipes/linear/*.yaml file (default: SGD lr 0.3, "
+                                           "wd 1e-6, batch 256, 100 epochs, cosine)"),
+    linear_out: str = typer.Option(None, "--linear-out", help="augmented protocol: folder for its epoch "
+                                                              "checkpoint (rerun with --resume to continue)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the augmented protocol from --linear-out"),
     markdown: bool = typer.Option(False, "--markdown", help="print markdown tables"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
@@ -73,6 +84,13 @@ def eval_command(
     if not ks and not linear:
         raise UserError("--knn none with --no-linear: nothing to evaluate")
     dev = parse_device(device or "auto", "--device")
+    if linear_protocol not in PROTOCOLS:
+        raise UserError(f"--linear-protocol: expected one of {', '.join(PROTOCOLS)}, got {linear_protocol!r}")
+    augmented = linear and linear_protocol == "augmented"
+    if augmented and features is not None:
+        raise UserError("--linear-protocol augmented: needs --encoder and --data (it trains on new crops of "
+                        "the images), not --features")
+    pcfg = protocol_config(linear_recipe) if augmented else None
     if features is not None:
         tr, ytr, te, yte = load_features_npz(features)
     else:
@@ -87,8 +105,14 @@ def eval_command(
         log(f"features written to {save_features}")
     cfg = LinearProbeConfig(epochs=linear_epochs, lr=linear_lr, weight_decay=linear_wd,
                             batch_size=linear_batch_size, standardize=standardize, seed=seed)
-    result: dict[str, Any] = evaluate_features(tr, ytr, te, yte, knn_ks=ks, linear=linear, linear_cfg=cfg,
-                                               weighted_temperature=temperature, backend=backend, device=dev)
+    result: dict[str, Any] = evaluate_features(tr, ytr, te, yte, knn_ks=ks, linear=linear and not augmented,
+                                               linear_cfg=cfg, weighted_temperature=temperature, backend=backend,
+                                               device=dev)
+    if linear and not augmented:
+        result["linear"]["protocol"] = "fast"
+    if augmented:
+        result["linear"] = encoder_protocol_probe(encoder, data, backbone, fmt, allow_pickle, augment, image_size,
+                                                  dev, loader, pcfg, linear_out, resume, batch_size)
     if json_out:
         print(json.dumps(result))
         return

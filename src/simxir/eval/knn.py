@@ -35,6 +35,29 @@ METRICS: tuple[str, ...] = ("cosine", "euclidean")
 DEFAULT_BLOCK_ELEMENTS = 1 << 25
 
 
+def block_elements(device: torch.device) -> int:
+    """Elements of one (chunk x train) score matrix: on CUDA a quarter of the free device memory
+    shared by the two live buffers (float32), at least the CPU's :data:`DEFAULT_BLOCK_ELEMENTS`."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(DEFAULT_BLOCK_ELEMENTS, int(0.25 * free) // (2 * 4))
+    return DEFAULT_BLOCK_ELEMENTS
+
+
+def default_chunk(n_train: int, n_test: int, elements: int) -> int:
+    """Test rows per block: near ``elements / n_train``, all blocks of equal size."""
+    chunk = max(1, elements // n_train)
+    n_blocks = -(-n_test // chunk)
+    return max(1, -(-n_test // max(1, n_blocks)))
+
+
+def knn_peak_bytes(n_train: int, n_test: int, dim: int, chunk: int) -> int:
+    """Peak device memory of :func:`knn_predict` (float32): train and test features, the train
+    norms (2 vectors) and the two (chunk x train) buffers. 1.28M x 2048 train features vs 50k
+    queries: 10.5 GB + 0.4 GB + 2 x chunk x 5.1 MB (chunk ~1,700 with 69 GB free: ~28 GB in all)."""
+    return 4 * (n_train * dim + n_test * dim + 2 * n_train + 2 * chunk * n_train)
+
+
 def faiss_available() -> bool:
     try:
         import faiss  # noqa: F401, PLC0415 - optional dependency
@@ -186,7 +209,7 @@ def knn_predict(
     """Predicted labels ``{"knn": {metric: {k: (M,)}}, "knn_weighted": {"cosine": {k: (M,)}}}``.
 
     All ks and metrics come from one blocked pass over the train set (top-``max(ks)`` per test
-    chunk of ``chunk_size`` rows; default keeps a chunk x train matrix near 16M elements).
+    chunk of ``chunk_size`` rows; default: :func:`block_elements` of the device, 32M on the CPU).
     ``weighted_temperature=None`` skips the weighted vote; ``weighted_ks`` defaults to ``ks``.
     ``backend``: "torch" or "faiss" (exact flat indexes on CPU; optional dependency; measured 1.5x
     slower than "torch" here at 10,000 x 2,000 x 512, so it is never chosen automatically).
@@ -203,10 +226,8 @@ def knn_predict(
     if num_classes is None:
         num_classes = int(train_y.max()) + 1
     kmax = max(ks + wks)
-    if chunk_size is None:   # near DEFAULT_BLOCK_ELEMENTS per block, blocks of equal size
-        chunk_size = max(1, DEFAULT_BLOCK_ELEMENTS // train_f.shape[0])
-        n_blocks = -(-test_f.shape[0] // chunk_size)
-        chunk_size = max(1, -(-test_f.shape[0] // max(1, n_blocks)))
+    if chunk_size is None:   # blocks sized from the device's memory (block_elements), of equal size
+        chunk_size = default_chunk(train_f.shape[0], test_f.shape[0], block_elements(dev))
     if chunk_size < 1:
         raise UserError(f"chunk_size: expected a positive integer, got {chunk_size}")
     if backend not in ("torch", "faiss"):

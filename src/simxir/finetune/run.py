@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
+from simxir import distributed
 from simxir.augment import build_augment
 from simxir.config import (
     ConfigError,
@@ -27,7 +29,8 @@ from simxir.config import (
 from simxir.data import open_dataset, split_validation
 from simxir.data.index import INDEX_CACHE
 from simxir.errors import UserError
-from simxir.eval import LinearProbeConfig, evaluate_encoder
+from simxir.eval import LinearProbeConfig, evaluate_features
+from simxir.eval.features import dataset_features, model_device
 from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
 from simxir.finetune.report import write_report
 from simxir.io import atomic_write_json
@@ -100,12 +103,22 @@ class EvalProtocol:
 
 
 def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol) -> dict[str, Any]:
-    """The ``simxir eval --json`` object for ``backbone`` on ``dataset`` (same protocol every time)."""
+    """The ``simxir eval --json`` object for ``backbone`` on ``dataset`` (same protocol every time).
+
+    Runs on the backbone's device. Under torchrun every process extracts its share of the features;
+    kNN and the linear probe run once, on rank 0, and every process returns rank 0's result."""
     was = backbone.training
-    result = evaluate_encoder(backbone, dataset, augment, knn_ks=protocol.knn_ks, linear=protocol.linear,
-                              linear_cfg=LinearProbeConfig(epochs=protocol.linear_epochs),
-                              batch_size=protocol.batch_size)
+    tr, train_y, te, test_y = dataset_features(backbone, dataset, augment, protocol.batch_size)
+    result: dict[str, Any] = {}
+    if distributed.is_main():
+        result = evaluate_features(tr, train_y, te, test_y, knn_ks=protocol.knn_ks, linear=protocol.linear,
+                                   linear_cfg=LinearProbeConfig(epochs=protocol.linear_epochs),
+                                   device=model_device(backbone))
     backbone.train(was)
+    if distributed.world_size() > 1:
+        box = [result]
+        dist.broadcast_object_list(box, src=0)
+        result = box[0]
     return result
 
 
@@ -138,6 +151,7 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
         raise UserError("method.variant=raw-anchor: needs in-memory data (its anchor is the whole "
                         "stored image); set loader.stream=off")
 
+    main = distributed.is_main()
     before_path = run_dir / "before.json"
     if resume and before_path.is_file():
         before = json.loads(before_path.read_text())
@@ -146,20 +160,35 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
             raise UserError(f"--out {run_dir}: already holds a checkpoint; pass --resume to continue it "
                             f"or choose another folder")
         log("evaluating the encoder before fine-tuning")
+        backbone = backbone.to(device)
         before = evaluate(backbone, dataset, augment, protocol)
-        atomic_write_json(before, before_path)
+        if main:
+            atomic_write_json(before, before_path)
+        backbone = backbone.to("cpu")   # train() places the method (and its frozen target) itself
 
     torch.manual_seed(cfg.seed)
     method = SimXIR(backbone, mcfg)
     views = RawAnchorViews(augment) if mcfg.variant == "raw-anchor" else augment
     result = train(cfg, method, dataset, views, run_dir, resume=resume, device=device)
 
-    tuned = method.backbone.to("cpu").to(memory_format=torch.contiguous_format).float()
+    tuned = method.backbone.to(memory_format=torch.contiguous_format).float()
     log("evaluating the encoder after fine-tuning")
     after = evaluate(tuned, dataset, augment, protocol)
-    atomic_write_json(after, run_dir / "after.json")
+    tuned = tuned.to("cpu")
+    summary = _summary(cfg, encoder, report, result, before, after, val_fraction, run_dir)
+    if main:
+        atomic_write_json(after, run_dir / "after.json")
+        summary["exported"] = _export(tuned, report, encoder, run_dir, allow_pickle, result["encoder"])
+        write_report(summary, run_dir, title=f"SimXIR fine-tuning of {encoder} on {cfg.data}")
+    if distributed.world_size() > 1:
+        dist.barrier()
+    return summary
 
-    exported = {"simxir": result["encoder"]}
+
+def _export(tuned: torch.nn.Module, report: Any, encoder: str | Path, run_dir: Path, allow_pickle: bool,
+            simxir_path: str | None) -> dict[str, str | None]:
+    """The tuned encoder in simxir's format and, where it can be rebuilt, the layout it came in."""
+    exported = {"simxir": simxir_path}
     if report.format != "simxir":
         path = run_dir / f"encoder.{report.format}.pt"
         template = encoder if report.format not in ("torchvision",) else None
@@ -169,8 +198,13 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
             log(f"could not export in the {report.format} layout ({exc}); encoder.safetensors holds it")
         else:
             exported[report.format] = str(path)
-    summary = {
-        "before": before, "after": after, "encoder": result["encoder"], "exported": exported,
+    return exported
+
+
+def _summary(cfg: TrainConfig, encoder: str | Path, report: Any, result: dict[str, Any], before: dict,
+             after: dict, val_fraction: float, run_dir: Path) -> dict[str, Any]:
+    return {
+        "before": before, "after": after, "encoder": result["encoder"], "exported": {"simxir": result["encoder"]},
         "epochs": result["epochs"], "collapsed": result["collapsed"], "run_dir": str(run_dir),
         "load_report": {"format": report.format, "arch": report.arch, "prefix": report.prefix,
                         "loaded": len(report.loaded), "dropped": len(report.dropped),
@@ -178,5 +212,3 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
         "config": to_dict(cfg),
         "evaluated_on": "validation" if val_fraction else "test",
     }
-    write_report(summary, run_dir, title=f"SimXIR fine-tuning of {encoder} on {cfg.data}")
-    return summary

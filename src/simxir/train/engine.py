@@ -39,6 +39,7 @@ from simxir.train.model import Trainable, build_probe, prepare_model
 from simxir.train.monitors import collapse_label, evaluate_monitors
 from simxir.train.optim import build_optimizer
 from simxir.train.plan import Plan, epoch_seed, plan_run
+from simxir.train.precision import choose_precision
 from simxir.train.schedule import apply_lr, lr_factor
 from simxir.train.source import MemorySource, StreamSource, make_source
 from simxir.train.step import train_step
@@ -79,6 +80,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     """
     run_dir = Path(out_dir)
     plan = plan_run(cfg, len(dataset.train), device)
+    plan = choose_precision(plan, method, int(getattr(augment, "image_size", 0) or dataset.image_size))
     cfg = plan.cfg
     probe = (build_probe(int(method.backbone.feature_dim), dataset.num_classes, cfg.seed)
              if cfg.probe.enabled else None)
@@ -254,8 +256,8 @@ def _start_line(plan: Plan, name: str, n_train: int) -> str:
     precision = "fp32" if plan.amp_dtype is None else str(plan.amp_dtype).split(".")[-1]
     return (f"training {name} on {n_train} images: {cfg.epochs} epochs x {plan.steps_per_epoch} steps, "
             f"batch {cfg.batch_size} ({plan.world} proc x {cfg.accumulate} accum x {plan.micro}), "
-            f"lr {plan.peak_lr:.4g}, {cfg.optim.name}, {precision}, channels_last={plan.channels_last}, "
-            f"device {plan.device}")
+            f"lr {plan.peak_lr:.4g}, {cfg.optim.name}, {precision}, channels_last={plan.channels_last} "
+            f"({plan.precision_reason}), device {plan.device}")
 
 
 def _epoch_line(m: dict[str, Any]) -> str:

@@ -65,7 +65,7 @@ def prepare_model(method: nn.Module, probe: nn.Module | None, device: torch.devi
     if channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)
     model: nn.Module = trainable
-    if distributed.world_size() > 1:
+    if distributed.is_distributed():   # also a 1-process group (torchrun --nproc-per-node 1)
         trainable = convert_sync_batchnorm(trainable, device)
         model = DDP(trainable, device_ids=[device.index] if device.type == "cuda" else None,
                     find_unused_parameters=find_unused_parameters)

@@ -71,6 +71,7 @@ class Plan:
     total_steps: int
     warmup_steps: int
     peak_lr: float
+    precision_reason: str = ""   # why amp_dtype/channels_last are what they are (simxir.train.precision)
 
     @property
     def main(self) -> bool:

@@ -1,0 +1,217 @@
+"""The papers' linear-evaluation protocol (``--linear-protocol augmented``).
+
+Frozen backbone in eval mode; a linear classifier (BatchNorm1d without affine in front, as
+SimSiam's and MoCo v3's ``main_lincls.py``; switchable) trained on RandomResizedCrop + flip views of
+the training images, new crops every epoch; SGD or LARS with a per-step cosine schedule; top-1/top-5
+on the evaluation transform of the test images. Distributed like training (each process its slice
+of the global batch, the classifier under DDP, SyncBatchNorm), resumable from an epoch checkpoint,
+a progress bar per epoch. Recipes in ``recipes/linear/``: SimSiam (LARS, lr 0.1 x batch/256, batch
+4096, 90 epochs) and the bridging paper / SimXIR (SGD momentum 0.9, lr 0.3, weight decay 1e-6,
+batch 256, 100 epochs).
+
+``fast`` (``simxir.eval.linear``: a probe on precomputed, standardized, un-augmented features)
+stays the default on small data; results say which protocol produced them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from simxir.augment import Augment, ViewSpec
+from simxir.eval.features import model_device, split_features
+from simxir.io import atomic_write_bytes
+from simxir.progress import log, progress
+from simxir.train.config import OptimConfig, ScheduleConfig, TrainConfig
+from simxir.train.monitors import topk_hits
+from simxir.train.optim import build_optimizer
+from simxir.train.plan import PROBE_STREAM, epoch_seed, plan_run
+from simxir.train.schedule import apply_lr, lr_factor
+from simxir.train.source import make_source
+from simxir.train.syncbn import convert_sync_batchnorm
+
+PROTOCOLS = ("fast", "augmented")
+CHECKPOINT = "linear-protocol.pt"
+
+
+@dataclass
+class ProtocolConfig:
+    """Defaults: the bridging paper's / SimXIR's protocol (SGD, lr 0.3, wd 1e-6, batch 256, 100 epochs)."""
+
+    epochs: int = 100
+    batch_size: int = 256
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        name="sgd", lr=0.3, scale_lr=False, weight_decay=1e-6, momentum=0.9, exclude_bias_norm=False))
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    bn: bool = True                          # BatchNorm1d(affine=False) before the linear layer
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    seed: int = 0
+
+
+class OneView:
+    """The probe's training transform in the engine's source contract: one RandomResizedCrop +
+    flip view per image (handed out as both views; the probe uses the first)."""
+
+    def __init__(self, base: Any, scale: tuple[float, float]) -> None:
+        spec = ViewSpec(scale=tuple(scale), jitter_p=0.0, gray_p=0.0)    # type: ignore[arg-type]
+        self.aug = Augment("linear-protocol", base.image_size, base.mean.tolist(), base.std.tolist(), spec, spec)
+        self.specs, self.image_size = self.aug.specs, base.image_size
+
+    def seed(self, seed: int, device: torch.device | str) -> None:
+        self.aug.seed(seed, device)
+
+    def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self.aug.view(x, self.specs[0])
+        return v, v
+
+    def finish_views(self, c1: torch.Tensor, c2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self.aug.finish(c1, self.specs[0])
+        return v, v
+
+    def eval(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aug.eval(x)
+
+
+def build_classifier(dim: int, num_classes: int, bn: bool, seed: int) -> nn.Module:
+    """[BatchNorm1d(affine=False)] -> Linear, weights N(0, 0.01) and zero bias (MoCo v3 / SimSiam)."""
+    lin = nn.Linear(dim, num_classes)
+    g = torch.Generator().manual_seed(epoch_seed(seed, 0, PROBE_STREAM))
+    with torch.no_grad():
+        lin.weight.normal_(0.0, 0.01, generator=g)
+        lin.bias.zero_()
+    return nn.Sequential(nn.BatchNorm1d(dim, affine=False), lin) if bn else nn.Sequential(lin)
+
+
+def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: ProtocolConfig | None = None,
+                   out_dir: str | Path | None = None, resume: bool = False,
+                   feature_batch: int = 256) -> dict[str, Any]:
+    """Train the protocol's linear classifier on ``dataset.train`` through the frozen ``backbone``
+    (on its device) and return ``{"top1", "top5", "protocol": "augmented", ...}`` on ``dataset.test``.
+
+    ``augment``: the dataset's ``Augment`` (its size, mean/std and eval transform). ``out_dir``: where
+    the per-epoch checkpoint goes (``resume`` continues it); None keeps nothing.
+    """
+    cfg = cfg or ProtocolConfig()
+    device = model_device(backbone)
+    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, precision="fp32",
+                       channels_last=False, device=str(device), optim=cfg.optim, schedule=cfg.schedule)
+    plan = plan_run(tcfg, len(dataset.train.labels), device)
+    views = OneView(augment, cfg.crop_scale)
+    source = make_source(dataset, plan, views)
+    dim = int(getattr(backbone, "feature_dim", 0)) or _probe_dim(backbone, augment, dataset, device)
+    classifier = build_classifier(dim, dataset.num_classes, cfg.bn, cfg.seed).to(device)
+    model: nn.Module = classifier
+    if plan.world > 1:
+        classifier = convert_sync_batchnorm(classifier, device)
+        model = DDP(classifier, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = build_optimizer(cfg.optim, classifier, plan.peak_lr)
+    ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+    start = 0
+    if resume and ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        classifier.load_state_dict(state["classifier"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["epoch"])
+        log(f"linear protocol: resuming {ckpt} after epoch {start}")
+    was = backbone.training
+    backbone.eval()
+    amp = _autocast(device)
+    step = start * plan.steps_per_epoch
+    try:
+        for epoch in range(start, cfg.epochs):
+            classifier.train()
+            loss_sum = torch.zeros((), device=device)
+            steps = source.steps(epoch)
+            for _ in progress(range(plan.steps_per_epoch), desc=f"linear {epoch + 1}/{cfg.epochs}",
+                              total=plan.steps_per_epoch):
+                apply_lr(opt, lr_factor(step, plan.total_steps, plan.warmup_steps, cfg.schedule))
+                for v, _, y in next(steps):
+                    with torch.no_grad(), amp:
+                        f = backbone(v).flatten(1).float()
+                    loss = F.cross_entropy(model(f), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    loss_sum += loss.detach()
+                step += 1
+            if ckpt is not None and plan.main:
+                _save(ckpt, classifier, opt, epoch + 1)
+            if epoch + 1 == cfg.epochs or (epoch + 1) % 10 == 0:
+                log(f"linear protocol epoch {epoch + 1}: train loss {float(loss_sum) / plan.steps_per_epoch:.4f}")
+    finally:
+        source.close()
+        backbone.train(was)
+    test_f = split_features(backbone, dataset, "test", augment, feature_batch, device)
+    classifier.eval()
+    with torch.no_grad():
+        logits = classifier(test_f.to(device).float())
+        hits = topk_hits(logits, dataset.test.labels.to(device), (1, 5)).tolist()
+    n = max(1, int(dataset.test.labels.shape[0]))
+    return {"top1": 100.0 * hits[0] / n, "top5": 100.0 * hits[1] / n, "protocol": "augmented",
+            "epochs": cfg.epochs, "batch_size": cfg.batch_size, "optim": cfg.optim.name,
+            "lr": plan.peak_lr, "bn": cfg.bn}
+
+
+def _autocast(device: torch.device) -> Any:
+    from simxir.eval.features import _autocast as ac  # noqa: PLC0415 - one rule for all extraction
+
+    return ac(device)
+
+
+def _probe_dim(backbone: nn.Module, augment: Any, dataset: Any, device: torch.device) -> int:
+    x = dataset.test.images[:1] if hasattr(dataset.test, "images") else None
+    if x is None:
+        x = torch.zeros(1, 3, augment.image_size, augment.image_size, dtype=torch.uint8)
+    with torch.no_grad():
+        was = backbone.training
+        backbone.eval()
+        d = backbone(augment.eval(x.to(device))).flatten(1).shape[1]
+        backbone.train(was)
+    return int(d)
+
+
+def _save(path: Path, classifier: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
+    import io  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    torch.save({"classifier": classifier.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}, buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def encoder_protocol_probe(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
+                           augment: str | None, image_size: int | None, device: torch.device,
+                           loader: Any, cfg: ProtocolConfig, out_dir: str | None = None,
+                           resume: bool = False, feature_batch: int = 256) -> dict[str, Any]:
+    """:func:`protocol_probe` of an encoder file over a dataset spec (``simxir eval --linear-protocol
+    augmented``)."""
+    from simxir.augment import auto_recipe, build_augment  # noqa: PLC0415
+    from simxir.data import open_dataset  # noqa: PLC0415
+    from simxir.models import load_encoder  # noqa: PLC0415
+
+    ds = open_dataset(data, image_size or 0, loader, device=device)
+    model, _ = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
+    aug = build_augment(augment or auto_recipe(ds.image_size), ds.image_size, ds.mean, ds.std)
+    return protocol_probe(model.to(device), ds, aug, cfg, out_dir, resume, feature_batch)
+
+
+def protocol_config(recipe: str | Path | None, overrides: dict[str, Any] | None = None) -> ProtocolConfig:
+    """A ProtocolConfig from a ``recipes/linear/*.yaml`` file (None: the defaults), then ``overrides``."""
+    from simxir.config import deep_update, from_dict, read_recipe, to_dict  # noqa: PLC0415
+
+    data = to_dict(ProtocolConfig())
+    if recipe is not None:
+        data = deep_update(data, read_recipe(recipe, "linear ProtocolConfig"))
+    if overrides:
+        data = deep_update(data, overrides)
+    return from_dict(ProtocolConfig, data)
+
+
+__all__ = ["PROTOCOLS", "OneView", "ProtocolConfig", "build_classifier", "encoder_protocol_probe", "protocol_config",
+           "protocol_probe"]

@@ -1,0 +1,78 @@
+"""The papers' linear-evaluation protocol (--linear-protocol augmented) on a generated JPEG folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from stream_helpers import jpeg_folder
+
+from simxir.augment import build_augment
+from simxir.data import LoaderConfig, open_dataset
+from simxir.protocol import ProtocolConfig, build_classifier, protocol_config, protocol_probe
+from simxir.models import build_backbone
+
+
+def _setup(tmp_path):
+    root = jpeg_folder(tmp_path / "d", 96, 24, classes=4, w=48, h=40)
+    ds = open_dataset(f"folder:{root}", 32, LoaderConfig(stream="on", workers=0, stats_sample=8))
+    aug = build_augment("simsiam-cifar", 32, ds.mean, ds.std)
+    torch.manual_seed(0)
+    return root, ds, aug, build_backbone("convnet-small")
+
+
+@pytest.mark.slow
+def test_protocol_probe_learns_colour_classes_with_the_backbone_frozen(tmp_path):
+    _, ds, aug, bb = _setup(tmp_path)
+    before = {k: v.clone() for k, v in bb.state_dict().items()}
+    cfg = ProtocolConfig(epochs=6, batch_size=32)
+    res = protocol_probe(bb, ds, aug, cfg, tmp_path / "lin")
+    assert res["protocol"] == "augmented" and res["bn"] is True
+    assert res["top1"] > 90 and res["top5"] == 100.0          # 4 classes that differ in colour
+    assert all(torch.equal(before[k], v) for k, v in bb.state_dict().items())   # frozen, BN stats too
+    assert (tmp_path / "lin" / "linear-protocol.pt").is_file()
+    # resuming the finished run loads the classifier and scores it again without training
+    again = protocol_probe(bb, ds, aug, cfg, tmp_path / "lin", resume=True)
+    assert again["top1"] == res["top1"]
+    # chance without training: the test can fail
+    untrained = protocol_probe(bb, ds, aug, ProtocolConfig(epochs=1, batch_size=32,
+                                                           optim=dataclass_sgd(0.0)))
+    assert untrained["top1"] < 60
+
+
+def dataclass_sgd(lr):
+    from simxir.train.config import OptimConfig
+
+    return OptimConfig(name="sgd", lr=lr, scale_lr=False, weight_decay=0.0)
+
+
+def test_classifier_is_bn_without_affine_then_linear():
+    c = build_classifier(8, 3, bn=True, seed=0)
+    assert isinstance(c[0], torch.nn.BatchNorm1d) and not c[0].affine and c[1].out_features == 3
+    assert float(c[1].weight.detach().std()) == pytest.approx(0.01, rel=0.5) and not c[1].bias.any()
+    assert len(build_classifier(8, 3, bn=False, seed=0)) == 1
+
+
+def test_recipes_hold_the_papers_settings():
+    s = protocol_config("recipes/linear/simsiam.yaml")
+    assert (s.optim.name, s.optim.lr, s.optim.scale_lr, s.batch_size, s.epochs) == ("lars", 0.1, True, 4096, 90)
+    b = protocol_config("recipes/linear/bridge.yaml")
+    assert (b.optim.name, b.optim.lr, b.optim.momentum, b.optim.weight_decay, b.batch_size, b.epochs,
+            b.schedule.name) == ("sgd", 0.3, 0.9, 1e-6, 256, 100, "cosine")
+    assert b == ProtocolConfig()
+
+
+def test_cli_augmented_protocol_with_features_is_one_clear_error(tmp_path):
+    env = dict(os.environ, SIMXIR_QUIET="1")
+    r = subprocess.run([sys.executable, "-m", "simxir.cli", "eval", "--features", "x.npz", "--linear-protocol",
+                        "augmented", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "--linear-protocol augmented" in r.stderr
+    out = json.loads(r.stdout)
+    assert "error" in out
+    r = subprocess.run([sys.executable, "-m", "simxir.cli", "eval", "--features", "x.npz", "--linear-protocol",
+                        "nope"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "--linear-protocol" in r.stderr
