@@ -13,8 +13,8 @@ from stream_helpers import jpeg_folder
 
 from simxir.augment import build_augment
 from simxir.data import LoaderConfig, open_dataset
-from simxir.protocol import ProtocolConfig, build_classifier, protocol_config, protocol_probe
 from simxir.models import build_backbone
+from simxir.protocol import ProtocolConfig, build_classifier, protocol_config, protocol_probe
 
 
 def _setup(tmp_path):

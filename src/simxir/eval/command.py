@@ -19,9 +19,9 @@ from simxir.eval.evaluate import evaluate_features
 from simxir.eval.features import encoder_features, load_features_npz, save_features_npz
 from simxir.eval.knn import DEFAULT_KS, faiss_available, parse_ks
 from simxir.eval.linear import LinearProbeConfig
-from simxir.protocol import PROTOCOLS, encoder_protocol_probe, protocol_config
 from simxir.eval.report import format_tables
 from simxir.progress import log
+from simxir.protocol import PROTOCOLS, encoder_protocol_probe, protocol_config
 
 
 def eval_command(
