@@ -135,6 +135,29 @@ def test_sync_free_path_equals_the_cpu_path():
             torch.testing.assert_close(u, v, atol=1e-6, rtol=0, msg=recipe)
 
 
+def test_a_share_of_the_batch_gets_the_rows_of_the_whole_batchs_draws():
+    """rows=(total, offset): what one process of a distributed run draws for its share equals the
+    single process's views of those images (same seed), for every recipe and in finish()."""
+    x = images(12, 16)
+    for recipe in RECIPES:
+        a = build_augment(recipe, 16, MEAN, STD)
+        a.seed(2, "cpu")
+        whole = a.views(x)
+        for lo, hi in ((0, 6), (6, 12)):
+            a.seed(2, "cpu")
+            part = a.views(x[lo:hi], rows=(12, lo))
+            for w, p in zip(whole, part):
+                torch.testing.assert_close(p, w[lo:hi], atol=1e-6, rtol=0, msg=recipe)
+    crops = images(8, 16)
+    a.seed(4, "cpu")
+    whole = a.finish_views(crops, crops)
+    a.seed(4, "cpu")
+    part = a.finish_views(crops[4:], crops[4:], rows=(8, 4))
+    torch.testing.assert_close(part[1], whole[1][4:], atol=1e-6, rtol=0)
+    with pytest.raises(UserError, match="rows"):
+        a.views(x, rows=(12, 6))
+
+
 def test_own_generator_is_reproducible_and_leaves_torchs_alone():
     x = images(16, 16)
     a = build_augment("byol-imagenet", 16, MEAN, STD)

@@ -54,12 +54,10 @@ def test_finetune_under_two_process_torchrun_writes_one_report_equal_to_single_p
     assert len(outs) == 1                                  # rank 0 alone prints
     a, b = json.loads(single.stdout), outs[0]
     assert a["before"] == b["before"]                      # same encoder, features gathered in order
-    # after: each process draws its own augmentation stream (as in every anchor's DDP), so the two
-    # trainings see different views and agree statistically, not bit for bit
-    for met, by_k in a["after"]["knn"].items():
-        for k, acc in by_k.items():
-            assert abs(acc - b["after"]["knn"][met][k]) < 3.0, (met, k)
-    assert abs(a["after"]["linear"]["top1"] - b["after"]["linear"]["top1"]) < 3.0
+    # after: every process draws the global batch's augmentation and keeps its rows, so the 2-process
+    # DDP + SyncBatchNorm training sees the single process's views and ends in the same encoder
+    assert a["after"]["knn"] == b["after"]["knn"]
+    assert abs(a["after"]["linear"]["top1"] - b["after"]["linear"]["top1"]) < 0.2
     reports = list((tmp_path / "two").rglob("report.md"))
     assert len(reports) == 1 and (tmp_path / "two" / "after.json").is_file()
     assert json.loads((tmp_path / "two" / "before.json").read_text()) == b["before"]

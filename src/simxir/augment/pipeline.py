@@ -85,6 +85,18 @@ def _cpu_threads(x: Tensor, out_elements: int, threads: int | None) -> Iterator[
         torch.set_num_threads(before)
 
 
+Rows = tuple[int, int] | None   # (images drawn for, this batch's offset among them)
+
+
+def _rows(n: int, rows: Rows) -> tuple[int, slice]:
+    if rows is None:
+        return n, slice(None)
+    total, offset = rows
+    if offset < 0 or offset + n > total:
+        raise UserError(f"augment rows: {n} images at offset {offset} do not fit in {total}")
+    return total, slice(offset, offset + n)
+
+
 def _check_input(x: Tensor) -> None:
     if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
@@ -132,26 +144,32 @@ class Augment:
     def _threads(self, x: Tensor) -> AbstractContextManager[None]:
         return _cpu_threads(x, x.shape[0] * 3 * self.image_size ** 2, self.cpu_threads)
 
-    def view(self, x: Tensor, spec: ViewSpec) -> Tensor:
-        """One random view of a uint8 batch -> normalized float32, (N, 3, size, size)."""
+    def view(self, x: Tensor, spec: ViewSpec, rows: Rows = None) -> Tensor:
+        """One random view of a uint8 batch -> normalized float32, (N, 3, size, size).
+
+        ``rows=(total, offset)``: draw the parameters of a batch of ``total`` images and use rows
+        ``offset .. offset + N`` (a process's share of the global batch: every process draws what
+        one process would, so a distributed run sees the single-process run's views)."""
         _check_input(x)
         with self._threads(x):
-            return self._view(x, spec)
+            return self._view(x, spec, rows)
 
-    def _view(self, x: Tensor, spec: ViewSpec) -> Tensor:
+    def _view(self, x: Tensor, spec: ViewSpec, rows: Rows = None) -> Tensor:
         n, _, height, width = x.shape
+        total, sl = _rows(n, rows)
         # All random draws happen here, on x's device, in a fixed order.
         kw = {"device": x.device, "generator": self._gen(x)}
-        boxes = params.crop_boxes(n, height, width, spec.scale, spec.ratio, **kw)
-        flip = params.bernoulli(n, spec.flip_p, **kw)
-        draws = self._colour_draws(n, spec, kw)
+        boxes = params.crop_boxes(total, height, width, spec.scale, spec.ratio, **kw)[sl]
+        flip = params.bernoulli(total, spec.flip_p, **kw)[sl]
+        draws = self._colour_draws(total, spec, kw, sl)
         return self._colour(ops.resized_crop(ops.to_float(x), boxes, self.image_size, flip), spec, draws)
 
     @staticmethod
-    def _colour_draws(n: int, spec: ViewSpec, kw: dict) -> tuple[Tensor, ...]:
+    def _colour_draws(n: int, spec: ViewSpec, kw: dict, sl: slice = slice(None)) -> tuple[Tensor, ...]:
         jit = params.jitter_params(n, *spec.jitter, p=spec.jitter_p, **kw)
-        return (*jit, params.bernoulli(n, spec.gray_p, **kw), params.bernoulli(n, spec.blur_p, **kw),
-                params.uniform(n, *spec.blur_sigma, **kw), params.bernoulli(n, spec.solarize_p, **kw))
+        out = (*jit, params.bernoulli(n, spec.gray_p, **kw), params.bernoulli(n, spec.blur_p, **kw),
+               params.uniform(n, *spec.blur_sigma, **kw), params.bernoulli(n, spec.solarize_p, **kw))
+        return tuple(t[sl] for t in out)
 
     def _colour(self, out: Tensor, spec: ViewSpec, draws: tuple[Tensor, ...]) -> Tensor:
         jit, (gray, blur, sigma, sol) = draws[:5], draws[5:]
@@ -172,7 +190,7 @@ class Augment:
             self._stats[x.device] = (self.mean.to(x.device), self.std.to(x.device))
         return ops.normalize(x, *self._stats[x.device])
 
-    def finish(self, crops: Tensor, spec: ViewSpec) -> Tensor:
+    def finish(self, crops: Tensor, spec: ViewSpec, rows: Rows = None) -> Tensor:
         """The rest of one view (colour jitter ... normalize) for a uint8 batch of crops already
         resized to ``image_size`` and flipped (the streamed loader's output)."""
         _check_input(crops)
@@ -180,16 +198,17 @@ class Augment:
             raise UserError(f"augment crops: expected {self.image_size}x{self.image_size}, got "
                             f"{crops.shape[2]}x{crops.shape[3]}")
         kw = {"device": crops.device, "generator": self._gen(crops)}
+        total, sl = _rows(crops.shape[0], rows)
         with self._threads(crops):
-            return self._colour(ops.to_float(crops), spec, self._colour_draws(crops.shape[0], spec, kw))
+            return self._colour(ops.to_float(crops), spec, self._colour_draws(total, spec, kw, sl))
 
-    def finish_views(self, c1: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
+    def finish_views(self, c1: Tensor, c2: Tensor, rows: Rows = None) -> tuple[Tensor, Tensor]:
         """:meth:`finish` of view 1's and view 2's crops."""
-        return self.finish(c1, self.specs[0]), self.finish(c2, self.specs[1])
+        return self.finish(c1, self.specs[0], rows), self.finish(c2, self.specs[1], rows)
 
-    def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Two views (view 1 then view 2 of the recipe) of a uint8 NCHW batch."""
-        return self.view(x, self.specs[0]), self.view(x, self.specs[1])
+    def views(self, x: Tensor, rows: Rows = None) -> tuple[Tensor, Tensor]:
+        """Two views (view 1 then view 2 of the recipe) of a uint8 NCHW batch (``rows``: see :meth:`view`)."""
+        return self.view(x, self.specs[0], rows), self.view(x, self.specs[1], rows)
 
     def eval(self, x: Tensor) -> Tensor:
         """Deterministic: resize the shorter side to ``image_size`` (antialiased) if needed,

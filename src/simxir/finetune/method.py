@@ -121,8 +121,8 @@ class RawAnchorViews:
     def seed(self, seed: int, device: torch.device | str) -> None:
         self.augment.seed(seed, device)
 
-    def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.augment.eval(x), self.augment.view(x, self.augment.specs[1])
+    def views(self, x: Tensor, rows: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+        return self.augment.eval(x), self.augment.view(x, self.augment.specs[1], rows)
 
     def eval(self, x: Tensor) -> Tensor:
         return self.augment.eval(x)

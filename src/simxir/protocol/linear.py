@@ -66,12 +66,13 @@ class OneView:
     def seed(self, seed: int, device: torch.device | str) -> None:
         self.aug.seed(seed, device)
 
-    def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = self.aug.view(x, self.specs[0])
+    def views(self, x: torch.Tensor, rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self.aug.view(x, self.specs[0], rows)
         return v, v
 
-    def finish_views(self, c1: torch.Tensor, c2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = self.aug.finish(c1, self.specs[0])
+    def finish_views(self, c1: torch.Tensor, c2: torch.Tensor,
+                     rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self.aug.finish(c1, self.specs[0], rows)
         return v, v
 
     def eval(self, x: torch.Tensor) -> torch.Tensor:

@@ -58,11 +58,20 @@ def _channels_last(v: torch.Tensor, on: bool) -> torch.Tensor:
     return v.contiguous(memory_format=torch.channels_last) if on else v
 
 
-def seed_augment(augment: Any, plan: Plan, epoch: int) -> None:
-    """Give the augmentation its own generator on the device, seeded from ``(seed, epoch, rank)``
-    (augments without ``seed`` draw from torch's generator, which the engine seeds alike)."""
-    if hasattr(augment, "seed"):
-        augment.seed(epoch_seed(plan.cfg.seed, epoch, 1 + plan.rank), plan.device)
+def seed_augment(augment: Any, plan: Plan, epoch: int) -> bool:
+    """Give the augmentation its own generator on the device, seeded from ``(seed, epoch)`` alike
+    on every rank (each rank then draws the parameters of the whole global micro-batch and keeps
+    its rows: :func:`draw_rows`). Augments without ``seed`` draw from torch's generator, which the
+    engine seeds from ``(seed, epoch, rank)``; returns whether the augment has its own."""
+    if not hasattr(augment, "seed"):
+        return False
+    augment.seed(epoch_seed(plan.cfg.seed, epoch, 1), plan.device)
+    return True
+
+
+def draw_rows(plan: Plan) -> tuple[int, int]:
+    """(images the augmentation draws for, this rank's offset): the micro-batch of all ranks."""
+    return plan.micro * plan.world, plan.micro * plan.rank
 
 
 class MemorySource:
@@ -72,6 +81,7 @@ class MemorySource:
 
     def __init__(self, dataset: Any, plan: Plan, augment: Any) -> None:
         self.plan, self.augment = plan, augment
+        self._rows: tuple[int, int] | None = None
         self.images, self.labels = dataset.train.images, dataset.train.labels
         if plan.cfg.data_on_device:
             self.images, self.labels = self.images.to(plan.device), self.labels.to(plan.device)
@@ -83,7 +93,7 @@ class MemorySource:
         return int(self.images.shape[0])
 
     def steps(self, epoch: int) -> Iterator[Iterator[MicroBatch]]:
-        seed_augment(self.augment, self.plan, epoch)
+        self._rows = draw_rows(self.plan) if seed_augment(self.augment, self.plan, epoch) else None
         # one copy of the permutation per epoch, so that steps index on the device without one
         perm = epoch_permutation(self.plan.cfg.seed, epoch, len(self)).to(self.images.device)
         for i in range(self.plan.steps_per_epoch):
@@ -94,7 +104,7 @@ class MemorySource:
         for j in micro_slices(idx, plan):
             x = self.images[j].to(plan.device, non_blocking=True)
             y = self.labels[j].to(plan.device, non_blocking=True)
-            v1, v2 = self.augment.views(x)
+            v1, v2 = self.augment.views(x) if self._rows is None else self.augment.views(x, rows=self._rows)
             yield _channels_last(v1, plan.channels_last), _channels_last(v2, plan.channels_last), y
 
     def monitor_set(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,6 +152,7 @@ class StreamSource:
         self._wait = 0.0
         self._skipped: list[str] = []
         self._monitor: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._rows: tuple[int, int] | None = None
         log(f"streaming {len(dataset.train)} train images from {dataset.train.root}: {self.workers} loader "
             f"workers per process, {dataset.image_size}px crops")
 
@@ -150,7 +161,7 @@ class StreamSource:
 
     def steps(self, epoch: int) -> Iterator[Iterator[MicroBatch]]:
         self.sampler.epoch = epoch
-        seed_augment(self.augment, self.plan, epoch)
+        self._rows = draw_rows(self.plan) if seed_augment(self.augment, self.plan, epoch) else None
         self._wait, self._skipped = 0.0, []
         it = iter(self.loader)
         for _ in range(self.plan.steps_per_epoch):
@@ -166,7 +177,9 @@ class StreamSource:
                 self._skipped.extend(bad)
             crops = crops.to(plan.device, non_blocking=True)
             y = y.to(plan.device, non_blocking=True)
-            v1, v2 = self.augment.finish_views(crops[:, 0], crops[:, 1])
+            c1, c2 = crops[:, 0], crops[:, 1]
+            v1, v2 = (self.augment.finish_views(c1, c2) if self._rows is None
+                      else self.augment.finish_views(c1, c2, rows=self._rows))
             yield _channels_last(v1, plan.channels_last), _channels_last(v2, plan.channels_last), y
 
     def monitor_set(self) -> tuple[torch.Tensor, torch.Tensor]:
