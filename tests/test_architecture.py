@@ -17,7 +17,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plotting",),
     ("methods", "models", "augment", "data", "decorrelation"),
     ("train", "eval"),
-    ("finetune", "analysis", "dynamics", "protocol"),
+    ("protocol",),
+    ("finetune", "analysis", "dynamics"),
     ("experiments",),
     ("commands",),      # every <package>/command.py
     ("cli",),

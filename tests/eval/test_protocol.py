@@ -76,3 +76,23 @@ def test_cli_augmented_protocol_with_features_is_one_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "simxir.cli", "eval", "--features", "x.npz", "--linear-protocol",
                         "nope"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "--linear-protocol" in r.stderr
+
+
+@pytest.mark.slow
+def test_finetune_reports_the_augmented_protocol_before_and_after(tmp_path):
+    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+    from simxir.models.checkpoint import save_encoder
+
+    torch.manual_seed(0)
+    save_encoder(build_backbone("convnet-small"), tmp_path / "enc.safetensors")
+    (tmp_path / "lin.yaml").write_text("epochs: 2\nbatch_size: 128\n")
+    cfg = build_finetune_config(None, ["epochs=1", "batch_size=256", "augment=tiny", "tensorboard=false"],
+                                data="digits")
+    res = run_finetune(cfg, tmp_path / "enc.safetensors", tmp_path / "run",
+                       protocol=EvalProtocol(knn_ks=(5,), linear_protocol="augmented",
+                                             linear_recipe=str(tmp_path / "lin.yaml")))
+    for side in ("before", "after"):
+        lin = res[side]["linear"]
+        assert lin["protocol"] == "augmented" and lin["epochs"] == 2 and 0 <= lin["top1"] <= lin["top5"] <= 100
+        assert (tmp_path / "run" / f"linear-{side}" / "linear-protocol.pt").is_file()
+    assert "linear probe (augmented)" in (tmp_path / "run" / "report.md").read_text()

@@ -35,6 +35,10 @@ def finetune_command(
     knn: str = typer.Option("5,7,11,15,17,21", "--knn", help="comma-separated ks"),
     linear: bool = typer.Option(True, "--linear/--no-linear", help="also train a linear probe"),
     linear_epochs: int = typer.Option(100, "--linear-epochs", help="linear-probe epochs"),
+    linear_protocol: str = typer.Option("fast", "--linear-protocol",
+                                        help="fast (probe on precomputed features) or augmented (the papers' "
+                                             "protocol: BN + linear on RandomResizedCrop + flip views)"),
+    linear_recipe: str = typer.Option(None, "--linear-recipe", help="augmented: recipes/linear/*.yaml"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Fine-tune an SSL encoder with SimXIR and report kNN/linear accuracy before and after."""
@@ -44,7 +48,8 @@ def finetune_command(
         raise UserError(f"--loss {loss!r}: expected l2 or cosine")
     cfg = build_finetune_config(resume_recipe(out, resume, recipe), list(overrides or []), data, rounds,
                                variant, loss)
-    protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear, linear_epochs=linear_epochs)
+    protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear, linear_epochs=linear_epochs,
+                            linear_protocol=linear_protocol, linear_recipe=linear_recipe)
     result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
                           val_fraction=val_fraction, protocol=protocol)   # diverged: see simxir.cli
     if not distributed.is_main():

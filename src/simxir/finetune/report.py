@@ -56,7 +56,9 @@ def linear_table(before: Mapping[str, Any], after: Mapping[str, Any], markdown: 
             ["after", f"{a.get('top1', float('nan')):.2f}", f"{a.get('top5', float('nan')):.2f}"]]
     d1, d5 = _diff(b.get("top1"), a.get("top1")), _diff(b.get("top5"), a.get("top5"))
     rows.append(["change", "-" if d1 is None else f"{d1:+.2f}", "-" if d5 is None else f"{d5:+.2f}"])
-    return render_table(["linear probe", "top-1", "top-5"], rows, markdown) + "\n"
+    proto = a.get("protocol") or b.get("protocol")
+    head = f"linear probe ({proto})" if proto else "linear probe"
+    return render_table([head, "top-1", "top-5"], rows, markdown) + "\n"
 
 
 def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: str = "",

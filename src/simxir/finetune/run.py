@@ -36,6 +36,7 @@ from simxir.finetune.report import write_report
 from simxir.io import atomic_write_json
 from simxir.models import export_encoder, load_encoder
 from simxir.progress import log
+from simxir.protocol import PROTOCOLS, protocol_config, protocol_probe
 from simxir.train import train
 from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig, TrainConfig
 from simxir.train.plan import resolve_device
@@ -100,25 +101,41 @@ class EvalProtocol:
     linear: bool = True
     linear_epochs: int = 100
     batch_size: int = 256
+    linear_protocol: str = "fast"          # or "augmented": simxir.protocol (the papers' protocol)
+    linear_recipe: str | None = None       # augmented: a recipes/linear/*.yaml file (None: its defaults)
 
 
-def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol) -> dict[str, Any]:
+def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol,
+             linear_dir: Path | None = None) -> dict[str, Any]:
     """The ``simxir eval --json`` object for ``backbone`` on ``dataset`` (same protocol every time).
 
     Runs on the backbone's device. Under torchrun every process extracts its share of the features;
-    kNN and the linear probe run once, on rank 0, and every process returns rank 0's result."""
+    kNN and the fast linear probe run once, on rank 0, and every process returns rank 0's result;
+    the augmented protocol trains distributed like the engine (its checkpoint in ``linear_dir``)."""
+    if protocol.linear_protocol not in PROTOCOLS:
+        raise UserError(f"--linear-protocol: expected one of {', '.join(PROTOCOLS)}, "
+                        f"got {protocol.linear_protocol!r}")
+    augmented = protocol.linear and protocol.linear_protocol == "augmented"
     was = backbone.training
     tr, train_y, te, test_y = dataset_features(backbone, dataset, augment, protocol.batch_size)
     result: dict[str, Any] = {}
     if distributed.is_main():
-        result = evaluate_features(tr, train_y, te, test_y, knn_ks=protocol.knn_ks, linear=protocol.linear,
+        result = evaluate_features(tr, train_y, te, test_y, knn_ks=protocol.knn_ks,
+                                   linear=protocol.linear and not augmented,
                                    linear_cfg=LinearProbeConfig(epochs=protocol.linear_epochs),
                                    device=model_device(backbone))
+        if "linear" in result:
+            result["linear"]["protocol"] = "fast"
     backbone.train(was)
     if distributed.world_size() > 1:
         box = [result]
         dist.broadcast_object_list(box, src=0)
         result = box[0]
+    if augmented:
+        cfg = protocol_config(protocol.linear_recipe)
+        result["linear"] = protocol_probe(backbone, dataset, augment, cfg, linear_dir,
+                                          resume=linear_dir is not None, feature_batch=protocol.batch_size)
+        backbone.train(was)
     return result
 
 
@@ -161,7 +178,7 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
                             f"or choose another folder")
         log("evaluating the encoder before fine-tuning")
         backbone = backbone.to(device)
-        before = evaluate(backbone, dataset, augment, protocol)
+        before = evaluate(backbone, dataset, augment, protocol, run_dir / "linear-before")
         if main:
             atomic_write_json(before, before_path)
         backbone = backbone.to("cpu")   # train() places the method (and its frozen target) itself
@@ -173,7 +190,7 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
 
     tuned = method.backbone.to(memory_format=torch.contiguous_format).float()
     log("evaluating the encoder after fine-tuning")
-    after = evaluate(tuned, dataset, augment, protocol)
+    after = evaluate(tuned, dataset, augment, protocol, run_dir / "linear-after")
     tuned = tuned.to("cpu")
     summary = _summary(cfg, encoder, report, result, before, after, val_fraction, run_dir)
     if main:
