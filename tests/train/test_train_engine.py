@@ -288,7 +288,8 @@ def test_auto_precision_on_a_cpu_without_bf16_is_fp32_without_a_trial(monkeypatc
     monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
     monkeypatch.setattr(precision, "time_steps", lambda *a: pytest.fail("no trial expected"))
     plan = precision.choose_precision(_auto_plan(), _method(), 8)
-    assert plan.amp_dtype is None and "no native bf16" in plan.precision_reason
+    assert plan.amp_dtype is None and not plan.channels_last and "no native bf16" in plan.precision_reason
+    assert precision.choose_precision(_auto_plan(channels_last=True), _method(), 8).channels_last
 
 
 @pytest.mark.parametrize("times,expected", [((0.5, 1.0, 1.1), (torch.bfloat16, True)),

@@ -2,7 +2,8 @@
 
 * CUDA: bf16 where the GPU has it natively (Ampere and newer), else fp16 with a GradScaler;
   channels_last on (what cuDNN's convolutions want under autocast).
-* A CPU without AVX512-BF16/AMX: fp32 (bf16 there is emulated and several times slower).
+* A CPU without AVX512-BF16/AMX: fp32, NCHW unless ``channels_last`` is set (bf16 there is
+  emulated and several times slower; fp32 NCHW is the baseline the choice must not lose to).
 * A CPU with bf16: a short measured trial, as ``cudnn.benchmark`` does for kernels. On such a
   CPU bf16 autocast + channels_last was 2.8x faster than fp32 for the CIFAR-stem ResNet-18 but ~5%
   slower for the ImageNet-stem ResNet-18 at 32 px (lightly's SimSiam example), so no rule by
@@ -76,7 +77,9 @@ def choose_precision(plan: Plan, method: nn.Module, image_size: int) -> Plan:
                else "no native bf16 on this GPU: fp16 with GradScaler")
         return dataclasses.replace(plan, precision_reason=f"auto: {why}")
     if device.type != "cpu" or not bf16_supported(device):
-        return dataclasses.replace(plan, amp_dtype=None,
+        # fp32 NCHW is the baseline itself; channels_last only when set
+        cl = plan.channels_last if cfg.channels_last != "auto" else False
+        return dataclasses.replace(plan, amp_dtype=None, channels_last=cl,
                                    precision_reason="auto: fp32 (no native bf16 on this CPU)")
     cands = candidates(plan)
     rng = torch.get_rng_state()
