@@ -27,6 +27,12 @@ _fill = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fill)
 
 
+# The fixtures' features were computed by the source libraries' own models on another CPU; a
+# ResNet-50's float32 kernels differ by up to 3e-5 between CPUs (AVX512 vs AVX2 here), while a wrong
+# key, prefix or missing ReLU moves features by > 1e-1 (results/checkpoints/).
+ATOL = 1e-4
+
+
 def _weights(fx: dict) -> dict[str, torch.Tensor]:
     return _fill.fill([(k, s) for k, s in fx["keys"]], fx["fill_seed"])
 
@@ -40,14 +46,14 @@ def _exact_and_back(path: Path, fx: dict, fmt: str, keys: dict[str, list[int]], 
     model, report = load_encoder(path)
     assert report.format == fmt
     with torch.no_grad():
-        torch.testing.assert_close(model.eval()(x), want, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.eval()(x), want, rtol=0, atol=ATOL)
     back_path = path.with_name("back" + path.suffix)
     export_encoder(model, back_path, fmt, template=path if template else None)
     back = torch.load(back_path, weights_only=True)[container]
     assert {k: list(v.shape) for k, v in back.items()} == keys
     again, _ = load_encoder(back_path)
     with torch.no_grad():
-        torch.testing.assert_close(again.eval()(x), want, rtol=0, atol=1e-5)
+        torch.testing.assert_close(again.eval()(x), want, rtol=0, atol=ATOL)
     return report
 
 
@@ -84,7 +90,7 @@ def test_lightly_generator_stem_survives_simxir_files_and_refuses_other_layouts(
     again, report = load_encoder(tmp_path / "enc.safetensors")
     assert not again.stem_relu and "no ReLU after bn1" in report.network
     with torch.no_grad():
-        torch.testing.assert_close(again.eval()(x), torch.tensor(fx["features"]), rtol=0, atol=1e-5)
+        torch.testing.assert_close(again.eval()(x), torch.tensor(fx["features"]), rtol=0, atol=ATOL)
     for fmt in ("torchvision", "solo-learn", "moco"):
         with pytest.raises(UserError, match="no ReLU after bn1"):
             export_encoder(model, tmp_path / f"{fmt}.pth", fmt)
