@@ -13,6 +13,7 @@ from simxir.eval.knn import parse_ks
 from simxir.finetune.report import format_report
 from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
 from simxir.io import json_safe
+from simxir.protocol import PROTOCOLS
 from simxir.train.checkpoint import resume_recipe
 
 
@@ -46,6 +47,8 @@ def finetune_command(
         raise UserError(f"--variant {variant!r}: expected standard or raw-anchor")
     if loss is not None and loss not in ("l2", "cosine"):
         raise UserError(f"--loss {loss!r}: expected l2 or cosine")
+    if linear_protocol not in PROTOCOLS:
+        raise UserError(f"--linear-protocol {linear_protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     cfg = build_finetune_config(resume_recipe(out, resume, recipe), list(overrides or []), data, rounds,
                                variant, loss)
     protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear, linear_epochs=linear_epochs,
