@@ -149,11 +149,24 @@ def main() -> None:
     ap.add_argument("--before", default="", help="git revision to compare with (default: after only)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default="", help="folder for bench_sync.json / bench_sync.md")
+    ap.add_argument("--only", default="", help="measure one configuration (small or lightly-simsiam)")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps per measurement (default: the config's)")
+    ap.add_argument("--skip-syncs", action="store_true", help="time only; do not count synchronizations")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.steps:
+        os.environ["SIMXIR_BENCH_STEPS"] = str(args.steps)
     if args.child:
+        if os.environ.get("SIMXIR_BENCH_STEPS"):
+            CONFIGS[args.child[0]]["steps"] = int(os.environ["SIMXIR_BENCH_STEPS"])
         print(json.dumps(_child(*args.child)))
         return
+    if args.only:
+        for k in [k for k in CONFIGS if k != args.only]:
+            del CONFIGS[k]
+    if args.steps:
+        for c in CONFIGS.values():
+            c["steps"] = args.steps
     root = Path(__file__).resolve().parents[1]
     trees = {"after": root / "src"}
     tmp = None
@@ -166,7 +179,8 @@ def main() -> None:
     try:
         for name in CONFIGS:
             for v, src in trees.items():
-                res[name][v].update(_run(src, name, "syncs"))
+                res[name][v]["syncs_per_step"] = (float("nan") if args.skip_syncs
+                                                  else _run(src, name, "syncs")["syncs_per_step"])
             for _ in range(args.repeats):
                 for v, src in trees.items():
                     for what in ("engine", "bare"):
