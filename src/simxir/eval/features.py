@@ -86,7 +86,7 @@ def feature_dtype(n: int, dim: int) -> torch.dtype:
     return torch.float16 if n * dim * 4 > 0.25 * free_host_bytes() else torch.float32
 
 
-def _autocast(dev: torch.device) -> Any:
+def feature_autocast(dev: torch.device) -> Any:
     """bf16 autocast where the device has it natively (CUDA from Ampere on), else a no-op: on the CPU
     features stay float32 (bf16 there is not reliably faster: simxir.train.precision)."""
     on = dev.type == "cuda" and bf16_supported(dev)
@@ -105,7 +105,7 @@ def _frozen_features(model: nn.Module, batches: Iterable[torch.Tensor], transfor
     out: torch.Tensor | None = None
     pos = 0
     try:
-        with torch.inference_mode(), _autocast(dev):
+        with torch.inference_mode(), feature_autocast(dev):
             for xb in progress(batches, desc=desc, total=total):
                 if cuda and not xb.is_pinned():
                     xb = xb.pin_memory()

@@ -24,9 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from simxir.augment import Augment, ViewSpec
-from simxir.eval.features import model_device, split_features
-from simxir.io import atomic_write_bytes
+from simxir.augment import Augment, ViewSpec, auto_recipe, build_augment
+from simxir.config import deep_update, from_dict, read_recipe, to_dict
+from simxir.data import open_dataset
+from simxir.eval.features import feature_autocast, model_device, split_features
+from simxir.io import atomic_save, load_checkpoint
+from simxir.models import load_encoder
 from simxir.progress import log, progress
 from simxir.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from simxir.train.monitors import topk_hits
@@ -105,7 +108,7 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
     plan = plan_run(tcfg, len(dataset.train.labels), device)
     views = OneView(augment, cfg.crop_scale)
     source = make_source(dataset, plan, views)
-    dim = int(getattr(backbone, "feature_dim", 0)) or _probe_dim(backbone, augment, dataset, device)
+    dim = int(backbone.feature_dim)
     classifier = build_classifier(dim, dataset.num_classes, cfg.bn, cfg.seed).to(device)
     model: nn.Module = classifier
     if plan.world > 1:
@@ -115,14 +118,14 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
     ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     start = 0
     if resume and ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        state = load_checkpoint(ckpt)
         classifier.load_state_dict(state["classifier"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["epoch"])
         log(f"linear protocol: resuming {ckpt} after epoch {start}")
     was = backbone.training
     backbone.eval()
-    amp = _autocast(device)
+    amp = feature_autocast(device)
     step = start * plan.steps_per_epoch
     try:
         for epoch in range(start, cfg.epochs):
@@ -142,7 +145,8 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
                     loss_sum += loss.detach()
                 step += 1
             if ckpt is not None and plan.main:
-                _save(ckpt, classifier, opt, epoch + 1)
+                atomic_save({"classifier": classifier.state_dict(), "optimizer": opt.state_dict(),
+                             "epoch": epoch + 1}, ckpt)
             if epoch + 1 == cfg.epochs or (epoch + 1) % 10 == 0:
                 log(f"linear protocol epoch {epoch + 1}: train loss {float(loss_sum) / plan.steps_per_epoch:.4f}")
     finally:
@@ -159,42 +163,12 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
             "lr": plan.peak_lr, "bn": cfg.bn}
 
 
-def _autocast(device: torch.device) -> Any:
-    from simxir.eval.features import _autocast as ac  # noqa: PLC0415 - one rule for all extraction
-
-    return ac(device)
-
-
-def _probe_dim(backbone: nn.Module, augment: Any, dataset: Any, device: torch.device) -> int:
-    x = dataset.test.images[:1] if hasattr(dataset.test, "images") else None
-    if x is None:
-        x = torch.zeros(1, 3, augment.image_size, augment.image_size, dtype=torch.uint8)
-    with torch.no_grad():
-        was = backbone.training
-        backbone.eval()
-        d = backbone(augment.eval(x.to(device))).flatten(1).shape[1]
-        backbone.train(was)
-    return int(d)
-
-
-def _save(path: Path, classifier: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
-    import io  # noqa: PLC0415
-
-    buf = io.BytesIO()
-    torch.save({"classifier": classifier.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def encoder_protocol_probe(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
                            augment: str | None, image_size: int | None, device: torch.device,
                            loader: Any, cfg: ProtocolConfig, out_dir: str | None = None,
                            resume: bool = False, feature_batch: int = 256) -> dict[str, Any]:
     """:func:`protocol_probe` of an encoder file over a dataset spec (``simxir eval --linear-protocol
     augmented``)."""
-    from simxir.augment import auto_recipe, build_augment  # noqa: PLC0415
-    from simxir.data import open_dataset  # noqa: PLC0415
-    from simxir.models import load_encoder  # noqa: PLC0415
 
     ds = open_dataset(data, image_size or 0, loader, device=device)
     model, _ = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
@@ -204,7 +178,6 @@ def encoder_protocol_probe(encoder: str, data: str, backbone: str | None, fmt: s
 
 def protocol_config(recipe: str | Path | None, overrides: dict[str, Any] | None = None) -> ProtocolConfig:
     """A ProtocolConfig from a ``recipes/linear/*.yaml`` file (None: the defaults), then ``overrides``."""
-    from simxir.config import deep_update, from_dict, read_recipe, to_dict  # noqa: PLC0415
 
     data = to_dict(ProtocolConfig())
     if recipe is not None:
