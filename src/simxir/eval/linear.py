@@ -87,8 +87,15 @@ def linear_probe_predictions(train_f: torch.Tensor, train_y: torch.Tensor, test_
                              test_y: torch.Tensor, cfg: LinearProbeConfig | None = None,
                              num_classes: int | None = None, show_progress: bool = True) -> torch.Tensor:
     """The same probe as :func:`linear_probe`; returns its top-1 class per test row (M,)."""
+    return linear_probe_logits(train_f, train_y, test_f, test_y, cfg, num_classes, show_progress).argmax(dim=1)
+
+
+def linear_probe_logits(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor,
+                        test_y: torch.Tensor, cfg: LinearProbeConfig | None = None,
+                        num_classes: int | None = None, show_progress: bool = True) -> torch.Tensor:
+    """The same probe as :func:`linear_probe`; returns its test logits (M, C) on the CPU."""
     logits, _ = _probe_logits(train_f, train_y, test_f, test_y, cfg, num_classes, show_progress)
-    return logits.argmax(dim=1).cpu()
+    return logits.cpu()
 
 
 def _probe_logits(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor,

@@ -8,6 +8,7 @@ import typer
 
 from simxir import distributed
 from simxir.io import json_safe
+from simxir.protocol.monitor import knn_monitor
 from simxir.train.checkpoint import resume_recipe
 from simxir.train.monitors import collapse_label
 from simxir.train.pretrain import build_config, run_pretrain
@@ -28,7 +29,8 @@ def pretrain_command(
 ) -> None:
     """Pretrain a backbone with a self-supervised method; writes RUN_DIR/encoder.safetensors."""
     cfg = build_config(method, resume_recipe(out, resume, recipe), list(overrides or []), data)
-    result = run_pretrain(cfg, out, resume=resume)   # diverged/interrupted: reported by simxir.cli
+    # diverged/interrupted: reported by simxir.cli
+    result = run_pretrain(cfg, out, resume=resume, evaluator=knn_monitor)
     if not distributed.is_main():
         return
     # "collapsed": the final encoder (the last epoch's monitors); "collapsed_epochs": every epoch

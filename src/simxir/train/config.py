@@ -70,6 +70,9 @@ class MonitorConfig:
     collapse_erank: float = 1.5
     collapse_spread_ratio: float = 0.1
     save_predictor: bool = True        # RUN/predictor/epoch_XXXX.npy every epoch (when the method has one)
+    knn_every: int = 0                 # epochs between kNN monitors (simxir pretrain; 0: off; last epoch always)
+    knn_k: int = 20                    # neighbours of the kNN monitor (solo-learn's default)
+    knn_train_size: int = 10000        # train images in its bank, evenly spaced (0: all)
 
 
 @dataclass

@@ -262,7 +262,8 @@ def _start_line(plan: Plan, name: str, n_train: int) -> str:
 
 def _epoch_line(m: dict[str, Any]) -> str:
     parts = [f"epoch {m['epoch']}", f"loss {m['loss']:.4f}"]
-    for k in ("probe_train_top1", "probe_test_top1", "z_std", "z_spread_ratio", "feat_erank", "decorrelation"):
+    for k in ("probe_train_top1", "probe_test_top1", "knn_top1", "z_std", "z_spread_ratio", "feat_erank",
+              "decorrelation"):
         if k in m and isinstance(m[k], float):
             parts.append(f"{k} {m[k]:.4g}")
     if m.get("collapsed"):

@@ -4,6 +4,7 @@ names, built and trained (:func:`run_pretrain`)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from simxir.errors import UserError
 from simxir.methods import CONFIGS, METHODS, build_method
 from simxir.models import build_backbone
 from simxir.train.config import TrainConfig
-from simxir.train.engine import EpochCallback, train
+from simxir.train.engine import EpochCallback, Evaluator, train
 from simxir.train.plan import resolve_device
 
 
@@ -61,8 +62,12 @@ def build_config(method: str | None, recipe: str | Path | None, overrides: list[
 
 
 def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
-                 callbacks: tuple[EpochCallback, ...] = ()) -> dict[str, Any]:
-    """Load data, build backbone + augment + method from ``cfg`` (seeded), and train."""
+                 callbacks: tuple[EpochCallback, ...] = (),
+                 evaluator: Callable[[TrainConfig, Any, Any], Evaluator | None] | None = None) -> dict[str, Any]:
+    """Load data, build backbone + augment + method from ``cfg`` (seeded), and train.
+
+    ``evaluator``: ``fn(cfg, dataset, augment)`` giving the engine's epoch evaluator (or None), e.g.
+    :func:`simxir.protocol.monitor.knn_monitor`."""
     device = resolve_device(cfg)
     dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(Path(out) / INDEX_CACHE),
                            device=device, on_device=cfg.data_on_device)
@@ -70,4 +75,6 @@ def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.backbone)
     method = build_method(cfg.method_name, backbone, dict(cfg.method))
-    return train(cfg, method, dataset, augment, out, resume=resume, callbacks=callbacks, device=device)
+    ev = evaluator(cfg, dataset, augment) if evaluator is not None else None
+    return train(cfg, method, dataset, augment, out, resume=resume, callbacks=callbacks, evaluator=ev,
+                 device=device)

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The converged-encoder SimXIR experiment (results/finetune/converged/README.md), one worker.
+# Start one or two workers from the repo root; each takes the next unfinished unit (method, seed)
+# and runs its stages in order, skipping every stage whose marker exists, resuming any stage that
+# was interrupted (--resume). Run folders live in ROOT (outside the checkout):
+#   pre-M-sS    EPOCHS epochs of M's own method (convnet-small, simsiam-cifar augmentation,
+#               batch 256, SGD lr 0.05 wd 5e-4 cosine, MoCo ema 0.99: pretrain_all.sh's settings),
+#               kNN monitor (k=20, all 2,000 test images, 10,000 train) every 10 epochs
+#   ft-M-sS-standard / ft-M-sS-raw-anchor   SimXIR, recipes/finetune/simxir-cifar.yaml: the paper's
+#               one round of 20 epochs, SGD lr 5e-4 momentum 0.9 wd 1e-6, batch 512, l2 loss
+#   cont-M-sS   the control: pre-M-sS resumed to EPOCHS+20 epochs (the cosine schedule stretched to
+#               EPOCHS+20: the extra 20 epochs run from lr 0.05*(1+cos(pi*E/(E+20)))/2 down to 0)
+#   rounds-M-sS SimXIR with T=4 rounds of 5 epochs (same 20-epoch budget), for ROUNDS_METHOD only
+#   eval/NAME.json  converged_eval.py of every encoder (kNN k=5..21 cos/euc, 100-epoch fast linear
+#               probe, per-image outcomes, class geometry)
+# Usage (repo root, venv active): [ROOT=/work/runs-converged] [EPOCHS=60] bash benchmarks/experiments/converged.sh start N
+#   `start N` snapshots the committed code (git archive HEAD -> ROOT/code, so that later edits of the
+#   checkout do not change a running experiment), clears stale claims and starts N background
+#   workers there (nohup; logs in ROOT/log.txt); run it again after an interruption to resume.
+set -uo pipefail
+ROOT=${ROOT:-/work/runs-converged}; EPOCHS=${EPOCHS:-60}
+ROUNDS_METHOD=${ROUNDS_METHOD:-byol}
+if [ "${1:-}" = start ]; then
+  shared=$(cd ../shared/data && pwd) || { echo "../shared/data: not found" >&2; exit 2; }
+  mkdir -p "$ROOT"; rm -rf "$ROOT/code" "$ROOT/claims"; mkdir -p "$ROOT/code"
+  git archive HEAD | tar -x -C "$ROOT/code"
+  for i in $(seq 1 "${2:-1}"); do
+    (cd "$ROOT/code" && SHARED=$shared PYTHONPATH="$ROOT/code/src" ROOT=$ROOT EPOCHS=$EPOCHS \
+      ROUNDS_METHOD=$ROUNDS_METHOD DATA_SPEC=${DATA_SPEC:-} UNITS_ONLY=${UNITS_ONLY:-} setsid nohup bash benchmarks/experiments/converged.sh "$i" \
+      >> "$ROOT/worker-$i.out" 2>&1 &)
+    sleep 2
+  done
+  echo "started ${2:-1} worker(s) on $(git rev-parse --short HEAD) in $ROOT/code"; exit 0
+fi
+ID=${1:-0}
+DATA=${DATA_SPEC:-npz:${SHARED:-../shared/data}/cifar10-12k.npz}
+SIMXIR=${SIMXIR:-simxir}; PY=${PY:-python}
+export OMP_NUM_THREADS=1 SIMXIR_QUIET=1
+mkdir -p "$ROOT/eval" "$ROOT/claims" "$ROOT/done"
+COMMON="batch_size=256 backbone=convnet-small augment=simsiam-cifar threads=1 schedule.warmup_epochs=2
+monitor.every=10 monitor.knn_every=10 monitor.eval_size=2000 monitor.save_predictor=false tensorboard=false
+optim.name=sgd optim.lr=0.05 optim.weight_decay=5e-4"
+UNITS=""
+for s in 0 1 2; do for m in moco simclr byol simsiam; do UNITS="$UNITS $m-s$s"; done; done
+for s in 0 1 2; do UNITS="$UNITS rounds:$ROUNDS_METHOD-s$s"; done
+UNITS=${UNITS_ONLY:-$UNITS}   # a smoke test: e.g. UNITS_ONLY="moco-s0 rounds:moco-s0"
+
+note() { echo "$(date -u +%FT%TZ) worker $ID $*" | tee -a "$ROOT/log.txt"; }
+
+# stage NAME CMD...: skip when done/NAME exists; else run CMD, stdout -> ROOT/NAME.json, stderr ->
+# ROOT/NAME.err (appended), record {"run", "rc", "wall_s"} (wall time summed over attempts)
+stage() {
+  local name=$1 start rc=0 prev=0
+  shift
+  [ -e "$ROOT/done/$name" ] && return 0
+  [ -e "$ROOT/$name.wall" ] && prev=$(cat "$ROOT/$name.wall")
+  note "start $name"
+  start=$(date +%s)
+  "$@" > "$ROOT/$name.json" 2>> "$ROOT/$name.err" || rc=$?
+  echo $(( prev + $(date +%s) - start )) > "$ROOT/$name.wall"
+  note "end $name rc=$rc wall=$(cat "$ROOT/$name.wall")s"
+  [ "$rc" = 0 ] && echo "{\"run\": \"$name\", \"wall_s\": $(cat "$ROOT/$name.wall")}" > "$ROOT/done/$name"
+  return "$rc"
+}
+
+resume_flag() { [ -e "$1/checkpoint.pt" ] && echo --resume; }
+
+pretrain() {   # NAME METHOD SEED
+  local extra=""
+  [ "$2" = moco ] && extra="method.ema=0.99"
+  $SIMXIR pretrain --method "$2" --data "$DATA" --out "$ROOT/$1" $(resume_flag "$ROOT/$1") epochs="$EPOCHS" \
+    seed="$3" $COMMON $extra --json
+}
+
+finetune() {   # NAME ENCODER_RUN VARIANT ROUNDS
+  $SIMXIR finetune --recipe recipes/finetune/simxir-cifar.yaml --encoder "$ROOT/$2/encoder.safetensors" \
+    --data "$DATA" --out "$ROOT/$1" --variant "$3" --rounds "$4" --knn none --no-linear \
+    $(resume_flag "$ROOT/$1") threads=1 tensorboard=false --json
+}
+
+control() {   # NAME FROM
+  if [ ! -e "$ROOT/$1/checkpoint.pt" ]; then rm -rf "$ROOT/$1"; cp -r "$ROOT/$2" "$ROOT/$1"; fi
+  $SIMXIR pretrain --out "$ROOT/$1" --resume epochs=$(( EPOCHS + 20 )) --json
+}
+
+evaluate() { $PY benchmarks/experiments/converged_eval.py "$ROOT/$1/encoder.safetensors" "$DATA" "$ROOT/eval/$1.json"; }
+
+unit() {
+  local u=$1
+  if [[ $u == rounds:* ]]; then
+    u=${u#rounds:}
+    [ -e "$ROOT/done/pre-$u" ] || { note "rounds-$u: waits for pre-$u"; return 1; }
+    stage "rounds-$u" finetune "rounds-$u" "pre-$u" standard 4 && stage "eval-rounds-$u" evaluate "rounds-$u"
+    return
+  fi
+  local m=${u%-s*} s=${u##*-s}
+  stage "pre-$u" pretrain "pre-$u" "$m" "$s" || return 1
+  stage "eval-pre-$u" evaluate "pre-$u"
+  for v in standard raw-anchor; do
+    stage "ft-$u-$v" finetune "ft-$u-$v" "pre-$u" "$v" 1 && stage "eval-ft-$u-$v" evaluate "ft-$u-$v"
+  done
+  stage "cont-$u" control "cont-$u" "pre-$u" && stage "eval-cont-$u" evaluate "cont-$u"
+}
+
+for u in $UNITS; do
+  key=${u//:/_}
+  [ -e "$ROOT/done/unit-$key" ] && continue
+  mkdir "$ROOT/claims/$key" 2>/dev/null || continue   # another worker has it
+  note "unit $u"
+  if unit "$u"; then touch "$ROOT/done/unit-$key"; fi
+done
+note "no units left"
