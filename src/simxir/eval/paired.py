@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest
+from scipy.stats import t as student_t
 
 from simxir.errors import UserError
 
@@ -45,6 +46,45 @@ def paired_change(correct_before: np.ndarray, correct_after: np.ndarray, n_boot:
     return {"before": 100.0 * a.mean(), "after": 100.0 * b.mean(), "change": 100.0 * diff.mean(),
             "ci_low": float(lo), "ci_high": float(hi), "level": level, "only_before": only_before,
             "only_after": only_after, "mcnemar_p": float(p), "n": n}
+
+
+def paired_change_seeds(correct_before: list[np.ndarray], correct_after: list[np.ndarray], n_boot: int = 2000,
+                        level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """The seed-averaged change of accuracy (points) of several (before, after) pairs on the same
+    test images (one pair per seed), with two 95% intervals:
+
+    - ``ci_low/ci_high``: over test images, a percentile bootstrap that resamples the same image
+      indices for every seed and averages the seeds' changes (the seeds are held fixed);
+    - ``seed_ci_low/seed_ci_high``: over seeds, Student's t interval of the per-seed changes
+      (nan with one seed); ``changes``: those per-seed changes; ``mcnemar_p``: each seed's test.
+    """
+    if len(correct_before) != len(correct_after) or not correct_before:
+        raise UserError(f"paired change over seeds: expected as many before as after vectors (>= 1), got "
+                        f"{len(correct_before)} and {len(correct_after)}")
+    per = [paired_change(a, b, n_boot=1, level=level, seed=seed) for a, b in zip(correct_before, correct_after)]
+    if len({c["n"] for c in per}) != 1:
+        raise UserError("paired change over seeds: every seed must score the same test images")
+    diff = np.stack([np.asarray(b, bool).ravel().astype(np.int64) - np.asarray(a, bool).ravel().astype(np.int64)
+                     for a, b in zip(correct_before, correct_after)]).mean(axis=0)
+    n = diff.size
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    boot = diff[idx].mean(axis=1) * 100.0
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    changes = [c["change"] for c in per]
+    s_lo, s_hi = seeds_interval(changes, level)
+    return {"change": float(np.mean(changes)), "ci_low": float(lo), "ci_high": float(hi),
+            "seed_ci_low": s_lo, "seed_ci_high": s_hi, "changes": changes, "level": level,
+            "mcnemar_p": [c["mcnemar_p"] for c in per], "before": float(np.mean([c["before"] for c in per])),
+            "after": float(np.mean([c["after"] for c in per])), "seeds": len(per), "n": n}
+
+
+def seeds_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Student's t interval of the mean of ``values`` (nan, nan with fewer than two)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return math.nan, math.nan
+    half = float(student_t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return float(v.mean() - half), float(v.mean() + half)
 
 
 def verdict(change: dict[str, Any]) -> str:
