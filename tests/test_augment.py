@@ -467,3 +467,20 @@ def test_real_cifar_views_are_standardized_by_dataset_stats():
     for v in (v1, v2):  # jitter/crops move the statistics, but not wildly
         assert v.mean().abs() < 0.3 and 0.6 < v.std() < 1.3
         assert torch.isfinite(v).all()
+
+
+def test_eval_of_large_images_is_resize_256_centre_crop_224():
+    """Above 64 px the eval is Resize(S / 0.875) -> CenterCrop(S): a 300 px square is resized to 256
+    and its central 224 kept; up to 64 px the whole image is resized (the old transform)."""
+    import torch.nn.functional as F
+
+    from simxir.augment import build_augment
+
+    x = torch.randint(0, 256, (2, 3, 300, 300), dtype=torch.uint8)
+    aug = build_augment("byol-imagenet", 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    ref = F.interpolate(x.float() / 255, size=(256, 256), mode="bilinear", antialias=True).clamp(0, 1)
+    assert torch.allclose(aug.eval(x), ref[:, :, 16:240, 16:240], atol=1e-6)
+    small = build_augment("simsiam-cifar", 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    y = torch.randint(0, 256, (2, 3, 48, 48), dtype=torch.uint8)
+    ref = F.interpolate(y.float() / 255, size=(32, 32), mode="bilinear", antialias=True).clamp(0, 1)
+    assert torch.allclose(small.eval(y), ref, atol=1e-6)

@@ -79,3 +79,39 @@ def test_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "val" / "y" / "0.png").write_bytes(b"broken")
     with pytest.raises(UserError, match="0.png: not a readable image"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_imagenet_size_folders_are_stored_for_the_eval_centre_crop(tmp_path: Path) -> None:
+    """A crop above 64 px is stored at round(S / 0.875) (the evaluation's Resize(R) -> CenterCrop(S)),
+    and the eval transform then takes the central S x S of the stored square, with no resampling."""
+    import torch
+
+    from simxir.augment import build_augment
+    from simxir.data.crops import eval_view
+
+    rng = np.random.default_rng(4)
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            coarse = Image.fromarray(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8))
+            _save(tmp_path / split / cls / "0.jpg", np.asarray(coarse.resize((150, 120), Image.Resampling.BICUBIC)))
+    ds = load_dataset(f"folder:{tmp_path}", image_size=80)
+    assert (ds.image_size, ds.stored_size) == (80, 91) and tuple(ds.train.images.shape[2:]) == (91, 91)
+    # stored: the centre square of the shorter side (columns 15..134), resized to 91 by Pillow
+    src = np.asarray(Image.open(tmp_path / "train" / "a" / "0.jpg").convert("RGB"))
+    expect = np.asarray(Image.fromarray(src[:, 15:135]).resize((91, 91), Image.Resampling.BILINEAR))
+    assert np.array_equal(ds.train.images[0].permute(1, 2, 0).numpy(), expect)
+    aug = build_augment("byol-imagenet", ds.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    out = aug.eval(ds.train.images[:1])
+    top = (91 - 80) // 2
+    assert torch.allclose(out, ds.train.images[:1, :, top:top + 80, top:top + 80].float() / 255, atol=1e-6)
+    # and it agrees with the streamed path's Resize(91) -> CenterCrop(80) of the same (smooth) image;
+    # a whole-image eval (the old transform: Resize(80) of the square) is far from it
+    streamed = eval_view(tmp_path / "train" / "a" / "0.jpg", 80).float() / 255
+    assert (out[0] - streamed).abs().mean() < 0.02          # sub-pixel offsets of the two crops
+    whole = torch.nn.functional.interpolate(ds.train.images[:1].float() / 255, size=(80, 80), mode="bilinear",
+                                            antialias=True)
+    assert (whole[0] - streamed).abs().mean() > 3 * (out[0] - streamed).abs().mean()
+    # images that arrive eval-cropped (S x S) pass through; small crops keep the whole image
+    assert torch.allclose(aug.eval(out.mul(255).round().to(torch.uint8)), out, atol=1e-6)
+    small = load_dataset(f"folder:{tmp_path}", image_size=48)
+    assert (small.image_size, small.stored_size, small.crop_size) == (48, 48, 0)

@@ -47,7 +47,7 @@ def test_pretrain_json_run_folder_and_reproducibility(tmp_path, tiny_npz):
     outs = []
     for name in ("a", "b"):
         r = _run(["--method", "simsiam", "--data", f"npz:{tiny_npz}", "--out", str(tmp_path / name),
-                  "epochs=2", "seed=3", *COMMON, "--json"], tmp_path)
+                  "epochs=2", "seed=3", "monitor.knn_every=2", "monitor.knn_k=3", *COMMON, "--json"], tmp_path)
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout))       # exactly one JSON object on stdout
     res = outs[0]
@@ -56,6 +56,8 @@ def test_pretrain_json_run_folder_and_reproducibility(tmp_path, tiny_npz):
     for e in res["epochs"]:
         assert np.isfinite(e["loss"]) and "z_std" in e and "feat_erank" in e and "probe_test_top1" in e
     assert isinstance(res["collapsed"], bool)
+    # the kNN monitor (monitor.knn_every=2): epoch 2 only, a fraction like the probe's
+    assert "knn_top1" not in res["epochs"][0] and 0 <= res["epochs"][1]["knn_top1"] <= 1
     assert res["encoder"] == str(tmp_path / "a" / "encoder.safetensors") and Path(res["encoder"]).is_file()
     assert [e["loss"] for e in outs[1]["epochs"]] == [e["loss"] for e in res["epochs"]]   # same seed
     run = tmp_path / "a"

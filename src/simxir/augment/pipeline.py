@@ -12,6 +12,7 @@ from torch import Tensor
 
 from simxir.augment import ops, params
 from simxir.errors import UserError
+from simxir.sizes import eval_resize
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,9 @@ class Augment:
         return self.view(x, self.specs[0], rows), self.view(x, self.specs[1], rows)
 
     def eval(self, x: Tensor) -> Tensor:
-        """Deterministic: resize the shorter side to ``image_size`` (antialiased) if needed,
-        centre-crop to a square, normalize."""
+        """Deterministic: resize the shorter side to :func:`simxir.sizes.eval_resize` (antialiased;
+        256 for 224, ``image_size`` itself up to 64 px) unless it is already that or ``image_size``
+        (images that arrive eval-cropped), centre-crop ``image_size``, normalize."""
         _check_input(x)
         with self._threads(x):
             return self._eval(x)
@@ -221,9 +223,10 @@ class Augment:
         out = ops.to_float(x)
         height, width = out.shape[-2:]
         size = self.image_size
-        if min(height, width) != size:
-            scale = size / min(height, width)
-            new = (max(size, round(height * scale)), max(size, round(width * scale)))
+        short = eval_resize(size)
+        if min(height, width) not in (size, short):
+            scale = short / min(height, width)
+            new = (max(short, round(height * scale)), max(short, round(width * scale)))
             out = F.interpolate(out, size=new, mode="bilinear", align_corners=False, antialias=True)
             out = out.clamp_(0.0, 1.0)
             height, width = new

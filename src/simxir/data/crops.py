@@ -25,8 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from simxir.sizes import EVAL_CROP_RATIO
+
 DRAFT_SCALES = (8, 4, 2)
-EVAL_CROP_RATIO = 0.875  # Resize(256) -> CenterCrop(224)
 
 Box = tuple[int, int, int, int]  # top, left, height, width
 

@@ -67,7 +67,9 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, float, float], tup
 class ImageDataset:
     """Train and test splits with class names and the train split's per-channel mean/std in [0, 1].
 
-    ``mean``/``std`` are computed from ``train`` when left as ``None``. Construction checks that
+    ``mean``/``std`` are computed from ``train`` when left as ``None``. ``crop_size``: the crop the
+    networks see when the images are stored larger (ImageNet-like folders are stored at
+    ``simxir.sizes.eval_resize(crop)``, 256 for 224, so that evaluation can centre-crop them). Construction checks that
     both splits are non-empty, share one image size, and have labels in ``0..len(classes)-1``.
     """
 
@@ -77,6 +79,7 @@ class ImageDataset:
     classes: list[str]
     mean: tuple[float, float, float] = field(default=None)  # type: ignore[assignment]
     std: tuple[float, float, float] = field(default=None)  # type: ignore[assignment]
+    crop_size: int = 0     # the network's input size when the stored images are larger (0: stored)
 
     def __post_init__(self) -> None:
         self.classes = [str(c) for c in self.classes]
@@ -100,6 +103,11 @@ class ImageDataset:
 
     @property
     def image_size(self) -> int:
+        """The network's input side: ``crop_size``, else the stored side."""
+        return int(self.crop_size or self.train.images.shape[2])
+
+    @property
+    def stored_size(self) -> int:
         return int(self.train.images.shape[2])
 
     @property
@@ -157,6 +165,7 @@ def dataset_info(ds: ImageDataset, spec: str) -> dict[str, Any]:
         "train_size": len(ds.train),
         "test_size": len(ds.test),
         "image_size": ds.image_size,
+        "stored_size": ds.stored_size,
         "num_classes": ds.num_classes,
         "classes": list(ds.classes),
         "mean": list(ds.mean),

@@ -1,9 +1,11 @@
 """ImageFolder layout: ``DIR/train/<class>/*.png|jpg|jpeg`` and ``DIR/val/<class>/...`` (or ``test/``).
 
-Size rule: every image becomes ``S`` x ``S``. ``S`` is ``image_size`` when given, else the most
-common shorter side among the train images (ties: the larger). An image that is already S x S is
-kept as decoded; any other is center-cropped to a square of its shorter side and resized to S x S
-with PIL's bilinear filter (which antialiases when shrinking).
+Size rule: the crop size ``S`` is ``image_size`` when given, else the most common shorter side among
+the train images (ties: the larger). Every image is stored as ``R`` x ``R`` with ``R = S`` up to 64 px
+and ``R = round(S / 0.875)`` above (256 for 224: :func:`simxir.sizes.eval_resize`), so that the
+evaluation's Resize(R) -> CenterCrop(S) has its pixels. An image that is already R x R is kept as
+decoded; any other is center-cropped to a square of its shorter side and resized to R x R with
+PIL's bilinear filter (which antialiases when shrinking).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from simxir.data.dataset import ImageDataset, Split
 from simxir.data.index import FolderIndex, FolderSplit, folder_index
 from simxir.errors import UserError
 from simxir.progress import progress
+from simxir.sizes import eval_resize
 
 
 def _size(p: Path) -> tuple[int, int]:
@@ -73,6 +76,7 @@ def load_folder(path: str | Path, image_size: int | None = None, workers: int | 
             size = int(image_size)
             if size <= 0:
                 raise UserError(f"image_size: expected a positive integer, got {image_size}")
-        train = _load_split(index.train, size, "decode train", pool)
-        test = _load_split(index.test, size, "decode val", pool)
-    return ImageDataset("folder", train, test, index.classes)
+        stored = eval_resize(size)   # ImageNet-like sizes: 256 for a 224 crop (evaluation's centre crop)
+        train = _load_split(index.train, stored, "decode train", pool)
+        test = _load_split(index.test, stored, "decode val", pool)
+    return ImageDataset("folder", train, test, index.classes, crop_size=size if stored != size else 0)

@@ -56,7 +56,8 @@ def split_validation(ds: ImageDataset, fraction: float, seed: int) -> ImageDatas
     keep = torch.ones(n, dtype=torch.bool)
     keep[val_idx] = False
     train_idx = torch.nonzero(keep, as_tuple=True)[0]
-    return ImageDataset(ds.name, _take(ds.train, train_idx), _take(ds.train, val_idx), list(ds.classes))
+    return ImageDataset(ds.name, _take(ds.train, train_idx), _take(ds.train, val_idx), list(ds.classes),
+                        crop_size=ds.crop_size)
 
 
 def subset(ds: ImageDataset, n_train: int | None, n_test: int | None, seed: int = 0) -> ImageDataset:
@@ -75,4 +76,4 @@ def subset(ds: ImageDataset, n_train: int | None, n_test: int | None, seed: int 
         return ds
     train = pick(ds.train, n_train, "n_train", seed)
     test = pick(ds.test, n_test, "n_test", seed + 1)
-    return ImageDataset(ds.name, train, test, list(ds.classes))
+    return ImageDataset(ds.name, train, test, list(ds.classes), crop_size=ds.crop_size)
