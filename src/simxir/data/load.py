@@ -19,6 +19,7 @@ from simxir.data.stream import (
 from simxir.data.svhn import load_svhn
 from simxir.errors import UserError
 from simxir.progress import log
+from simxir.sizes import eval_resize
 
 SCHEMES: dict[str, str] = {
     "cifar10": "cifar10:DIR (cifar-10-batches-py folder, its parent, or cifar-10-python.tar.gz)",
@@ -109,7 +110,7 @@ def open_dataset(spec: str, image_size: int = 0, loader: LoaderConfig | None = N
         return load_dataset(spec, image_size or None)
     index = folder_index(arg, loader.classes or None, index_cache)
     side = image_size or (_typical_side(index) if loader.stream == "auto" else 0)  # only auto weighs it
-    stream, reason = should_stream(loader, len(index.train), side, device, on_device)
+    stream, reason = should_stream(loader, len(index.train), eval_resize(side) if side else 0, device, on_device)
     log(f"data {spec}: {len(index.train)} train / {len(index.test)} val images, {len(index.classes)} "
         f"classes; {'streamed from disk' if stream else 'decoded into memory'} ({reason})")
     if stream:
