@@ -335,9 +335,10 @@ def test_auto_streams_when_the_decoded_split_would_not_fit(tmp_path, monkeypatch
     from simxir.data import stream
 
     root = jpeg_folder(tmp_path / "d", 4, 2)
-    monkeypatch.setattr(stream, "free_host_bytes", lambda: 4 * 3 * 375 * 375 * 4)  # 0.25 x 4x the split: fits
+    side = round(375 / 0.875)   # stored side of 375 px images in memory (the evaluation's resize)
+    monkeypatch.setattr(stream, "free_host_bytes", lambda: 4 * 3 * side * side * 4)  # 0.25 x 4x the split: fits
     assert not getattr(open_dataset(f"folder:{root}", 0, LoaderConfig(stats_sample=2)), "streamed", False)
-    monkeypatch.setattr(stream, "free_host_bytes", lambda: 4 * 3 * 375 * 375 * 2)  # 0.25 x 2x: does not
+    monkeypatch.setattr(stream, "free_host_bytes", lambda: 4 * 3 * side * side * 3.5)  # 0.25 x 3.5x: does not
     assert open_dataset(f"folder:{root}", 0, LoaderConfig(stats_sample=2)).streamed
 
 
