@@ -8,10 +8,13 @@ The ResNets reproduce torchvision's architecture, parameter/buffer names and wei
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from simxir.errors import UserError
+from simxir.models.vit import VIT_SIZES, VisionTransformer, parse_vit
 
 # depth -> (block type, blocks per stage)
 RESNET_LAYOUTS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -25,6 +28,7 @@ ARCHS: tuple[str, ...] = (
     "resnet18", "resnet34", "resnet50", "resnet101",
     "resnet18-cifar", "resnet34-cifar", "resnet50-cifar", "resnet101-cifar",
     "convnet-small",
+    *(f"vit-{size}{suffix}" for size in VIT_SIZES for suffix in ("", "-cifar")),
 )
 
 
@@ -191,8 +195,14 @@ class ConvNetSmall(nn.Module):
         return torch.flatten(self.avgpool(self.features(x)), 1)
 
 
-def build_backbone(name: str, zero_init_residual: bool = False) -> nn.Module:
-    """Build a backbone by name (see ``ARCHS``); the module has ``.feature_dim`` and ``.arch``."""
+def build_backbone(name: str, zero_init_residual: bool = False, **vit_options: Any) -> nn.Module:
+    """Build a backbone by name (see ``ARCHS``); the module has ``.feature_dim`` and ``.arch``.
+    ``vit_options`` (ViTs only): ``registers``, ``layer_scale``, ``representation``, ``attn``."""
+    vit = parse_vit(name)
+    if vit is not None:
+        return VisionTransformer(**vit, **vit_options)
+    if vit_options:
+        raise UserError(f"backbone {name!r}: {', '.join(sorted(vit_options))} only apply to ViT backbones")
     if name == "convnet-small":
         return ConvNetSmall()
     base, _, suffix = name.partition("-")

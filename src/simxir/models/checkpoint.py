@@ -28,6 +28,7 @@ from simxir.models.formats import (
     wrap,
     wrap_into_template,
 )
+from simxir.models.vit import VisionTransformer, vit_options_from_state
 
 _DEPTHS = {(n[2], kind == "bottleneck"): d for d, (kind, n) in RESNET_LAYOUTS.items()}
 
@@ -122,11 +123,17 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
     where = str(path)
     if meta is not None and "arch" in meta and format in (None, "simxir"):
         ex = Extracted("simxir", "simxir (safetensors)", "", dict(obj), {k: k for k in obj})
-        backbone = backbone or meta["arch"]
+        if "patch_embed.proj.weight" not in obj:      # a ViT's shape is read from its tensors
+            backbone = backbone or meta["arch"]
     else:
         ex = extract(obj, where, format)
-    arch = backbone or infer_arch(ex.tensors, where)
-    model = build_backbone(arch)
+    if backbone is None and "patch_embed.proj.weight" in ex.tensors:   # a ViT: its shape is in its tensors
+        opts = vit_options_from_state(ex.tensors, where)
+        arch = opts["arch"]
+        model: nn.Module = VisionTransformer(**opts, representation=(meta or {}).get("representation", "cls"))
+    else:
+        arch = backbone or infer_arch(ex.tensors, where)
+        model = build_backbone(arch)
     expected = model.state_dict()
     missing = [k for k in expected if k not in ex.tensors]
     tolerated = [k for k in missing if k.endswith("num_batches_tracked")]
@@ -251,6 +258,8 @@ def save_encoder(model: nn.Module, path: str | Path) -> None:
         meta["conv1_padding"] = str(conv1.padding[0])
     if not getattr(model, "stem_relu", True):
         meta["stem_relu"] = "false"
+    if isinstance(model, VisionTransformer):
+        meta["representation"] = model.representation
     atomic_write_bytes(path, save(_cpu_state(model), metadata=meta))
 
 
