@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -147,3 +148,45 @@ def test_save_and_load_keep_the_vit_and_its_representation(tmp_path):
     save_encoder(build_backbone("vit-small-p14-518"), tmp_path / "p14.safetensors")
     vit, report = load_encoder(tmp_path / "p14.safetensors")
     assert (report.arch, vit.patch_embed.patch_size, vit.pos_embed.shape[1]) == ("vit-small-p14-518", 14, 1 + 37 ** 2)
+
+
+@pytest.mark.slow
+def test_pretrain_then_simxir_on_a_vit_end_to_end(tmp_path):
+    """SimSiam pretraining with backbone=vit-tiny-cifar records the representation; SimXIR
+    fine-tunes the ViT (no BatchNorm: target_bn does not apply) and evaluates kNN + linear."""
+    from simxir.finetune.method import SimXIR
+    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+    from simxir.models import load_encoder
+    from simxir.train.pretrain import build_config, run_pretrain
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"       # 4 classes of 16 px images that differ in colour
+    y_tr, y_te = np.arange(96) % 4, np.arange(32) % 4
+    colour = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]])
+    x_tr = np.clip(colour[y_tr][:, None, None] + rng.normal(0, 30, (96, 16, 16, 3)), 0, 255).astype(np.uint8)
+    x_te = np.clip(colour[y_te][:, None, None] + rng.normal(0, 30, (32, 16, 16, 3)), 0, 255).astype(np.uint8)
+    np.savez(data, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    cfg = build_config("simsiam", None, ["backbone=vit-tiny-cifar", "vit.representation=mean", "epochs=1",
+                                         "batch_size=32", "tensorboard=false", "monitor.eval_size=32",
+                                         "method.proj_hidden=64", "method.proj_dim=32", "method.pred_hidden=16"],
+                       f"npz:{data}")
+    res = run_pretrain(cfg, tmp_path / "pre")
+    enc, report = load_encoder(res["encoder"])
+    assert (report.arch, enc.representation) == ("vit-tiny-cifar", "mean")
+    assert "representation: mean" in (tmp_path / "pre" / "config.yaml").read_text()
+    assert not SimXIR(enc).target_bn_applies
+    ft = build_finetune_config(None, ["epochs=1", "batch_size=32", "tensorboard=false", "vit.representation=cls+mean"],
+                               f"npz:{data}")
+    out = run_finetune(ft, res["encoder"], tmp_path / "ft", protocol=EvalProtocol(knn_ks=(5,), linear_epochs=5))
+    for side in ("before", "after"):
+        assert out[side]["knn"]["cosine"]["5"] > 60 and out[side]["linear"]["top1"] > 60   # colour classes
+    tuned, _ = load_encoder(out["encoder"])
+    assert tuned.representation == "cls+mean" and tuned.feature_dim == 384
+
+
+def test_vit_options_are_refused_on_other_backbones():
+    from simxir.train.pretrain import build_config, run_pretrain
+
+    cfg = build_config("simsiam", None, ["backbone=convnet-small", "vit.registers=4"], "digits")
+    with pytest.raises(UserError, match="only apply to ViT"):
+        run_pretrain(cfg, "/nonexistent/never-written")

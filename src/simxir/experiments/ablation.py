@@ -136,7 +136,7 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
         cfg = cfgs[row.name]
         log(f"ablation row {row.name}: {' '.join(row.method_overrides())}")
         torch.manual_seed(cfg.seed)
-        method = build_method("bridge", build_backbone(cfg.backbone), dict(cfg.method))
+        method = build_method("bridge", build_backbone(cfg.backbone, **cfg.vit.options()), dict(cfg.method))
         entry: dict[str, Any] = {"row": row.name, **row.switches(), "paper": row.paper,
                                  "run_dir": str(out / row.name)}
         try:

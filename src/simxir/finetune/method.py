@@ -12,6 +12,9 @@ Batch norm in the target is an explicit choice (``target_bn``):
   running statistics stay frozen (BN momentum 0), so the target really is the round-start copy.
 - ``"running"``: the target runs in eval mode and normalises with the running statistics it
   had at the start of the round.
+
+A backbone without BatchNorm (a ViT) has no such choice: ``target_bn`` does not apply, and the run
+says so in its log.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from simxir.config import from_dict
 from simxir.errors import UserError
 from simxir.finetune.loss import simxir_loss
 from simxir.methods.base import Method, make_target
+from simxir.progress import log
 
 
 @dataclass
@@ -58,10 +62,14 @@ class SimXIR(Method):
             raise UserError("method.epochs_per_round / method.steps_per_round: expected >= 0")
         super().__init__(backbone, cfg)
         self.target = make_target(backbone)
+        bns = [m for m in self.target.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.target_bn_applies = bool(bns)
+        if not bns:
+            log(f"method.target_bn={cfg.target_bn} does not apply: the backbone has no BatchNorm "
+                f"({getattr(backbone, 'arch', type(backbone).__name__)}); the target is the round-start copy")
         if cfg.target_bn == "batch":
-            for m in self.target.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.momentum = 0.0  # batch statistics in forward, running statistics untouched
+            for m in bns:
+                m.momentum = 0.0  # batch statistics in forward, running statistics untouched
         self.target.train(cfg.target_bn != "running")
         self.rounds_done = 0
 

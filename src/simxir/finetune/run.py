@@ -148,7 +148,12 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
     run_dir = Path(out)
     backbone, report = load_encoder(encoder, backbone=None if cfg.backbone == "auto" else cfg.backbone,
                                     format=fmt, allow_pickle=allow_pickle)
-    log(report.summary())
+    if "representation" in cfg.vit.options():
+        if not hasattr(backbone, "set_representation"):
+            raise UserError(f"vit.representation: {encoder} holds a {report.arch}, not a ViT")
+        backbone.set_representation(cfg.vit.representation)
+    log(report.summary() + (f"\n  representation {backbone.representation}" if hasattr(backbone, "representation")
+                            else ""))
     device = resolve_device(cfg)
     dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(run_dir / INDEX_CACHE),
                            device=device, on_device=cfg.data_on_device)

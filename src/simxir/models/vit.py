@@ -145,6 +145,13 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self._init()
 
+    def set_representation(self, representation: str) -> None:
+        """Choose the feature again (a loaded encoder evaluated another way); ``feature_dim`` follows."""
+        if representation not in REPRESENTATIONS:
+            raise UserError(f"ViT representation {representation!r}: expected one of {', '.join(REPRESENTATIONS)}")
+        self.representation = representation
+        self.feature_dim = 2 * self.embed_dim if representation == "cls+mean" else self.embed_dim
+
     def _init(self) -> None:
         """timm's default init: pos_embed trunc-normal 0.02, tokens normal 1e-6, Linear
         trunc-normal 0.02 with zero bias."""

@@ -7,6 +7,7 @@ addressed on the command line as ``method.KEY=VALUE``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,6 +49,22 @@ class ProbeConfig:
 
 
 @dataclass
+class ViTConfig:
+    """Options of ``vit-*`` backbones (other backbones refuse non-default values)."""
+
+    representation: Literal["cls", "mean", "cls+mean"] = "cls"   # the feature evaluated and trained on
+    registers: int = 0                 # register tokens (DINOv2 with registers: 4)
+    layer_scale: float | None = None   # LayerScale init (DINOv2: 1e-5); None: no layer scale
+    attn: Literal["sdpa", "softmax"] = "sdpa"
+
+    def options(self) -> dict[str, Any]:
+        """The non-default values, as ``build_backbone`` keyword arguments."""
+        default = ViTConfig()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+
+@dataclass
 class MonitorConfig:
     """Per-epoch monitors on a fixed, un-augmented eval set (the first ``eval_size`` test images).
 
@@ -82,6 +99,7 @@ class TrainConfig:
     method_name: str = ""             # optional: the method a recipe was written for
     data: str = "digits"
     backbone: str = "convnet-small"
+    vit: ViTConfig = field(default_factory=ViTConfig)   # ViT backbones only (vit.representation=...)
     augment: str = "auto"             # auto: by image size (tiny <= 16 px, simsiam-cifar <= 64, byol-imagenet)
     image_size: int = 0               # crop size; 0: the stored size in memory, 224 for streamed folders
     epochs: int | None = None         # None: auto_epochs (10, more for small data: >= 150 steps)

@@ -73,7 +73,7 @@ def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
                            device=device, on_device=cfg.data_on_device)
     augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
     torch.manual_seed(cfg.seed)
-    backbone = build_backbone(cfg.backbone)
+    backbone = build_backbone(cfg.backbone, **cfg.vit.options())
     method = build_method(cfg.method_name, backbone, dict(cfg.method))
     ev = evaluator(cfg, dataset, augment) if evaluator is not None else None
     return train(cfg, method, dataset, augment, out, resume=resume, callbacks=callbacks, evaluator=ev,
