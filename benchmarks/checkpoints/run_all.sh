@@ -46,3 +46,8 @@ $V $HERE/verify_solo.py source "$WORK/solo" "$SRC/solo" && $PY $HERE/verify_solo
 $V $HERE/verify_mmpretrain.py source "$WORK/mm" && $PY $HERE/verify_mmpretrain.py check "$WORK/mm" \
   && $V $HERE/verify_mmpretrain.py roundtrip "$WORK/mm" && $PY $HERE/verify_mmpretrain.py table "$WORK/mm" \
   && $PY $HERE/verify_mmpretrain.py mmselfsup "$WORK/mm" "$SRC/mmselfsup/extract_backbone_weights.py"
+# ViTs: DINO (facebookresearch/dino@7c446df: vision_transformer.py, utils.py in SRC/dino) and DINOv2
+# (facebookresearch/dinov2@b8931f7: dinov2/models, dinov2/layers in SRC/dinov2); needs pillow beside torch
+export XFORMERS_DISABLED=1
+$V $HERE/verify_vit.py source "$WORK/vit" "$SRC" && $PY $HERE/verify_vit.py check "$WORK/vit" \
+  && $V $HERE/verify_vit.py roundtrip "$WORK/vit" "$SRC" && $PY $HERE/verify_vit.py table "$WORK/vit"

@@ -370,20 +370,33 @@ def test_prefix_is_stripped_once_not_replaced(tmp_path, sd18):
 
 # ------------------------------------------------------------------ export
 
-ROUNDTRIPS = [(f, "convnet-small") for f in FORMATS] + [
-    (f, "resnet18-cifar") for f in ("solo-learn", "moco", "vissl", "lightly")]
+VIT_FORMATS = ("dino", "dinov2", "timm")
+ROUNDTRIPS = [(f, "convnet-small") for f in FORMATS if f not in VIT_FORMATS] + [
+    (f, "resnet18-cifar") for f in ("solo-learn", "moco", "vissl", "lightly")] + [
+    (f, "vit-tiny-cifar") for f in (*VIT_FORMATS, "simxir")]
+
+
+def test_vit_layouts_and_backbone_layouts_do_not_mix(tmp_path):
+    with pytest.raises(UserError, match="--format timm: a ViT layout"):
+        export_encoder(build_backbone("convnet-small"), tmp_path / "a.pth", "timm")
+    with pytest.raises(UserError, match="--format moco: a ResNet/ConvNet layout"):
+        export_encoder(build_backbone("vit-tiny-cifar"), tmp_path / "b.pth", "moco")
 
 
 @pytest.mark.parametrize("fmt,arch", ROUNDTRIPS)
 def test_export_roundtrip_every_format(tmp_path, fmt, arch):
     m = build_backbone(arch)
-    m.load_state_dict(random_state(arch, 5))
+    if arch.startswith("vit"):
+        g = torch.Generator().manual_seed(5)
+        m.load_state_dict({k: torch.randn(v.shape, generator=g) for k, v in m.state_dict().items()})
+    else:
+        m.load_state_dict(random_state(arch, 5))
     if fmt == "solo-learn" and arch.endswith("-cifar"):
         m.conv1.padding = (2, 2)   # solo-learn's own CIFAR stem (padding 1 cannot go there)
     out = tmp_path / ("e.safetensors" if fmt == "simxir" else "e.pth")
     assert export_encoder(m, out, fmt) == fmt
     loaded, rep = load_encoder(out)
-    assert rep.format == fmt and rep.arch == arch and rep.dropped == []
+    assert rep.format == fmt and rep.arch == arch and rep.dropped == (["mask_token"] if fmt == "dinov2" else [])
     assert_loaded(loaded, m.state_dict())
 
 

@@ -130,7 +130,10 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
     if backbone is None and "patch_embed.proj.weight" in ex.tensors:   # a ViT: its shape is in its tensors
         opts = vit_options_from_state(ex.tensors, where)
         arch = opts["arch"]
-        model: nn.Module = VisionTransformer(**opts, representation=(meta or {}).get("representation", "cls"))
+        m = meta or {}
+        net = {"pos_offset": float(m.get("pos_offset", 0.0)), "pos_antialias": m.get("pos_antialias", "true") == "true",
+               **{k: v for k, v in ex.network.items() if k.startswith("pos_")}}
+        model: nn.Module = VisionTransformer(**opts, representation=m.get("representation", "cls"), **net)
     else:
         arch = backbone or infer_arch(ex.tensors, where)
         model = build_backbone(arch)
@@ -259,7 +262,8 @@ def save_encoder(model: nn.Module, path: str | Path) -> None:
     if not getattr(model, "stem_relu", True):
         meta["stem_relu"] = "false"
     if isinstance(model, VisionTransformer):
-        meta["representation"] = model.representation
+        meta.update(representation=model.representation, pos_offset=str(model.pos_offset),
+                    pos_antialias=str(model.pos_antialias).lower())
     atomic_write_bytes(path, save(_cpu_state(model), metadata=meta))
 
 
@@ -272,8 +276,11 @@ def export_encoder(model: nn.Module, path: str | Path, format: str,
     template (the original checkpoint, path or loaded object) a copy of it is written with the
     online backbone (and mmselfsup's mirrored copy) replaced; heads and momentum copies are kept.
     """
-    layout(format)
+    lay = layout(format)
     model = _unwrap(model)
+    if format != "simxir" and lay.vit != isinstance(model, VisionTransformer):
+        what = "ViT" if lay.vit else "ResNet/ConvNet"
+        raise UserError(f"--format {format}: a {what} layout; {model.arch} cannot be written in it")
     _check_stem_fits(model, format)
     if format == "simxir":
         save_encoder(model, path)

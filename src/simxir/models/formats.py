@@ -36,6 +36,16 @@ Layouts (read from each project's source):
   ``{"model": {module.backbone.*, module.projector.*, module.bn.*}, "optimizer": ...}``.
 - ``vissl``: ``classy_state_dict.base_model.model.trunk`` with ``_feature_blocks.*`` keys
   (``_feature_blocks.conv1`` ... ``_feature_blocks.layer4``; heads dropped).
+
+ViTs (timm names, see ``simxir.models.vit``):
+
+- ``dino``: main_dino.py's checkpoint ``{"student": {module.backbone.*, module.head.*}, "teacher":
+  {backbone.*, head.*}, "dino_loss", ...}``: the teacher is taken (what DINO's eval scripts use);
+  ``--format dino`` also reads the released bare backbone files with DINO's position-embedding
+  interpolation (offset 0.1). Exports ``{"teacher": {backbone.*}}`` (or into the original file).
+- ``dinov2``: the hub's bare state dicts (``mask_token`` dropped, ``register_tokens`` ->
+  ``reg_token``); DINOv2's interpolation (offset 0.1; its register models: by size, antialiased).
+- ``timm``: a bare timm ViT state dict (``head.*`` dropped), also under ``module.``.
 """
 
 from __future__ import annotations
@@ -141,6 +151,9 @@ class Layout:
     cifar_stem_padding: int | None = 1
     # the key names of the layout's network without a ReLU after bn1 (None: it has no such network)
     names_without_stem_relu: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
+    # our names -> the layout's (and tensors its model holds beside the backbone's), for exports
+    export_names: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
+    vit: bool = False      # a layout of ViTs only (exports of other backbones are refused)
 
     def score(self, obj: Any, keys: list[str]) -> int:
         """How many of its markers the file shows (for layouts sharing a prefix)."""
@@ -152,6 +165,39 @@ class Layout:
 
 def _simxir_run(obj: Mapping[str, Any], keys: list[str]) -> bool:
     return {"model", "config", "history"} <= set(obj) and _has(keys, "backbone.")
+
+
+def _bare_vit(prefix: str = "") -> Callable[[Mapping[str, Any], list[str]], bool]:
+    return lambda obj, keys: f"{prefix}patch_embed.proj.weight" in keys and f"{prefix}pos_embed" in keys
+
+
+def _dinov2(obj: Mapping[str, Any], keys: list[str]) -> bool:
+    """DINOv2's hub checkpoints: the bare ViT with its (unused at inference) ``mask_token``."""
+    return "mask_token" in keys and _bare_vit()(obj, keys)
+
+
+def _dinov2_rename(names: list[str]) -> tuple[dict[str, str], str, dict[str, Any]]:
+    out = {n: ("reg_token" if n == "register_tokens" else n) for n in names}
+    # DINOv2's interpolate_pos_encoding: by scale factor with offset 0.1 (not antialiased); its
+    # register models are built with offset 0 and antialiasing (dinov2/hub/backbones.py)
+    reg = "register_tokens" in names
+    return out, "", {"pos_offset": 0.0 if reg else 0.1, "pos_antialias": reg}
+
+
+def _dinov2_names(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Our ViT's tensors under DINOv2's names, with the zero ``mask_token`` its model holds."""
+    out = {("register_tokens" if k == "reg_token" else k): v for k, v in sd.items()}
+    out["mask_token"] = torch.zeros(1, sd["cls_token"].shape[-1])
+    return out
+
+
+def _timm(obj: Mapping[str, Any], keys: list[str]) -> bool:
+    return _bare_vit()(obj, keys) or _bare_vit("module.")(obj, keys)
+
+
+def _dino(obj: Mapping[str, Any], keys: list[str]) -> bool:
+    return isinstance(obj.get("teacher"), Mapping) and isinstance(obj.get("student"), Mapping) and \
+        "dino_loss" in obj
 
 
 LAYOUTS: tuple[Layout, ...] = (
@@ -180,6 +226,14 @@ LAYOUTS: tuple[Layout, ...] = (
            export_arch=True),
     Layout("bridge", ("module.backbone.", ""), unique=("module.backbone.",), container=("model",),
            export_prefix="module.backbone.", extras={EXPORT_HINT: "bridge"}),
+    Layout("dino", ("backbone.", "module.backbone.", ""), identify=_dino, container=("teacher",),
+           extras={EXPORT_HINT: "dino"}, vit=True,
+           cifar_stem_padding=None, rename=lambda names: ({n: n for n in names}, "", {"pos_offset": 0.1,
+                                                                                     "pos_antialias": False})),
+    Layout("dinov2", ("",), identify=_dinov2, container=(), export_prefix="", cifar_stem_padding=None,
+           rename=_dinov2_rename, export_names=_dinov2_names, vit=True),
+    Layout("timm", ("", "module."), identify=_timm, container=(), export_prefix="", cifar_stem_padding=None,
+           vit=True),
     Layout("vissl", ("_feature_blocks.",), unique=("_feature_blocks.",),
            container=("classy_state_dict", "base_model", "model", "trunk"), export_prefix="_feature_blocks.",
            extras={"classy_state_dict": {"base_model": {"model": {"heads": {}}}}}),
@@ -237,6 +291,8 @@ def find_state_dict(obj: Any, where: str) -> tuple[dict[str, Tensor], tuple[str,
             if sd is None:
                 raise UserError(f"{where}: vissl trunk is not a dict of tensors")
             return sd, ("classy_state_dict", "base_model", "model", "trunk")
+        if isinstance(obj.get("teacher"), Mapping) and _flat(obj["teacher"]) is not None:
+            return dict(obj["teacher"]), ("teacher",)     # DINO / iBOT: the teacher is what is evaluated
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and _flat(obj[key]) is not None:
                 return dict(obj[key]), (key,)
@@ -256,8 +312,8 @@ def _has(keys: list[str], prefix: str) -> bool:
 
 
 def _bare(keys: list[str], prefix: str) -> bool:
-    """Whether torchvision backbone names sit directly under ``prefix``."""
-    return f"{prefix}conv1.weight" in keys or f"{prefix}features.0.weight" in keys
+    """Whether torchvision (or timm ViT) backbone names sit directly under ``prefix``."""
+    return any(f"{prefix}{k}" in keys for k in ("conv1.weight", "features.0.weight", "patch_embed.proj.weight"))
 
 
 def detect_format(obj: Any, sd: dict[str, Tensor]) -> tuple[str, str]:
@@ -328,7 +384,7 @@ def extract(obj: Any, where: str, fmt: str | None = None) -> Extracted:
     key_map: dict[str, str] = {}
     dropped = [k for k in keys if k not in inside]
     for k, name in inside.items():
-        if name.startswith("fc.") or (prefix == "" and not _is_backbone_name(name)):
+        if name.startswith(("fc.", "head.")) or (prefix == "" and not _is_backbone_name(name)):
             dropped.append(k)
         else:
             key_map[k] = name
@@ -343,7 +399,8 @@ def extract(obj: Any, where: str, fmt: str | None = None) -> Extracted:
 
 def _is_backbone_name(name: str) -> bool:
     """For prefix-less layouts: keys that belong to a backbone (everything else is dropped)."""
-    return bool(re.match(r"(conv1|bn1|layer\d+|features)\.", name))
+    return bool(re.match(r"(conv1|bn1|layer\d+|features|patch_embed|blocks|norm)\.", name)) or \
+        name in ("cls_token", "reg_token", "pos_embed")
 
 
 def _check_mirrors(sd: dict[str, Tensor], tensors: dict[str, Tensor], mirrors: tuple[str, ...],
@@ -393,6 +450,8 @@ def wrap(sd: dict[str, Tensor], fmt: str, arch: str, stem_relu: bool = True) -> 
         raise UserError(f"--format {fmt!r}: expected one of {', '.join(f for f in FORMATS if f != fmt)}")
     if not stem_relu:   # export_encoder has refused the layouts without such names
         sd = lay.names_without_stem_relu(sd)
+    if lay.export_names is not None:
+        sd = lay.export_names(sd)
     obj: Any = {lay.export_prefix + k: v for k, v in sd.items()}
     for key in reversed(lay.container):
         obj = {key: obj}

@@ -10,7 +10,8 @@ they are: ``patch_embed.proj``, ``cls_token``, ``reg_token``, ``pos_embed``,
   writes it out, for the benchmark).
 - Position embeddings hold the class token's slot first (timm's default), registers (DINOv2's
   ``reg_token``) follow the class token without one. Another image size resamples the patch grid's
-  embeddings bicubically (timm's ``resample_abs_pos_embed``); the stored size is used as is.
+  embeddings bicubically, by output size as timm does or by DINO's offset scale factor
+  (``pos_offset``, set by the DINO/DINOv2 layouts); the stored size is used as is.
 - ``representation``: ``cls`` (the final norm's class token, what DINO/MoCo v3 evaluate), ``mean``
   (mean of the patch tokens after the final norm) or ``cls+mean`` (both concatenated, as DINO's
   linear evaluation does with ``avgpool_patchtokens``); ``feature_dim`` follows.
@@ -101,9 +102,12 @@ class Block(nn.Module):
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
-def resample_pos_embed(pos: Tensor, grid: tuple[int, int], prefix: int) -> Tensor:
-    """``pos`` (1, prefix + h*w, d) with its patch part resampled (bicubic, as timm) to ``grid``;
-    returned unchanged when the grid already matches."""
+def resample_pos_embed(pos: Tensor, grid: tuple[int, int], prefix: int, offset: float = 0.0,
+                       antialias: bool = True) -> Tensor:
+    """``pos`` (1, prefix + h*w, d) with its patch part resampled bicubically to ``grid``; returned
+    unchanged when the grid already matches. ``offset`` 0: by output size, as timm's
+    ``resample_abs_pos_embed`` (antialiased by default); ``offset`` 0.1: by the scale factor
+    ``(grid + 0.1) / side``, as DINO's and DINOv2's ``interpolate_pos_encoding`` (not antialiased)."""
     n = pos.shape[1] - prefix
     side = int(round(math.sqrt(n)))
     if side * side != n:
@@ -113,7 +117,13 @@ def resample_pos_embed(pos: Tensor, grid: tuple[int, int], prefix: int) -> Tenso
     head, patches = pos[:, :prefix], pos[:, prefix:]
     d = pos.shape[-1]
     p = patches.reshape(1, side, side, d).permute(0, 3, 1, 2).float()
-    p = F.interpolate(p, size=grid, mode="bicubic", align_corners=False)
+    if offset:
+        scale = ((grid[0] + offset) / side, (grid[1] + offset) / side)
+        p = F.interpolate(p, scale_factor=scale, mode="bicubic", antialias=antialias)
+    else:
+        p = F.interpolate(p, size=grid, mode="bicubic", antialias=antialias)
+    if tuple(p.shape[-2:]) != tuple(grid):
+        raise UserError(f"pos_embed: resampling {side}x{side} to {grid} gave {tuple(p.shape[-2:])}")
     p = p.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], d).to(pos.dtype)
     return torch.cat([head, p], dim=1)
 
@@ -123,7 +133,8 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, size: str = "small", patch: int = 16, img_size: int = 224, registers: int = 0,
                  layer_scale: float | None = None, representation: str = "cls", qkv_bias: bool = True,
-                 mlp_ratio: float = 4.0, attn: str = "sdpa", arch: str | None = None) -> None:
+                 mlp_ratio: float = 4.0, attn: str = "sdpa", arch: str | None = None, pos_offset: float = 0.0,
+                 pos_antialias: bool = True) -> None:
         super().__init__()
         if size not in VIT_SIZES:
             raise UserError(f"ViT size {size!r}: expected one of {', '.join(VIT_SIZES)}")
@@ -134,6 +145,7 @@ class VisionTransformer(nn.Module):
         dim, depth, heads = VIT_SIZES[size]
         self.arch = arch or f"vit-{size}"
         self.embed_dim, self.num_registers, self.representation = dim, registers, representation
+        self.pos_offset, self.pos_antialias = float(pos_offset), bool(pos_antialias)   # see resample_pos_embed
         self.feature_dim = 2 * dim if representation == "cls+mean" else dim
         self.patch_embed = PatchEmbed(patch, dim, img_size)
         grid = img_size // patch
@@ -171,7 +183,7 @@ class VisionTransformer(nn.Module):
         if h % p or w % p:
             raise UserError(f"ViT: image size {h}x{w} is not a multiple of the patch size {p}")
         t = self.patch_embed(x)
-        pos = resample_pos_embed(self.pos_embed, (h // p, w // p), 1)
+        pos = resample_pos_embed(self.pos_embed, (h // p, w // p), 1, self.pos_offset, self.pos_antialias)
         t = torch.cat([self.cls_token.expand(n, -1, -1) + pos[:, :1], t + pos[:, 1:]], dim=1)
         if self.reg_token is not None:
             t = torch.cat([t[:, :1], self.reg_token.expand(n, -1, -1), t[:, 1:]], dim=1)
