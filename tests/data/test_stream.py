@@ -304,7 +304,8 @@ def test_streamed_epoch_memory_does_not_grow_with_the_folder(tmp_path):
 IMAGENET_RECIPES = sorted(str(p) for p in Path("recipes/pretrain/bridging-s5").glob("imagenet-*.yaml"))
 
 
-@pytest.mark.parametrize("recipe", IMAGENET_RECIPES + ["recipes/finetune/simxir-imagenet.yaml"])
+@pytest.mark.parametrize("recipe", IMAGENET_RECIPES + ["recipes/finetune/simxir-imagenet.yaml",
+                                                     "recipes/finetune/simxir-dino-vits16-imagenet.yaml"])
 def test_imagenet_recipes_build_their_config_and_streamed_pipeline(recipe, tmp_path, monkeypatch):
     """As shipped, with only --data pointing at a folder of the ImageNet layout."""
     from simxir.augment import build_augment
