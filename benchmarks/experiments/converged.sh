@@ -11,6 +11,9 @@
 #   cont-M-sS   the control: pre-M-sS resumed to EPOCHS+20 epochs (the cosine schedule stretched to
 #               EPOCHS+20: the extra 20 epochs run from lr 0.05*(1+cos(pi*E/(E+20)))/2 down to 0)
 #   rounds-M-sS SimXIR with T=4 rounds of 5 epochs (same 20-epoch budget), for ROUNDS_METHOD only
+#   A unit (method, seed) runs all its stages in one go; a unit whose evaluations are committed in
+#   results/finetune/converged/runs/ is skipped, so the experiment goes on across sessions whose
+#   run folders are lost (commit each finished unit: converged_table.py, then git add results/).
 #   eval/NAME.json  converged_eval.py of every encoder (kNN k=5..21 cos/euc, 100-epoch fast linear
 #               probe, per-image outcomes, class geometry)
 # Usage (repo root, venv active): [ROOT=/work/runs-converged] [EPOCHS=60] bash benchmarks/experiments/converged.sh start N
@@ -42,8 +45,10 @@ monitor.every=10 monitor.knn_every=10 monitor.eval_size=2000 monitor.save_predic
 optim.name=sgd optim.lr=0.05 optim.weight_decay=5e-4"
 UNITS=""
 for s in 0 1 2; do for m in moco simclr byol simsiam; do UNITS="$UNITS $m-s$s"; done; done
-for s in 0 1 2; do UNITS="$UNITS rounds:$ROUNDS_METHOD-s$s"; done
-UNITS=${UNITS_ONLY:-$UNITS}   # a smoke test: e.g. UNITS_ONLY="moco-s0 rounds:moco-s0"
+UNITS=${UNITS_ONLY:-$UNITS}   # a smoke test: e.g. UNITS_ONLY="moco-s0"
+# evaluations committed by earlier sessions (converged_table.py copies ROOT/eval there): a unit whose
+# evaluations are all there is done, even when ROOT was lost with its machine
+RESULTS=${RESULTS:-results/finetune/converged/runs}
 
 note() { echo "$(date -u +%FT%TZ) worker $ID $*" | tee -a "$ROOT/log.txt"; }
 
@@ -85,14 +90,19 @@ control() {   # NAME FROM
 
 evaluate() { $PY benchmarks/experiments/converged_eval.py "$ROOT/$1/encoder.safetensors" "$DATA" "$ROOT/eval/$1.json"; }
 
+runs_of() {   # UNIT: the runs whose evaluations make the unit
+  local m=${1%-s*}
+  echo "pre-$1 ft-$1-standard ft-$1-raw-anchor cont-$1"
+  [ "$m" = "$ROUNDS_METHOD" ] && echo "rounds-$1"
+}
+
+committed() {   # UNIT: all its evaluations are in RESULTS
+  local r
+  for r in $(runs_of "$1"); do [ -e "$RESULTS/$r.json" ] || return 1; done
+}
+
 unit() {
   local u=$1
-  if [[ $u == rounds:* ]]; then
-    u=${u#rounds:}
-    [ -e "$ROOT/done/pre-$u" ] || { note "rounds-$u: waits for pre-$u"; return 1; }
-    stage "rounds-$u" finetune "rounds-$u" "pre-$u" standard 4 && stage "eval-rounds-$u" evaluate "rounds-$u"
-    return
-  fi
   local m=${u%-s*} s=${u##*-s}
   stage "pre-$u" pretrain "pre-$u" "$m" "$s" || return 1
   stage "eval-pre-$u" evaluate "pre-$u"
@@ -100,11 +110,16 @@ unit() {
     stage "ft-$u-$v" finetune "ft-$u-$v" "pre-$u" "$v" 1 && stage "eval-ft-$u-$v" evaluate "ft-$u-$v"
   done
   stage "cont-$u" control "cont-$u" "pre-$u" && stage "eval-cont-$u" evaluate "cont-$u"
+  if [ "$m" = "$ROUNDS_METHOD" ]; then   # T=4 rounds of 5 epochs (the same 20-epoch budget)
+    stage "rounds-$u" finetune "rounds-$u" "pre-$u" standard 4 && stage "eval-rounds-$u" evaluate "rounds-$u"
+  fi
+  for r in $(runs_of "$u"); do [ -e "$ROOT/eval/$r.json" ] || return 1; done
 }
 
 for u in $UNITS; do
   key=${u//:/_}
   [ -e "$ROOT/done/unit-$key" ] && continue
+  if committed "$u"; then note "unit $u: committed in $RESULTS"; touch "$ROOT/done/unit-$key"; continue; fi
   mkdir "$ROOT/claims/$key" 2>/dev/null || continue   # another worker has it
   note "unit $u"
   if unit "$u"; then touch "$ROOT/done/unit-$key"; fi
