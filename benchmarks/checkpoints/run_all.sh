@@ -51,3 +51,19 @@ $V $HERE/verify_mmpretrain.py source "$WORK/mm" && $PY $HERE/verify_mmpretrain.p
 export XFORMERS_DISABLED=1
 $V $HERE/verify_vit.py source "$WORK/vit" "$SRC" && $PY $HERE/verify_vit.py check "$WORK/vit" \
   && $V $HERE/verify_vit.py roundtrip "$WORK/vit" "$SRC" && $PY $HERE/verify_vit.py table "$WORK/vit"
+# MoCo v3 (facebookresearch/moco-v3@c349e6e: vits.py, moco/ in SRC/moco-v3), iBOT (bytedance/ibot@da316d8:
+# models/, utils.py in SRC/ibot), MAE (facebookresearch/mae@efb2a80: models_mae.py, models_vit.py, util/ in
+# SRC/mae), on timm 0.4.9 and numpy 1.23.5 (MAE's np.float) in their own environment
+TV=${TV:-/tmp/venv-timm}
+if [ ! -x "$TV/bin/python" ]; then
+  python3 -m venv "$TV"
+  "$TV/bin/pip" install -q torch==2.13.0 numpy==1.23.5 pillow
+  "$TV/bin/pip" install -q --no-deps timm==0.4.9
+  TSP=$("$TV/bin/python" -c "import site; print(site.getsitepackages()[0])")
+  SP=$("$VENV/bin/python" -c "import site; print(site.getsitepackages()[0])")
+  cp -r "$SP/torchvision" "$TSP/"      # the python files extracted above
+fi
+T="$TV/bin/python -W ignore"
+$T $HERE/verify_mocov3_ibot_mae.py source "$WORK/vit-more" "$SRC" && $PY $HERE/verify_mocov3_ibot_mae.py check "$WORK/vit-more" \
+  && $T $HERE/verify_mocov3_ibot_mae.py roundtrip "$WORK/vit-more" "$SRC" \
+  && $PY $HERE/verify_mocov3_ibot_mae.py table "$WORK/vit-more"

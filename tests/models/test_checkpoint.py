@@ -14,6 +14,8 @@ from safetensors import safe_open
 
 from simxir.errors import UserError
 from simxir.models import FORMATS, build_backbone, export_encoder, load_encoder, save_encoder
+from simxir.models.checkpoint import max_feature_difference
+from simxir.models.vit import VisionTransformer
 
 
 @functools.cache
@@ -370,7 +372,7 @@ def test_prefix_is_stripped_once_not_replaced(tmp_path, sd18):
 
 # ------------------------------------------------------------------ export
 
-VIT_FORMATS = ("dino", "dinov2", "timm")
+VIT_FORMATS = ("dino", "ibot", "mae", "dinov2", "timm")
 ROUNDTRIPS = [(f, "convnet-small") for f in FORMATS if f not in VIT_FORMATS] + [
     (f, "resnet18-cifar") for f in ("solo-learn", "moco", "vissl", "lightly")] + [
     (f, "vit-tiny-cifar") for f in (*VIT_FORMATS, "simxir")]
@@ -379,8 +381,19 @@ ROUNDTRIPS = [(f, "convnet-small") for f in FORMATS if f not in VIT_FORMATS] + [
 def test_vit_layouts_and_backbone_layouts_do_not_mix(tmp_path):
     with pytest.raises(UserError, match="--format timm: a ViT layout"):
         export_encoder(build_backbone("convnet-small"), tmp_path / "a.pth", "timm")
-    with pytest.raises(UserError, match="--format moco: a ResNet/ConvNet layout"):
-        export_encoder(build_backbone("vit-tiny-cifar"), tmp_path / "b.pth", "moco")
+    with pytest.raises(UserError, match="--format simsiam: a ResNet/ConvNet layout"):
+        export_encoder(build_backbone("vit-tiny-cifar"), tmp_path / "b.pth", "simsiam")
+
+
+def test_moco_holds_mocov3_vits_with_their_12_heads(tmp_path):
+    m = VisionTransformer(size="tiny", patch=4, img_size=32, heads=12, arch="vit-tiny-cifar")
+    export_encoder(m, tmp_path / "v3.pth", "moco")
+    obj = torch.load(tmp_path / "v3.pth", weights_only=True)
+    assert obj["arch"] == "vit_tiny_cifar" and "module.base_encoder.blocks.0.attn.qkv.weight" in obj["state_dict"]
+    back, rep = load_encoder(tmp_path / "v3.pth")
+    assert (rep.format, back.heads) == ("moco", 12)
+    assert any("12 attention heads" in n for n in rep.notes)
+    assert max_feature_difference(m, back) == 0.0
 
 
 @pytest.mark.parametrize("fmt,arch", ROUNDTRIPS)

@@ -28,7 +28,7 @@ from simxir.models.formats import (
     wrap,
     wrap_into_template,
 )
-from simxir.models.vit import VisionTransformer, vit_options_from_state
+from simxir.models.vit import VIT_SIZES, VisionTransformer, vit_options_from_state, vit_size
 
 _DEPTHS = {(n[2], kind == "bottleneck"): d for d, (kind, n) in RESNET_LAYOUTS.items()}
 
@@ -132,7 +132,8 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
         arch = opts["arch"]
         m = meta or {}
         net = {"pos_offset": float(m.get("pos_offset", 0.0)), "pos_antialias": m.get("pos_antialias", "true") == "true",
-               **{k: v for k, v in ex.network.items() if k.startswith("pos_")}}
+               "heads": int(m["heads"]) if "heads" in m else None,
+               **{k: v for k, v in ex.network.items() if k.startswith("pos_") or k == "heads"}}
         model: nn.Module = VisionTransformer(**opts, representation=m.get("representation", "cls"), **net)
     else:
         arch = backbone or infer_arch(ex.tensors, where)
@@ -263,7 +264,7 @@ def save_encoder(model: nn.Module, path: str | Path) -> None:
         meta["stem_relu"] = "false"
     if isinstance(model, VisionTransformer):
         meta.update(representation=model.representation, pos_offset=str(model.pos_offset),
-                    pos_antialias=str(model.pos_antialias).lower())
+                    pos_antialias=str(model.pos_antialias).lower(), heads=str(model.heads))
     atomic_write_bytes(path, save(_cpu_state(model), metadata=meta))
 
 
@@ -278,9 +279,16 @@ def export_encoder(model: nn.Module, path: str | Path, format: str,
     """
     lay = layout(format)
     model = _unwrap(model)
-    if format != "simxir" and lay.vit != isinstance(model, VisionTransformer):
+    is_vit = isinstance(model, VisionTransformer)
+    if format != "simxir" and lay.vit is not None and lay.vit != is_vit:
         what = "ViT" if lay.vit else "ResNet/ConvNet"
         raise UserError(f"--format {format}: a {what} layout; {model.arch} cannot be written in it")
+    if format != "simxir" and is_vit:
+        heads = lay.vit_heads or VIT_SIZES[vit_size(model)][2]
+        if model.heads != heads:
+            raise UserError(f"--format {format}: its {model.arch} has {heads} attention heads, this encoder "
+                            f"{model.heads}, so the exported weights would compute different features there; "
+                            f"export to simxir instead")
     _check_stem_fits(model, format)
     if format == "simxir":
         save_encoder(model, path)

@@ -46,6 +46,15 @@ ViTs (timm names, see ``simxir.models.vit``):
 - ``dinov2``: the hub's bare state dicts (``mask_token`` dropped, ``register_tokens`` ->
   ``reg_token``); DINOv2's interpolation (offset 0.1; its register models: by size, antialiased).
 - ``timm``: a bare timm ViT state dict (``head.*`` dropped), also under ``module.``.
+- ``moco`` (above) also holds MoCo v3's ViTs (vits.py: ``module.base_encoder.*``, ``head.*`` the
+  projection MLP, dropped; 12 attention heads at every size; fixed sin-cos ``pos_embed``).
+  convert_to_deit.py's output ``{"model": bare ViT}`` looks like a timm/DeiT file (6 heads at ViT-S):
+  pass ``--format moco`` to read it with MoCo v3's 12 heads.
+- ``ibot``: main_ibot.py's checkpoint, as DINO's with ``ibot_loss`` (the teacher is taken; the
+  student's ``masked_embed`` is not part of the backbone; layer scale ``gamma_1``/``gamma_2``).
+- ``mae``: main_pretrain.py's ``{"model": {encoder, mask_token, decoder_*}}``, the encoder taken;
+  exports ``{"model": encoder}`` (the released ``mae_pretrain_vit_*.pth`` layout); MAE's
+  interpolate_pos_embed (by size, not antialiased).
 """
 
 from __future__ import annotations
@@ -153,7 +162,10 @@ class Layout:
     names_without_stem_relu: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
     # our names -> the layout's (and tensors its model holds beside the backbone's), for exports
     export_names: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
-    vit: bool = False      # a layout of ViTs only (exports of other backbones are refused)
+    vit: bool | None = False   # True: ViTs only, False: ResNets/ConvNets only, None: both
+    vit_heads: int | None = None          # its ViTs' attention heads where they are not timm's
+    vit_export_prefix: str | None = None  # the export prefix of its ViTs where it is not export_prefix
+    drop: tuple[str, ...] = ()            # backbone-prefixed names that are not the evaluated backbone
 
     def score(self, obj: Any, keys: list[str]) -> int:
         """How many of its markers the file shows (for layouts sharing a prefix)."""
@@ -195,9 +207,31 @@ def _timm(obj: Mapping[str, Any], keys: list[str]) -> bool:
     return _bare_vit()(obj, keys) or _bare_vit("module.")(obj, keys)
 
 
-def _dino(obj: Mapping[str, Any], keys: list[str]) -> bool:
-    return isinstance(obj.get("teacher"), Mapping) and isinstance(obj.get("student"), Mapping) and \
-        "dino_loss" in obj
+def _teacher_student(loss: str) -> Callable[[Mapping[str, Any], list[str]], bool]:
+    """main_dino.py / main_ibot.py checkpoints: teacher and student dicts beside the loss's state."""
+    return lambda obj, keys: isinstance(obj.get("teacher"), Mapping) and \
+        isinstance(obj.get("student"), Mapping) and loss in obj
+
+
+def _dino_rename(names: list[str]) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """DINO's / iBOT's interpolate_pos_encoding: scale factor with offset 0.1, not antialiased;
+    iBOT's layer scale (``init_values`` > 0) is ``gamma_1``/``gamma_2``."""
+    out = {n: re.sub(r"\.gamma_([12])$", r".ls\1.gamma", n) for n in names}
+    return out, "", {"pos_offset": 0.1, "pos_antialias": False}
+
+
+def _ibot_names(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {re.sub(r"\.ls([12])\.gamma$", r".gamma_\1", k): v for k, v in sd.items()}
+
+
+def _moco_rename(names: list[str]) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """MoCo v3's ViTs (vits.py) have 12 attention heads at every size (timm's ViT-S has 6)."""
+    return {n: n for n in names}, "", ({"heads": 12} if "patch_embed.proj.weight" in names else {})
+
+
+def _mae(obj: Mapping[str, Any], keys: list[str]) -> bool:
+    """MAE's pretraining checkpoint: the encoder beside ``mask_token`` and the ``decoder_*``."""
+    return "decoder_embed.weight" in keys and _bare_vit()(obj, keys)
 
 
 LAYOUTS: tuple[Layout, ...] = (
@@ -219,17 +253,23 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("mmpretrain", ("backbone.", ""), markers=_MM_MARKERS, top_keys=("meta",), meta_tag="mmpretrain",
            extras={"meta": {"mmpretrain_version": "exported by simxir"}},
            mirrors=("encoder_q.0.", "online_net.0.")),
-    Layout("moco", ("module.encoder_q.", "module.base_encoder."),
+    Layout("moco", ("module.encoder_q.", "module.base_encoder.", ""),
            unique=("module.encoder_q.", "module.base_encoder."), export_prefix="module.encoder_q.",
-           export_arch=True),
+           export_arch=True, vit=None, vit_heads=12, vit_export_prefix="module.base_encoder.",
+           rename=_moco_rename),
     Layout("simsiam", ("module.encoder.",), unique=("module.encoder.",), export_prefix="module.encoder.",
            export_arch=True),
     Layout("bridge", ("module.backbone.", ""), unique=("module.backbone.",), container=("model",),
            export_prefix="module.backbone.", extras={EXPORT_HINT: "bridge"}),
-    Layout("dino", ("backbone.", "module.backbone.", ""), identify=_dino, container=("teacher",),
-           extras={EXPORT_HINT: "dino"}, vit=True,
-           cifar_stem_padding=None, rename=lambda names: ({n: n for n in names}, "", {"pos_offset": 0.1,
-                                                                                     "pos_antialias": False})),
+    Layout("dino", ("backbone.", "module.backbone.", ""), identify=_teacher_student("dino_loss"),
+           container=("teacher",), extras={EXPORT_HINT: "dino"}, vit=True, cifar_stem_padding=None,
+           rename=_dino_rename),
+    Layout("ibot", ("backbone.", "module.backbone.", ""), identify=_teacher_student("ibot_loss"),
+           container=("teacher",), extras={EXPORT_HINT: "ibot"}, vit=True, cifar_stem_padding=None,
+           rename=_dino_rename, export_names=_ibot_names, drop=("masked_embed",)),
+    Layout("mae", ("",), identify=_mae, container=("model",), export_prefix="", extras={EXPORT_HINT: "mae"},
+           vit=True, cifar_stem_padding=None,
+           rename=lambda names: ({n: n for n in names}, "", {"pos_offset": 0.0, "pos_antialias": False})),
     Layout("dinov2", ("",), identify=_dinov2, container=(), export_prefix="", cifar_stem_padding=None,
            rename=_dinov2_rename, export_names=_dinov2_names, vit=True),
     Layout("timm", ("", "module."), identify=_timm, container=(), export_prefix="", cifar_stem_padding=None,
@@ -381,10 +421,12 @@ def extract(obj: Any, where: str, fmt: str | None = None) -> Extracted:
         inside = {k: renamed[n] for k, n in inside.items()}
         if source:
             notes.append(f"{fmt} {source}: renamed to torchvision names")
+        if "heads" in network:
+            notes.append(f"{fmt}'s ViT: {network['heads']} attention heads")
     key_map: dict[str, str] = {}
     dropped = [k for k in keys if k not in inside]
     for k, name in inside.items():
-        if name.startswith(("fc.", "head.")) or (prefix == "" and not _is_backbone_name(name)):
+        if name.startswith(("fc.", "head.", *lay.drop)) or (prefix == "" and not _is_backbone_name(name)):
             dropped.append(k)
         else:
             key_map[k] = name
@@ -450,16 +492,18 @@ def wrap(sd: dict[str, Tensor], fmt: str, arch: str, stem_relu: bool = True) -> 
         raise UserError(f"--format {fmt!r}: expected one of {', '.join(f for f in FORMATS if f != fmt)}")
     if not stem_relu:   # export_encoder has refused the layouts without such names
         sd = lay.names_without_stem_relu(sd)
+    vit = "patch_embed.proj.weight" in sd
     if lay.export_names is not None:
         sd = lay.export_names(sd)
-    obj: Any = {lay.export_prefix + k: v for k, v in sd.items()}
+    prefix = lay.vit_export_prefix if vit and lay.vit_export_prefix is not None else lay.export_prefix
+    obj: Any = {prefix + k: v for k, v in sd.items()}
     for key in reversed(lay.container):
         obj = {key: obj}
     if not lay.container:
         return obj
     obj = deep_update(obj, copy.deepcopy(dict(lay.extras)))
-    if lay.export_arch:
-        obj["arch"] = arch.removesuffix("-cifar")
+    if lay.export_arch:   # main_moco.py's --arch: resnet50, vit_small
+        obj["arch"] = arch.replace("-", "_") if vit else arch.removesuffix("-cifar")
     return obj
 
 

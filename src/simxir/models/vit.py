@@ -6,6 +6,8 @@ they are: ``patch_embed.proj``, ``cls_token``, ``reg_token``, ``pos_embed``,
 - Sizes (timm's): tiny 192-d / 3 heads, small 384 / 6, base 768 / 12, large 1024 / 16; 12 blocks
   (24 for large), MLP ratio 4, LayerNorm eps 1e-6, qkv bias. ``vit-S`` is patch 16 at 224 px;
   ``vit-S-cifar`` is patch 4 at 32 px (64 tokens, runs on a CPU).
+- ``heads`` overrides the size's number of attention heads (MoCo v3's ViT-S uses 12); it is saved
+  with the encoder, since no tensor shape shows it.
 - Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` (``attn="softmax"``
   writes it out, for the benchmark).
 - Position embeddings hold the class token's slot first (timm's default), registers (DINOv2's
@@ -134,7 +136,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, size: str = "small", patch: int = 16, img_size: int = 224, registers: int = 0,
                  layer_scale: float | None = None, representation: str = "cls", qkv_bias: bool = True,
                  mlp_ratio: float = 4.0, attn: str = "sdpa", arch: str | None = None, pos_offset: float = 0.0,
-                 pos_antialias: bool = True) -> None:
+                 pos_antialias: bool = True, heads: int | None = None) -> None:
         super().__init__()
         if size not in VIT_SIZES:
             raise UserError(f"ViT size {size!r}: expected one of {', '.join(VIT_SIZES)}")
@@ -142,8 +144,10 @@ class VisionTransformer(nn.Module):
             raise UserError(f"ViT representation {representation!r}: expected one of {', '.join(REPRESENTATIONS)}")
         if attn not in ("sdpa", "softmax"):
             raise UserError(f"ViT attention {attn!r}: expected 'sdpa' or 'softmax'")
-        dim, depth, heads = VIT_SIZES[size]
+        dim, depth, default_heads = VIT_SIZES[size]
+        heads = heads or default_heads
         self.arch = arch or f"vit-{size}"
+        self.heads = heads       # MoCo v3's ViT-S has 12 heads where timm's has 6
         self.embed_dim, self.num_registers, self.representation = dim, registers, representation
         self.pos_offset, self.pos_antialias = float(pos_offset), bool(pos_antialias)   # see resample_pos_embed
         self.feature_dim = 2 * dim if representation == "cls+mean" else dim
@@ -197,6 +201,12 @@ class VisionTransformer(nn.Module):
         if self.representation == "mean":
             return patches.mean(dim=1)
         return torch.cat([cls, patches.mean(dim=1)], dim=1)
+
+
+def vit_size(model: VisionTransformer) -> str:
+    """The size name of a ViT, from its width and depth."""
+    depth = len(model.blocks)
+    return next(s for s, (d, n, _) in VIT_SIZES.items() if (d, n) == (model.embed_dim, depth))
 
 
 def parse_vit(name: str) -> dict | None:
