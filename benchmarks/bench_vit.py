@@ -120,10 +120,11 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(res, indent=1))
     lines = ["| measurement | img/s (best of rounds) |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in best.items()]
-    lines += ["", "| ratio (median over rounds of the ratio within a round) | value |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in ratios.items()]
+    lines += ["", "| ratio (median over rounds of the ratio within a round) | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in ratios.items()]
     (out / "README.md").write_text("# ViT training step on the CPU\n\n`python benchmarks/bench_vit.py "
-                                   f"--steps {a.steps} --repeats {a.repeats} --out {a.out}` ({ARCH}, SimSiam, batch {BATCH}, "
-                                   f"{SIZE} px; nothing else running). bf16 native: {native}"
+                                   f"--steps {a.steps} --repeats {a.repeats} --out {a.out}` ({ARCH}, SimSiam, "
+                                   f"batch {BATCH}, {SIZE} px; nothing else running). bf16 native: {native}"
                                    + ("" if "bf16" in precisions else " (bf16 not measured: emulated here)")
                                    + ".\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
