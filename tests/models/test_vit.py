@@ -182,6 +182,12 @@ def test_pretrain_then_simxir_on_a_vit_end_to_end(tmp_path):
         assert out[side]["knn"]["cosine"]["5"] > 60 and out[side]["linear"]["top1"] > 60   # colour classes
     tuned, _ = load_encoder(out["encoder"])
     assert tuned.representation == "cls+mean" and tuned.feature_dim == 384
+    from simxir.dynamics.experiments import embeddings_experiment, load_embedding_inputs
+
+    tr, ytr, te, yte, src = load_embedding_inputs(None, f"npz:{data}", out["encoder"])   # the dynamics lab
+    assert tr.shape == (96, 384) and te.shape == (32, 384)
+    lab = embeddings_experiment(tr, ytr, te, yte, src, None, k_graph=5, steps=3, every=1, k_eval=5)
+    assert len(lab["knn_top1"]) == 4 and lab["knn_top1"][0] > 60
 
 
 def test_vit_options_are_refused_on_other_backbones():
