@@ -196,3 +196,20 @@ def test_vit_options_are_refused_on_other_backbones():
     cfg = build_config("simsiam", None, ["backbone=convnet-small", "vit.registers=4"], "digits")
     with pytest.raises(UserError, match="only apply to ViT"):
         run_pretrain(cfg, "/nonexistent/never-written")
+
+
+@pytest.mark.parametrize("method", ["simsiam", "byol", "moco", "simclr", "barlow_twins", "vicreg", "bridge"])
+def test_every_method_trains_a_vit(method):
+    """Every pretraining method takes a ViT backbone: one SGD step moves the backbone, loss finite."""
+    from simxir.methods import METHODS, build_method
+
+    assert method in METHODS
+    torch.manual_seed(0)
+    m = build_method(method, build_backbone("vit-tiny-cifar"))
+    x1, x2 = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    before = m.backbone.blocks[0].attn.qkv.weight.detach().clone()
+    out = m(x1, x2)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    torch.optim.SGD(m.parameters(), lr=0.1).step()
+    assert not torch.equal(before, m.backbone.blocks[0].attn.qkv.weight)
