@@ -27,7 +27,8 @@ from simxir.eval.paired import paired_change, verdict
 ROOT_DIR = Path(__file__).resolve().parents[2]
 OUT = ROOT_DIR / "results" / "finetune" / "vit-cifar"
 ARMS = {"ft-standard": "SimXIR (eq. 3.1)", "ft-raw-anchor": "SimXIR dagger (eq. 3.2)",
-        "cont": "control: more SimSiam"}
+        "cont": "control: more MoCo"}
+METHOD = "MoCo, 6 epochs"
 
 
 def _cell(c: dict) -> str:
@@ -66,11 +67,20 @@ def build(evals: dict[str, dict], info: dict[str, Any]) -> tuple[dict, str]:
     if curve:
         lines += ["Pretraining kNN monitor (k=20, cosine, top-1 %): "
                   + ", ".join(f"epoch {e}: {v:.1f}" for e, v in curve.items()), ""]
+    pilot = OUT / "simsiam-pilot.json"
+    if pilot.is_file():
+        rows = json.loads(pilot.read_text())["per_epoch"]
+        lines += ["Why MoCo: SimSiam on the same ViT and budget (`simsiam-pilot.json`) lost effective rank, "
+                  + ", ".join(f"epoch {r['epoch']}: erank {r['feat_erank']}"
+                              + (f", kNN {r['knn_top1_percent']}" if r["knn_top1_percent"] else "") for r in rows)
+                  + ", so it was stopped and MoCo (`recipes/pretrain/cpu-cifar10/vit-moco.yaml`) used instead.", ""]
     ks = [str(k) for k in DEFAULT_KS]
     for metric in ("cosine", "euclidean"):
         lines += [f"## Table 1 layout: kNN top-1 ({metric}), before -> after, change [95% CI]", "",
                   "| encoder | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks),
-                  "| before (SimSiam) | " + " | ".join(f"{pre['knn'][metric][k]:.2f}" for k in ks) + " |"]
+                  *(["| random init (seed 0, for scale) | " + " | ".join(f"{evals['random']['knn'][metric][k]:.2f}"
+                                                                    for k in ks) + " |"] if "random" in evals else []),
+                  f"| before ({METHOD}) | " + " | ".join(f"{pre['knn'][metric][k]:.2f}" for k in ks) + " |"]
         for arm, label in ARMS.items():
             if arm not in evals:
                 continue
@@ -83,7 +93,9 @@ def build(evals: dict[str, dict], info: dict[str, Any]) -> tuple[dict, str]:
         lines.append("")
     lines += ["## Table 2 layout: linear probe (fast protocol, 100 epochs on frozen features)", "",
               "| encoder | top-1 | change [95% CI] | top-5 | change [95% CI] |", "|---|---|---|---|---|",
-              f"| before (SimSiam) | {pre['linear']['top1']:.2f} | | {pre['linear']['top5']:.2f} | |"]
+              *([f"| random init (seed 0, for scale) | {evals['random']['linear']['top1']:.2f} | | "
+                 f"{evals['random']['linear']['top5']:.2f} | |"] if "random" in evals else []),
+              f"| before ({METHOD}) | {pre['linear']['top1']:.2f} | | {pre['linear']['top5']:.2f} | |"]
     for arm, label in ARMS.items():
         if arm not in evals:
             continue
@@ -93,6 +105,10 @@ def build(evals: dict[str, dict], info: dict[str, Any]) -> tuple[dict, str]:
         lines.append(f"| {label} | {evals[arm]['linear']['top1']:.2f} | {_cell(c1)} | "
                      f"{evals[arm]['linear']['top5']:.2f} | {_cell(c5)} |")
     lines += ["", "## Verdicts (kNN cosine k=11, linear top-1)", ""]
+    if "random" in evals:
+        c = paired_change(right(evals["random"], ("knn", "cosine", "11")), right(pre, ("knn", "cosine", "11")))
+        res["pretraining_vs_random_knn_cosine_11"] = c
+        lines.append(f"- pretraining against the random init (kNN cosine k=11): {verdict(c)}")
     for arm, label in ARMS.items():
         if arm in res["arms"]:
             knn = res["arms"][arm]["knn"]["cosine"]["11"]
@@ -107,7 +123,7 @@ def build(evals: dict[str, dict], info: dict[str, Any]) -> tuple[dict, str]:
     keys = [k for k in next(iter(geo.values())) if isinstance(next(iter(geo.values()))[k], (int, float))]
     lines += ["", "## Class geometry of the l2-normalised test features", "",
               "| encoder | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name in ["pre", *ARMS]:
+    for name in ["random", "pre", *ARMS]:
         if name in geo:
             lines.append(f"| {name} | " + " | ".join(f"{geo[name][k]:.4g}" for k in keys) + " |")
     walls = info.get("walls_s", {})
