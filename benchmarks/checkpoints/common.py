@@ -1,4 +1,5 @@
-"""What the verify_*.py scripts share: a result row of simxir's load and the results table."""
+"""What the verify_*.py scripts share: a result row of simxir's load, the results table, and for the
+ViT scripts the fixed inputs, the features on them and the check / export-difference loops."""
 
 from __future__ import annotations
 
@@ -8,6 +9,53 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def vit_input(size: int) -> Any:
+    """The fixed input of the ViT verifications at one image size (two images, seeded by the size)."""
+    import torch  # noqa: PLC0415 - the non-ViT scripts do not need it at import
+
+    return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+
+
+def vit_features(forward: Callable[[Any], Any], sizes: tuple[int, ...]) -> dict[str, list]:
+    """``forward`` (a model in eval mode, or any callable) on :func:`vit_input` at each size."""
+    import torch  # noqa: PLC0415
+
+    with torch.no_grad():
+        return {str(s): forward(vit_input(s)).tolist() for s in sizes}
+
+
+def max_feature_difference(features: dict[str, list], want: dict[str, list]) -> float:
+    """The largest absolute difference between two ``{size: features}`` dicts, over ``features``' sizes."""
+    import torch  # noqa: PLC0415
+
+    return max(float((torch.tensor(features[s]) - torch.tensor(want[s])).abs().max()) for s in features)
+
+
+def check_vit(out: Path, name: str, fmt: str, want: dict[str, list], forced: str | None = None) -> dict[str, Any]:
+    """The ``check`` stage for one ViT file ``out/NAME.pth``: simxir loads it (as ``fmt``, detected or
+    ``forced``), its features are compared with the source's (``want``), and it is exported back into
+    the original file (``NAME.back.pth``) and alone (``NAME.bare.pth``); returns the row."""
+    from simxir.models import export_encoder, load_encoder  # noqa: PLC0415 - simxir's venv only
+
+    model, report = load_encoder(out / f"{name}.pth", format=forced)
+    assert report.format == fmt, (name, report.format)
+    diff = max_feature_difference(vit_features(model.eval(), tuple(map(int, want))), want)
+    export_encoder(model, out / f"{name}.back.pth", fmt, template=out / f"{name}.pth")
+    export_encoder(model, out / f"{name}.bare.pth", fmt)
+    return check_row(name, report, diff)
+
+
+def export_difference(out: Path, name: str, want: dict[str, list],
+                      source_features: Callable[[dict], dict[str, list]]) -> dict[str, Any]:
+    """The ``roundtrip`` result for one ViT file: ``source_features(obj)`` strict-loads each export
+    (``NAME.back.pth``, ``NAME.bare.pth``) into the source's model and returns its features."""
+    import torch  # noqa: PLC0415
+
+    diffs = [max_feature_difference(source_features(torch.load(out / f"{name}.{kind}.pth", weights_only=True)), want)
+             for kind in ("back", "bare")]
+    return {"export_feature_difference": max(diffs)}
 
 
 def check_row(layout: str, report: Any, feature_difference: float) -> dict[str, Any]:

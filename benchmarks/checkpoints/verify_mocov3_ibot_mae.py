@@ -47,7 +47,15 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from common import check_row, roundtrip_rows, run_stage, write_table  # noqa: E402
+from common import (  # noqa: E402
+    check_vit,
+    export_difference,
+    max_feature_difference,
+    roundtrip_rows,
+    run_stage,
+    vit_features,
+    write_table,
+)
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "vit"
@@ -114,18 +122,7 @@ def _mae_features(src: Path, encoder: dict[str, torch.Tensor], sizes: tuple[int,
         ck = dict(encoder)
         pe.interpolate_pos_embed(model, ck)
         model.load_state_dict(ck, strict=True)
-        x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(s))
-        with torch.no_grad():
-            out[str(s)] = model.eval().forward_features(x).tolist()
-    return out
-
-
-def _features(model: nn.Module, sizes: tuple[int, ...], **kw: Any) -> dict[str, list]:
-    out = {}
-    with torch.no_grad():
-        for s in sizes:
-            x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(s))
-            out[str(s)] = model.eval()(x, **kw).tolist()
+        out.update(vit_features(model.eval().forward_features, (s,)))
     return out
 
 
@@ -148,7 +145,7 @@ def _build(name: str, src: Path) -> tuple[Any, dict[str, Any], dict[str, list]]:
         enc = moco.base_encoder
         enc.head = nn.Identity()
         return obj, {"parts": parts, "keys": {p: [[k, list(v.shape)] for k, v in sd.items()] for p in parts},
-                     "top": {k: v for k, v in obj.items() if k not in parts}}, _features(enc, sizes)
+                     "top": {k: v for k, v in obj.items() if k not in parts}}, vit_features(enc.eval(), sizes)
     if name.startswith("ibot"):
         vt = _import(src, "ibot", "models.vision_transformer")
         head = _import(src, "ibot", "models.head")
@@ -169,13 +166,13 @@ def _build(name: str, src: Path) -> tuple[Any, dict[str, Any], dict[str, list]]:
                   "keys": {"teacher": [[k, list(v.shape)] for k, v in tsd.items()],
                            "student": [[k, list(v.shape)] for k, v in ssd.items()]},
                   "top": {"optimizer": {}, "epoch": 100, "args": None, "ibot_loss": {}}}
-            return obj, fx, _features(teacher.backbone, sizes, return_all_tokens=False)
+            return obj, fx, vit_features(lambda x: teacher.backbone.eval()(x, return_all_tokens=False), sizes)
         torch.manual_seed(seed)
         model = vt.vit_small(patch_size=16, init_values=0.1)
         sd = _fill_into(model, seed)
         return {"state_dict": sd}, {"parts": {"state_dict": seed},
                                     "keys": {"state_dict": [[k, list(v.shape)] for k, v in sd.items()]},
-                                    "top": {}}, _features(model, sizes)
+                                    "top": {}}, vit_features(model.eval(), sizes)
     mm = _import(src, "mae", "models_mae")
     torch.manual_seed(seed)
     mae = mm.MaskedAutoencoderViT(img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
@@ -190,10 +187,9 @@ def _build(name: str, src: Path) -> tuple[Any, dict[str, Any], dict[str, list]]:
     obj = {"model": sd, "optimizer": {}, "epoch": 799, "scaler": {}, "args": None} if name == "mae-full" \
         else {"model": sd}
     feats = _mae_features(src, _mae_encoder_keys(full), sizes)
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(224))
-    with torch.no_grad():   # MAE's own encoder, nothing masked (its patches shuffled; the CLS token does not care)
-        latent = mae.eval().forward_encoder(x, 0.0)[0][:, 0]
-    gap = float((latent - torch.tensor(feats["224"])).abs().max())
+    # MAE's own encoder, nothing masked (its patches shuffled; the CLS token does not care)
+    latent = vit_features(lambda x: mae.eval().forward_encoder(x, 0.0)[0][:, 0], (224,))
+    gap = max_feature_difference(latent, feats)
     assert gap < 1e-5, f"models_mae and models_vit disagree by {gap}"
     return obj, {"parts": {"model": seed}, "keys": {"model": [[k, list(v.shape)] for k, v in sd.items()]},
                  "top": {k: v for k, v in obj.items() if k != "model"}}, feats
@@ -211,21 +207,8 @@ def source(out: Path, src: Path) -> None:
 
 
 def check(out: Path) -> None:
-    from simxir.models import export_encoder, load_encoder
-
-    rows = []
-    for name, (fmt, _, sizes, forced) in LAYOUTS.items():
-        fx = json.loads((FIXTURES / f"{name}.json").read_text())
-        model, report = load_encoder(out / f"{name}.pth", format=forced)
-        assert report.format == fmt, (name, report.format)
-        diff = 0.0
-        with torch.no_grad():
-            for s in sizes:
-                x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(s))
-                diff = max(diff, float((model.eval()(x) - torch.tensor(fx["features"][str(s)])).abs().max()))
-        rows.append(check_row(name, report, diff))
-        export_encoder(model, out / f"{name}.back.pth", fmt, template=out / f"{name}.pth")   # into the original
-        export_encoder(model, out / f"{name}.bare.pth", fmt)
+    rows = [check_vit(out, name, fmt, json.loads((FIXTURES / f"{name}.json").read_text())["features"], forced)
+            for name, (fmt, _, _, forced) in LAYOUTS.items()]
     (out / "check.json").write_text(json.dumps(rows, indent=1))
 
 
@@ -242,7 +225,7 @@ def _source_backbone(name: str, src: Path, obj: dict) -> tuple[nn.Module, dict[s
         else:
             sd = obj["model"]
         model.load_state_dict(sd, strict=True)
-        return model, _features(model, sizes)
+        return model, vit_features(model.eval(), sizes)
     if name.startswith("ibot"):
         vt = _import(src, "ibot", "models.vision_transformer")
         model = vt.vit_small(patch_size=16, init_values=0.1 if name == "ibot-teacher" else 0)
@@ -251,7 +234,7 @@ def _source_backbone(name: str, src: Path, obj: dict) -> tuple[nn.Module, dict[s
         else:
             sd = obj["state_dict"]
         model.load_state_dict(sd, strict=True)
-        return model, _features(model, sizes)
+        return model, vit_features(model.eval(), sizes)
     enc = _mae_encoder_keys(obj["model"])
     _mae_vit(src, 224).load_state_dict(enc, strict=True)
     return None, _mae_features(src, enc, sizes)
@@ -260,12 +243,7 @@ def _source_backbone(name: str, src: Path, obj: dict) -> tuple[nn.Module, dict[s
 def roundtrip(out: Path, src: Path) -> None:
     def strict_load(name: str) -> dict:
         fx = json.loads((FIXTURES / f"{name}.json").read_text())
-        diffs = []
-        for kind in ("back", "bare"):
-            obj = torch.load(out / f"{name}.{kind}.pth", weights_only=True)
-            _, feats = _source_backbone(name, src, obj)
-            diffs += [float((torch.tensor(feats[s]) - torch.tensor(fx["features"][s])).abs().max()) for s in feats]
-        return {"export_feature_difference": max(diffs)}
+        return export_difference(out, name, fx["features"], lambda obj: _source_backbone(name, src, obj)[1])
 
     roundtrip_rows(out, strict_load)
 

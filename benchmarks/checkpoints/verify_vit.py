@@ -37,7 +37,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from common import check_row, roundtrip_rows, run_stage, write_table  # noqa: E402
+from common import check_vit, export_difference, roundtrip_rows, run_stage, vit_features, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "vit"
@@ -72,15 +72,6 @@ def _filled(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def _features(model: nn.Module, sizes: tuple[int, ...]) -> dict[str, list]:
-    out = {}
-    with torch.no_grad():
-        for s in sizes:
-            x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(s))
-            out[str(s)] = model.eval()(x).tolist()
-    return out
-
-
 def source(out: Path, src: Path) -> None:
     _sources(src)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,29 +95,20 @@ def source(out: Path, src: Path) -> None:
             sd = obj = backbone.state_dict()
         torch.save(obj, out / f"{name}.pth")
         fx = {"layout": name, "keys": [[k, list(v.shape)] for k, v in sd.items()], "fill_seed": SEED[name],
-              "features": _features(backbone, sizes)}
+              "features": vit_features(backbone.eval(), sizes)}
         (FIXTURES / f"{name}.json").write_text(json.dumps(fx))
         print(name, len(sd), "tensors")
 
 
 def check(out: Path) -> None:
-    from simxir.models import export_encoder, load_encoder
+    from simxir.models import load_encoder
 
     rows = []
-    for name, (fmt, _, sizes) in LAYOUTS.items():
+    for name, (fmt, _, _) in LAYOUTS.items():
         fx = json.loads((FIXTURES / f"{name}.json").read_text())
         if name == "dino-backbone":   # a bare timm-named dict: detected as timm (same features at 224)
             assert load_encoder(out / f"{name}.pth")[1].format == "timm"
-        model, report = load_encoder(out / f"{name}.pth", format="dino" if name == "dino-backbone" else None)
-        assert report.format == fmt, (name, report.format)
-        diff = 0.0
-        with torch.no_grad():
-            for s in sizes:
-                x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(s))
-                diff = max(diff, float((model.eval()(x) - torch.tensor(fx["features"][str(s)])).abs().max()))
-        rows.append(check_row(name, report, diff))
-        export_encoder(model, out / f"{name}.back.pth", fmt, template=out / f"{name}.pth")   # into the original
-        export_encoder(model, out / f"{name}.bare.pth", fmt)
+        rows.append(check_vit(out, name, fmt, fx["features"], "dino" if name == "dino-backbone" else None))
     (out / "check.json").write_text(json.dumps(rows, indent=1))
 
 
@@ -134,10 +116,7 @@ def roundtrip(out: Path, src: Path) -> None:
     _sources(src)
 
     def strict_load(name: str) -> dict:
-        fx = json.loads((FIXTURES / f"{name}.json").read_text())
-        diffs = []
-        for kind in ("back", "bare"):
-            obj = torch.load(out / f"{name}.{kind}.pth", weights_only=True)
+        def source_features(obj: dict) -> dict[str, list]:
             model = _model(name)
             if "teacher" in obj:
                 # what DINO's eval scripts do (utils.load_pretrained_weights, checkpoint_key teacher),
@@ -147,9 +126,10 @@ def roundtrip(out: Path, src: Path) -> None:
             else:
                 sd = obj
             model.load_state_dict(sd, strict=True)
-            feats = _features(model, LAYOUTS[name][2])
-            diffs += [float((torch.tensor(feats[s]) - torch.tensor(fx["features"][s])).abs().max()) for s in feats]
-        return {"export_feature_difference": max(diffs)}
+            return vit_features(model.eval(), LAYOUTS[name][2])
+
+        fx = json.loads((FIXTURES / f"{name}.json").read_text())
+        return export_difference(out, name, fx["features"], source_features)
 
     roundtrip_rows(out, strict_load)
 
