@@ -96,9 +96,9 @@ runs_of() {   # UNIT: the runs whose evaluations make the unit
   [ "$m" = "$ROUNDS_METHOD" ] && echo "rounds-$1"
 }
 
-committed() {   # UNIT: all its evaluations are in RESULTS
+evaluated() {   # DIR UNIT: all the unit's evaluations are in DIR
   local r
-  for r in $(runs_of "$1"); do [ -e "$RESULTS/$r.json" ] || return 1; done
+  for r in $(runs_of "$2"); do [ -e "$1/$r.json" ] || return 1; done
 }
 
 unit() {
@@ -113,13 +113,13 @@ unit() {
   if [ "$m" = "$ROUNDS_METHOD" ]; then   # T=4 rounds of 5 epochs (the same 20-epoch budget)
     stage "rounds-$u" finetune "rounds-$u" "pre-$u" standard 4 && stage "eval-rounds-$u" evaluate "rounds-$u"
   fi
-  for r in $(runs_of "$u"); do [ -e "$ROOT/eval/$r.json" ] || return 1; done
+  evaluated "$ROOT/eval" "$u"
 }
 
 for u in $UNITS; do
   key=${u//:/_}
   [ -e "$ROOT/done/unit-$key" ] && continue
-  if committed "$u"; then note "unit $u: committed in $RESULTS"; touch "$ROOT/done/unit-$key"; continue; fi
+  if evaluated "$RESULTS" "$u"; then note "unit $u: committed in $RESULTS"; touch "$ROOT/done/unit-$key"; continue; fi
   mkdir "$ROOT/claims/$key" 2>/dev/null || continue   # another worker has it
   note "unit $u"
   if unit "$u"; then touch "$ROOT/done/unit-$key"; fi

@@ -28,7 +28,7 @@ from simxir.models.formats import (
     wrap,
     wrap_into_template,
 )
-from simxir.models.vit import VIT_SIZES, VisionTransformer, vit_options_from_state, vit_size
+from simxir.models.vit import VIT_SIZES, VisionTransformer, vit_options_from_state
 
 _DEPTHS = {(n[2], kind == "bottleneck"): d for d, (kind, n) in RESNET_LAYOUTS.items()}
 
@@ -284,7 +284,7 @@ def export_encoder(model: nn.Module, path: str | Path, format: str,
         what = "ViT" if lay.vit else "ResNet/ConvNet"
         raise UserError(f"--format {format}: a {what} layout; {model.arch} cannot be written in it")
     if format != "simxir" and is_vit:
-        heads = lay.vit_heads or VIT_SIZES[vit_size(model)][2]
+        heads = lay.vit_heads or VIT_SIZES[model.size][2]
         if model.heads != heads:
             raise UserError(f"--format {format}: its {model.arch} has {heads} attention heads, this encoder "
                             f"{model.heads}, so the exported weights would compute different features there; "

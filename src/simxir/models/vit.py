@@ -147,7 +147,7 @@ class VisionTransformer(nn.Module):
         dim, depth, default_heads = VIT_SIZES[size]
         heads = heads or default_heads
         self.arch = arch or f"vit-{size}"
-        self.heads = heads       # MoCo v3's ViT-S has 12 heads where timm's has 6
+        self.size, self.heads = size, heads       # MoCo v3's ViT-S has 12 heads where timm's has 6
         self.embed_dim, self.num_registers, self.representation = dim, registers, representation
         self.pos_offset, self.pos_antialias = float(pos_offset), bool(pos_antialias)   # see resample_pos_embed
         self.feature_dim = 2 * dim if representation == "cls+mean" else dim
@@ -201,12 +201,6 @@ class VisionTransformer(nn.Module):
         if self.representation == "mean":
             return patches.mean(dim=1)
         return torch.cat([cls, patches.mean(dim=1)], dim=1)
-
-
-def vit_size(model: VisionTransformer) -> str:
-    """The size name of a ViT, from its width and depth."""
-    depth = len(model.blocks)
-    return next(s for s, (d, n, _) in VIT_SIZES.items() if (d, n) == (model.embed_dim, depth))
 
 
 def parse_vit(name: str) -> dict | None:
