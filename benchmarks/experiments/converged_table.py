@@ -14,6 +14,7 @@ Usage: python benchmarks/experiments/converged_table.py [--root /work/runs-conve
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import shutil
@@ -88,6 +89,22 @@ def load_walls(root: Path | None) -> dict[str, int]:
     return walls
 
 
+def load_train_times(root: Path | None, epochs: int) -> dict[str, int]:
+    """Training seconds per run summed over its epochs' ``train_time_s`` (metrics.csv), which, unlike
+    a stage's wall time, survives the interruptions that ended a session mid-stage; a control run
+    counts only its epochs after ``epochs``."""
+    path = OUT / "train_times.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    if root is not None:
+        for p in sorted(root.glob("*/metrics.csv")):
+            with p.open() as f:
+                rows = list(csv.DictReader(f))
+            first = epochs + 1 if p.parent.name.startswith("cont-") else 1
+            times[p.parent.name] = int(sum(float(r["train_time_s"]) for r in rows
+                                           if r.get("train_time_s") and int(r["epoch"]) >= first))
+    return times
+
+
 def flatness(curve: dict[str, float]) -> dict[str, Any]:
     """Gain (points) of the kNN monitor over the last 20% of epochs, measured from the last logged
     epoch at or before 80% of the run (so over at least the last 20%)."""
@@ -144,8 +161,10 @@ def decide(c: dict | None) -> str:
     return "cannot tell" if c["seeds"] >= 2 else "cannot tell (1 seed)"
 
 
-def build(evals: dict[str, dict], curves: dict[str, dict], walls: dict[str, int], epochs: int) -> tuple[dict, str]:
-    res: dict[str, Any] = {"methods": {}, "convergence": {}, "geometry": [], "walls_s": walls}
+def build(evals: dict[str, dict], curves: dict[str, dict], walls: dict[str, int], train: dict[str, int],
+          epochs: int) -> tuple[dict, str]:
+    res: dict[str, Any] = {"methods": {}, "convergence": {}, "geometry": [], "walls_s": walls,
+                           "train_s": train}
     lines: list[str] = []
     # convergence
     lines += ["## Pretraining: is the kNN curve flat?", "",
@@ -244,10 +263,18 @@ def build(evals: dict[str, dict], curves: dict[str, dict], walls: dict[str, int]
                   f"of within/between vs the kNN change: Pearson r = {pr:.2f} (p = {pp:.2g}), Spearman "
                   f"rho = {sr:.2f} (p = {sp:.2g}); the theory predicts a negative relation.", ""]
     # walls
-    total = sum(walls.values())
-    lines += ["## Wall time", "", f"Total: {total / 3600:.1f} h of run time over {len(walls)} stages "
-              "(one thread per run, two runs at a time on the 2-core CPU).", "",
-              "| stage | wall (s) |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(walls.items())] + [""]
+    names = sorted(set(walls) | set(train))
+    total = sum(max(walls.get(k, 0), train.get(k, 0)) for k in names)
+    lines += ["## Wall time", "", f"Total: {total / 3600:.1f} h of run time over {len(names)} stages "
+              "(one thread per run, two runs at a time on the 2-core CPU; per stage the larger of its two "
+              "times below).", "",
+              "`wall`: the stage's wall time as converged.sh recorded it, summed over the attempts that "
+              "ended on their own (an attempt cut off by the end of a session is not in it). `training`: "
+              "the run's own per-epoch training time (metrics.csv `train_time_s`, all its epochs across "
+              "interruptions; a control only its extra epochs), without kNN monitors or checkpoints. "
+              "A stage still running shows its epochs so far.", "",
+              "| stage | wall (s) | training (s) |", "|---|---|---|"]
+    lines += [f"| {k} | {walls.get(k, '-')} | {train.get(k, '-')} |" for k in names] + [""]
     res["epochs"] = epochs
     return res, "\n".join(lines)
 
@@ -287,9 +314,11 @@ def main() -> None:
     evals = load_evals(root, a.from_results)
     curves = load_curves(root)
     walls = load_walls(root)
+    train = load_train_times(root, a.epochs)
+    (OUT / "train_times.json").write_text(json.dumps(train, indent=1, sort_keys=True))
     (OUT / "curves.json").write_text(json.dumps(curves, indent=1))
     (OUT / "walls.json").write_text(json.dumps(walls, indent=1, sort_keys=True))
-    res, text = build(evals, curves, walls, a.epochs)
+    res, text = build(evals, curves, walls, train, a.epochs)
     (OUT / "results.json").write_text(json.dumps(res, indent=1, default=float))
     (OUT / "README.md").write_text(HEADER.format(epochs=a.epochs, ctrl=a.epochs + 20) + text)
     print(f"{len(evals)} evaluations, {len(curves)} curves -> {OUT}")
