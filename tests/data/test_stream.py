@@ -287,7 +287,7 @@ print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.st
 @pytest.mark.slow
 def test_streamed_epoch_memory_does_not_grow_with_the_folder(tmp_path):
     peaks = {}
-    for n in (200, 2000):
+    for n in (100, 1000):
         root = jpeg_folder(tmp_path / f"d{n}", n, 20, classes=4, seed=n)
         r = subprocess.run([sys.executable, "-c", PEAK, "pretrain", "--method", "simsiam", "--data",
                             f"folder:{root}", "--out", str(tmp_path / f"run{n}"), "image_size=32",
@@ -296,9 +296,12 @@ def test_streamed_epoch_memory_does_not_grow_with_the_folder(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
         peaks[n] = int(r.stderr.rsplit("PEAK_KB", 1)[1].split()[0]) / 1024
-    # in memory the 2000 images would be 2000 x 3 x 375 x 375 bytes (~0.8 GB) at their stored size
+    # 150 MB over 900 more images allows 170 KB per image: keeping each decoded 500x375 photo (560 KB)
+    # or its 375 px square (420 KB) fails. Measured: +33 MB streamed; the in-memory path at
+    # image_size=32 also stays flat (+36 MB: it keeps 3 KB crops), so this guards the streamed path
+    # against per-image leaks (it is not a comparison with the in-memory path)
     print(f"peak RSS MB: {peaks}", file=sys.stderr)
-    assert peaks[2000] - peaks[200] < 150, peaks
+    assert peaks[1000] - peaks[100] < 150, peaks
 
 
 IMAGENET_RECIPES = sorted(str(p) for p in Path("recipes/pretrain/bridging-s5").glob("imagenet-*.yaml"))

@@ -100,6 +100,36 @@ def test_nan_before_any_checkpoint_says_so(tmp_path):
         train(_cfg(), _method(nan_at_step=0), toy_dataset(), ToyAugment(), tmp_path / "r")
 
 
+@pytest.mark.parametrize("interval, held", [(0, [1, 2, 3, 4]), (3600, [1, 1, 1, 4])])
+def test_checkpoint_interval_keeps_the_first_and_last_epoch(tmp_path, interval, held):
+    run, seen = tmp_path / "run", []
+    cfg = _cfg(epochs=4, checkpoint_interval_s=interval)
+    train(cfg, _method(), toy_dataset(), ToyAugment(), run,
+          callbacks=[lambda epoch, m: seen.append(load_checkpoint(run / "checkpoint.pt")["epoch"])])
+    assert seen == held
+    # a NaN names the epoch the checkpoint really holds, not the last finished one
+    with pytest.raises(TrainingDiverged, match=rf"epoch 3, step 1 .*\(after epoch {held[1]}\)"):
+        train(cfg, _method(nan_at_step=8), toy_dataset(), ToyAugment(), tmp_path / "nan")
+    # a run stopped by a callback is checkpointed where it stopped
+    stop = tmp_path / "stop"
+    res = train(cfg, _method(), toy_dataset(), ToyAugment(), stop, callbacks=[lambda epoch, m: epoch == 2])
+    assert res["stopped_early"] and load_checkpoint(stop / "checkpoint.pt")["epoch"] == 2
+    # and resuming a checkpoint older than the last finished epoch reproduces the run
+    cut, full = tmp_path / "cut", train(_cfg(epochs=4), _method(), toy_dataset(), ToyAugment(), tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, metrics):
+        if epoch == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, _method(), toy_dataset(), ToyAugment(), cut, callbacks=[kill])
+    resumed = train(cfg, _method(seed=99), toy_dataset(), ToyAugment(), cut, resume=True)
+    np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=1e-6, atol=1e-7)
+
+
 def test_checkpoint_contents_logs_and_exports(tmp_path):
     run = tmp_path / "run"
     method = _method()

@@ -114,6 +114,8 @@ class TrainConfig:
     data_on_device: bool = True       # move the whole uint8 train set to the device once
     find_unused_parameters: bool = False
     log_every: int = 10               # steps between step-log rows (steps.csv) and bar updates
+    checkpoint_interval_s: float = 30.0   # at most one checkpoint.pt per this many seconds, always
+                                      # after the first and the last epoch; 0: after every epoch
     tensorboard: bool = True          # write TensorBoard events when tensorboard is importable
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

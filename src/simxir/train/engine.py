@@ -71,8 +71,9 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
           device: torch.device | None = None) -> dict[str, Any]:
     """Train ``method`` on ``dataset.train`` for ``cfg.epochs``; returns the run's summary.
 
-    ``callbacks``: ``fn(epoch, metrics)`` after each epoch's checkpoint; returning True stops the
-    run there (no export). ``evaluator``: ``fn(backbone, epoch) -> dict`` merged into the epoch's
+    ``callbacks``: ``fn(epoch, metrics)`` after each epoch (and its checkpoint, when one was due:
+    ``cfg.checkpoint_interval_s``); returning True stops the run there, checkpointed (no export).
+    ``evaluator``: ``fn(backbone, epoch) -> dict`` merged into the epoch's
     metrics on monitor epochs (rank 0). Returns ``{"epochs": [...], "collapsed": bool,
     "encoder": path | None, "run_dir": ..., "steps": [...], "stopped_early": bool}``.
     Raises TrainingDiverged on a nan/inf loss (the last good checkpoint is kept) and
@@ -106,6 +107,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     log(_start_line(plan, type(method).__name__, len(source)))
 
     history, step, start = state["history"], state["step"], state["epoch"]
+    saved = _Saved(start if resume else None)
     stopped_early = False
     try:
         for epoch in range(start, cfg.epochs):
@@ -116,22 +118,26 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                     metrics.update(plain(evaluator(trainable.method.backbone, epoch + 1)))
             history.append(metrics)
             if plan.main:
-                _save_epoch(run, run_dir, probe, history, step)
+                _log_epoch(run, run_dir, history, step)
+                if saved.due(cfg.checkpoint_interval_s) or epoch + 1 == cfg.epochs:
+                    saved.save(run, run_dir, probe, history, step)
             if plan.world > 1:
                 dist.barrier()
             if any(bool(cb(epoch + 1, metrics)) for cb in callbacks):
                 stopped_early = epoch + 1 < cfg.epochs
+                if plan.main and saved.epoch != epoch + 1:
+                    saved.save(run, run_dir, probe, history, step)
+                if plan.world > 1:
+                    dist.barrier()
                 break
     except _NonFiniteLoss as exc:
         tb.close()
-        kept = _checkpoint_epoch(run_dir, history, start)
-        last = (f"last good checkpoint {run_dir / CHECKPOINT} (after epoch {kept})" if kept is not None
-                else "no checkpoint was written yet")
+        last = (f"last good checkpoint {run_dir / CHECKPOINT} (after epoch {saved.epoch})"
+                if saved.epoch is not None else "no checkpoint was written yet")
         raise TrainingDiverged(f"{exc}; {last}") from None
     except KeyboardInterrupt:
         tb.close()
-        done = _checkpoint_epoch(run_dir, history, start)
-        kept = (f"{run_dir / CHECKPOINT} holds epoch {done} of {cfg.epochs}" if done is not None
+        kept = (f"{run_dir / CHECKPOINT} holds epoch {saved.epoch} of {cfg.epochs}" if saved.epoch is not None
                 else "no checkpoint was written yet (interrupted in the first epoch)")
         raise TrainingInterrupted(f"interrupted in epoch {len(history) + 1} of {cfg.epochs}; {kept}; "
                                   f"to continue, rerun the command with --out {run_dir} --resume") from None
@@ -222,33 +228,40 @@ def _monitors(run: _Run, metrics: dict[str, Any], history: list[dict[str, Any]])
     return out
 
 
-def _save_epoch(run: _Run, run_dir: Path, probe: nn.Module | None, history: list[dict[str, Any]],
-                step: int) -> None:
-    """Rank 0 after each epoch: predictor snapshot, checkpoint, CSV and TensorBoard logs, a log line."""
+def _log_epoch(run: _Run, run_dir: Path, history: list[dict[str, Any]], step: int) -> None:
+    """Rank 0 after each epoch: predictor snapshot, CSV and TensorBoard logs, a log line."""
     cfg, metrics = run.plan.cfg, history[-1]
     if cfg.monitor.save_predictor:
         w = run.trainable.method.predictor_weight()
         if w is not None:
             save_predictor(w, run_dir, metrics["epoch"])
-    save_checkpoint({
-        "model": run.trainable.method.state_dict(),
-        "probe": probe.state_dict() if probe is not None else None,
-        "optimizer": run.optimizer.state_dict(),
-        "scaler": run.scaler.state_dict() if run.scaler is not None else {},
-        "epoch": metrics["epoch"], "step": step, "history": history, "step_log": run.step_log,
-        "config": to_dict(cfg),
-    }, run_dir)
     write_csv(history, run_dir / "metrics.csv")
     write_csv(run.step_log, run_dir / "steps.csv")
     run.tb.scalars("epoch", {k: v for k, v in metrics.items() if k not in ("epoch", "step")}, step)
     log(_epoch_line(metrics))
 
 
-def _checkpoint_epoch(run_dir: Path, history: list[dict[str, Any]], start_epoch: int) -> int | None:
-    """The epoch the run's checkpoint holds (the last finished one), or None when none was written."""
-    if not (run_dir / CHECKPOINT).exists():
-        return None
-    return history[-1]["epoch"] if history else start_epoch
+class _Saved:
+    """The run's checkpoint: the epoch it holds and when it was written (rank 0)."""
+
+    def __init__(self, epoch: int | None) -> None:
+        self.epoch, self.at = epoch, -math.inf
+
+    def due(self, interval_s: float) -> bool:
+        """At most one checkpoint per ``interval_s`` seconds (the first epoch's is always due)."""
+        return time.monotonic() - self.at >= interval_s
+
+    def save(self, run: _Run, run_dir: Path, probe: nn.Module | None, history: list[dict[str, Any]],
+             step: int) -> None:
+        save_checkpoint({
+            "model": run.trainable.method.state_dict(),
+            "probe": probe.state_dict() if probe is not None else None,
+            "optimizer": run.optimizer.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else {},
+            "epoch": history[-1]["epoch"], "step": step, "history": history, "step_log": run.step_log,
+            "config": to_dict(run.plan.cfg),
+        }, run_dir)
+        self.epoch, self.at = history[-1]["epoch"], time.monotonic()
 
 
 def _start_line(plan: Plan, name: str, n_train: int) -> str:
