@@ -13,6 +13,15 @@ SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 
 os.environ.setdefault("SIMXIR_QUIET", "1")
 
+# Under pytest-xdist (-n N) each worker takes an equal share of the cores for torch's intra-op threads,
+# and so do the processes the tests start (OMP_NUM_THREADS): two 1-thread tests at once on 2 cores,
+# not two 2-thread ones, which oversubscribe the CPU (3-5x slower, docs/guide/pretrain.md).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+if _WORKERS > 1:
+    _THREADS = max(1, len(os.sched_getaffinity(0)) // _WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+    torch.set_num_threads(_THREADS)
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
