@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.multiprocessing as mp
-from train_toys import DDP_CASES, ddp_worker, one_engine_step
+from train_toys import DDP_CASES, ddp_worker, nan_worker, one_engine_step
 
 # float32, different reduction orders (SyncBN all-reduce, DDP gradient averaging, gathers):
 RTOL, ATOL = 1e-4, 1e-4  # 5e-5 seen on conv biases on some CPUs; a wrong average is ~0.1
@@ -36,3 +36,11 @@ def test_ddp_step_equals_single_process_step(tmp_path):
         assert moved > 0, name
     if missing:
         pytest.skip(f"methods not available yet: {missing}")
+
+
+def test_every_rank_names_the_epoch_rank_0s_checkpoint_holds(tmp_path):
+    out = tmp_path / "msg"
+    mp.spawn(nan_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out)), nprocs=2, join=True)
+    for rank in (0, 1):
+        msg = (tmp_path / f"msg.{rank}").read_text()
+        assert "epoch 3, step 1" in msg and "(after epoch 1)" in msg, (rank, msg)

@@ -180,3 +180,30 @@ def ddp_worker(rank: int, world: int, init_file: str, names: list[str], out_file
             torch.save(results, out_file)
     finally:
         dist.destroy_process_group()
+
+
+def nan_worker(rank: int, world: int, init_file: str, run_dir: str, out_file: str) -> None:
+    """A 2-process run whose loss turns nan in epoch 3 (4 steps per epoch), checkpointing only after
+    epoch 1 (checkpoint_interval_s=3600): each rank writes its TrainingDiverged message."""
+    import torch.distributed as dist
+
+    from simxir.errors import TrainingDiverged
+    from simxir.train import TrainConfig, train
+    from simxir.train.config import MonitorConfig, OptimConfig
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = TrainConfig(epochs=3, batch_size=16, precision="fp32", channels_last=False, device="cpu",
+                          tensorboard=False, checkpoint_interval_s=3600, optim=OptimConfig(name="sgd", lr=0.1),
+                          monitor=MonitorConfig(eval_size=16))
+        torch.manual_seed(0)
+        message = "no error"
+        try:
+            train(cfg, ToyMethod(nan_at_step=8), toy_dataset(), ToyAugment(), run_dir)
+        except TrainingDiverged as exc:
+            message = str(exc)
+        with open(f"{out_file}.{rank}", "w") as f:
+            f.write(message)
+    finally:
+        dist.destroy_process_group()

@@ -121,14 +121,12 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                 _log_epoch(run, run_dir, history, step)
                 if saved.due(cfg.checkpoint_interval_s) or epoch + 1 == cfg.epochs:
                     saved.save(run, run_dir, probe, history, step)
-            if plan.world > 1:
-                dist.barrier()
+            saved.share(plan)
             if any(bool(cb(epoch + 1, metrics)) for cb in callbacks):
                 stopped_early = epoch + 1 < cfg.epochs
                 if plan.main and saved.epoch != epoch + 1:
                     saved.save(run, run_dir, probe, history, step)
-                if plan.world > 1:
-                    dist.barrier()
+                saved.share(plan)
                 break
     except _NonFiniteLoss as exc:
         tb.close()
@@ -242,7 +240,7 @@ def _log_epoch(run: _Run, run_dir: Path, history: list[dict[str, Any]], step: in
 
 
 class _Saved:
-    """The run's checkpoint: the epoch it holds and when it was written (rank 0)."""
+    """The run's checkpoint: the epoch it holds and when rank 0 wrote it."""
 
     def __init__(self, epoch: int | None) -> None:
         self.epoch, self.at = epoch, -math.inf
@@ -262,6 +260,14 @@ class _Saved:
             "config": to_dict(run.plan.cfg),
         }, run_dir)
         self.epoch, self.at = history[-1]["epoch"], time.monotonic()
+
+    def share(self, plan: Plan) -> None:
+        """Every rank learns the epoch rank 0's checkpoint holds, once rank 0 has written it (the
+        epoch's barrier), so that each rank's NaN or Ctrl-C message names it."""
+        if plan.world > 1:
+            t = torch.tensor([-1 if self.epoch is None else self.epoch], device=plan.device)
+            dist.broadcast(t, 0)
+            self.epoch = None if int(t.item()) < 0 else int(t.item())
 
 
 def _start_line(plan: Plan, name: str, n_train: int) -> str:
