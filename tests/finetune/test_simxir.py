@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from train_toys import Killed, kill_after
 
 from simxir.errors import UserError
 from simxir.finetune import RawAnchorViews, SimXIR, SimXIRConfig, simxir_loss
@@ -247,15 +248,8 @@ def test_resume_across_a_round_boundary_reproduces_the_run(tmp_path):
 
     full = train(cfg, fresh(0), ds, aug, tmp_path / "full")
 
-    class Killed(Exception):
-        pass
-
-    def kill(epoch, metrics):
-        if epoch == 2:
-            raise Killed
-
     with pytest.raises(Killed):
-        train(cfg, fresh(0), ds, aug, tmp_path / "cut", callbacks=[kill])
+        train(cfg, fresh(0), ds, aug, tmp_path / "cut", callbacks=[kill_after(2)])
     resumed = train(cfg, method(7), ds, aug, tmp_path / "cut", resume=True)
     np.testing.assert_allclose([s["loss"] for s in resumed["steps"]], [s["loss"] for s in full["steps"]],
                                rtol=1e-5, atol=1e-6)

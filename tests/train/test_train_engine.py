@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from train_toys import ToyAugment, ToyMethod, toy_dataset
+from train_toys import Killed, ToyAugment, ToyMethod, kill_after, toy_dataset
 
 from simxir.errors import UserError
 from simxir.io import load_checkpoint
@@ -38,16 +38,8 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, precisio
     ds, aug = toy_dataset(), ToyAugment()
     cfg = _cfg(epochs=2, precision=precision, channels_last=precision == "bf16", accumulate=2)
     full = train(cfg, _method(), ds, aug, tmp_path / "full")
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(epoch, metrics):
-        if epoch == 1:
-            raise Killed  # the process dies right after epoch 1's checkpoint
-
-    with pytest.raises(Killed):
-        train(cfg, _method(), ds, aug, tmp_path / "cut", callbacks=[kill_after_first_epoch])
+    with pytest.raises(Killed):   # the process dies right after epoch 1's checkpoint
+        train(cfg, _method(), ds, aug, tmp_path / "cut", callbacks=[kill_after(1)])
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
     # a fresh process: a differently initialised model, other global RNG state
     torch.manual_seed(1234)
@@ -104,8 +96,8 @@ def test_nan_before_any_checkpoint_says_so(tmp_path):
 def test_checkpoint_interval_keeps_the_first_and_last_epoch(tmp_path, interval, held):
     run, seen = tmp_path / "run", []
     cfg = _cfg(epochs=4, checkpoint_interval_s=interval)
-    train(cfg, _method(), toy_dataset(), ToyAugment(), run,
-          callbacks=[lambda epoch, m: seen.append(load_checkpoint(run / "checkpoint.pt")["epoch"])])
+    full = train(cfg, _method(), toy_dataset(), ToyAugment(), run,
+                 callbacks=[lambda epoch, m: seen.append(load_checkpoint(run / "checkpoint.pt")["epoch"])])
     assert seen == held
     # a NaN names the epoch the checkpoint really holds, not the last finished one
     with pytest.raises(TrainingDiverged, match=rf"epoch 3, step 1 .*\(after epoch {held[1]}\)"):
@@ -114,18 +106,10 @@ def test_checkpoint_interval_keeps_the_first_and_last_epoch(tmp_path, interval, 
     stop = tmp_path / "stop"
     res = train(cfg, _method(), toy_dataset(), ToyAugment(), stop, callbacks=[lambda epoch, m: epoch == 2])
     assert res["stopped_early"] and load_checkpoint(stop / "checkpoint.pt")["epoch"] == 2
-    # and resuming a checkpoint older than the last finished epoch reproduces the run
-    cut, full = tmp_path / "cut", train(_cfg(epochs=4), _method(), toy_dataset(), ToyAugment(), tmp_path / "full")
-
-    class Killed(Exception):
-        pass
-
-    def kill(epoch, metrics):
-        if epoch == 3:
-            raise Killed
-
+    # and resuming a checkpoint older than the last finished epoch reproduces the uninterrupted run
+    cut = tmp_path / "cut"
     with pytest.raises(Killed):
-        train(cfg, _method(), toy_dataset(), ToyAugment(), cut, callbacks=[kill])
+        train(cfg, _method(), toy_dataset(), ToyAugment(), cut, callbacks=[kill_after(3)])
     resumed = train(cfg, _method(seed=99), toy_dataset(), ToyAugment(), cut, resume=True)
     np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=1e-6, atol=1e-7)
 

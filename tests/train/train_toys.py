@@ -11,6 +11,20 @@ from torch import nn
 from simxir import distributed
 
 
+class Killed(Exception):
+    """The process dying right after an epoch (raised by :func:`kill_after`'s callback)."""
+
+
+def kill_after(n: int):
+    """An engine callback that raises Killed after epoch ``n`` (and its checkpoint, when one was due)."""
+
+    def kill(epoch: int, metrics: dict) -> None:
+        if epoch == n:
+            raise Killed
+
+    return kill
+
+
 @dataclass
 class Split:
     images: torch.Tensor
