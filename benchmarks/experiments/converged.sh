@@ -10,7 +10,9 @@
 #               one round of 20 epochs, SGD lr 5e-4 momentum 0.9 wd 1e-6, batch 512, l2 loss
 #   cont-M-sS   the control: pre-M-sS resumed to EPOCHS+20 epochs (the cosine schedule stretched to
 #               EPOCHS+20: the extra 20 epochs run from lr 0.05*(1+cos(pi*E/(E+20)))/2 down to 0)
-#   rounds-M-sS SimXIR with T=4 rounds of 5 epochs (same 20-epoch budget), for ROUNDS_METHOD only
+#   rounds-M-sS SimXIR with T=4 rounds of 5 epochs (same 20-epoch budget), for ROUNDS_METHOD and the
+#               seeds in ROUNDS_SEEDS only (default byol, seeds 1 and 2: byol-s0's run folder was lost
+#               with its machine before its rounds arm ran, and its other arms are committed)
 #   A unit (method, seed) runs all its stages in one go; a unit whose evaluations are committed in
 #   results/finetune/converged/runs/ is skipped, so the experiment goes on across sessions whose
 #   run folders are lost (commit each finished unit: converged_table.py, then git add results/).
@@ -22,14 +24,14 @@
 #   workers there (nohup; logs in ROOT/log.txt); run it again after an interruption to resume.
 set -uo pipefail
 ROOT=${ROOT:-/work/runs-converged}; EPOCHS=${EPOCHS:-60}
-ROUNDS_METHOD=${ROUNDS_METHOD:-byol}
+ROUNDS_METHOD=${ROUNDS_METHOD:-byol}; ROUNDS_SEEDS=${ROUNDS_SEEDS:-1 2}
 if [ "${1:-}" = start ]; then
   shared=$(cd ../shared/data && pwd) || { echo "../shared/data: not found" >&2; exit 2; }
   mkdir -p "$ROOT"; rm -rf "$ROOT/code" "$ROOT/claims"; mkdir -p "$ROOT/code"
   git archive HEAD | tar -x -C "$ROOT/code"
   for i in $(seq 1 "${2:-1}"); do
     (cd "$ROOT/code" && SHARED=$shared PYTHONPATH="$ROOT/code/src" ROOT=$ROOT EPOCHS=$EPOCHS \
-      ROUNDS_METHOD=$ROUNDS_METHOD DATA_SPEC=${DATA_SPEC:-} UNITS_ONLY=${UNITS_ONLY:-} setsid nohup bash benchmarks/experiments/converged.sh "$i" \
+      ROUNDS_METHOD=$ROUNDS_METHOD ROUNDS_SEEDS="$ROUNDS_SEEDS" DATA_SPEC=${DATA_SPEC:-} UNITS_ONLY=${UNITS_ONLY:-} setsid nohup bash benchmarks/experiments/converged.sh "$i" \
       >> "$ROOT/worker-$i.out" 2>&1 &)
     sleep 2
   done
@@ -90,10 +92,14 @@ control() {   # NAME FROM
 
 evaluate() { $PY benchmarks/experiments/converged_eval.py "$ROOT/$1/encoder.safetensors" "$DATA" "$ROOT/eval/$1.json"; }
 
+has_rounds() {   # UNIT: the unit has a T=4 rounds arm
+  local m=${1%-s*} s=${1##*-s}
+  [ "$m" = "$ROUNDS_METHOD" ] && [[ " $ROUNDS_SEEDS " == *" $s "* ]]
+}
+
 runs_of() {   # UNIT: the runs whose evaluations make the unit
-  local m=${1%-s*}
   echo "pre-$1 ft-$1-standard ft-$1-raw-anchor cont-$1"
-  [ "$m" = "$ROUNDS_METHOD" ] && echo "rounds-$1"
+  if has_rounds "$1"; then echo "rounds-$1"; fi
 }
 
 evaluated() {   # DIR UNIT: all the unit's evaluations are in DIR
@@ -110,7 +116,7 @@ unit() {
     stage "ft-$u-$v" finetune "ft-$u-$v" "pre-$u" "$v" 1 && stage "eval-ft-$u-$v" evaluate "ft-$u-$v"
   done
   stage "cont-$u" control "cont-$u" "pre-$u" && stage "eval-cont-$u" evaluate "cont-$u"
-  if [ "$m" = "$ROUNDS_METHOD" ]; then   # T=4 rounds of 5 epochs (the same 20-epoch budget)
+  if has_rounds "$u"; then   # T=4 rounds of 5 epochs (the same 20-epoch budget)
     stage "rounds-$u" finetune "rounds-$u" "pre-$u" standard 4 && stage "eval-rounds-$u" evaluate "rounds-$u"
   fi
   evaluated "$ROOT/eval" "$u"
