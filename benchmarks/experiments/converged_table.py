@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,22 @@ def load_train_times(root: Path | None, epochs: int) -> dict[str, int]:
     return times
 
 
+START = re.compile(r"^training .*?, (fp32|bfloat16|float16), channels_last=(True|False)")
+
+
+def load_precisions(root: Path | None) -> dict[str, str]:
+    """Each training run's precision as its start line says (ROOT/NAME.err, the last attempt's),
+    kept in results/ (precision.json); runs whose logs were lost are absent."""
+    path = OUT / "precision.json"
+    prec = json.loads(path.read_text()) if path.is_file() else {}
+    if root is not None:
+        for p in sorted(root.glob("*.err")):
+            found = [m for m in map(START.match, p.read_text(errors="replace").splitlines()) if m]
+            if found and not p.stem.startswith("eval-"):
+                prec[p.stem] = found[-1][1] + ("+channels_last" if found[-1][2] == "True" else "")
+    return prec
+
+
 def flatness(curve: dict[str, float]) -> dict[str, Any]:
     """Gain (points) of the kNN monitor over the last 20% of epochs, measured from the last logged
     epoch at or before 80% of the run (so over at least the last 20%)."""
@@ -162,9 +179,10 @@ def decide(c: dict | None) -> str:
 
 
 def build(evals: dict[str, dict], curves: dict[str, dict], walls: dict[str, int], train: dict[str, int],
-          epochs: int) -> tuple[dict, str]:
+          epochs: int, prec: dict[str, str] | None = None) -> tuple[dict, str]:
+    prec = prec or {}
     res: dict[str, Any] = {"methods": {}, "convergence": {}, "geometry": [], "walls_s": walls,
-                           "train_s": train}
+                           "train_s": train, "precision": prec}
     lines: list[str] = []
     # convergence
     lines += ["## Pretraining: is the kNN curve flat?", "",
@@ -192,6 +210,10 @@ def build(evals: dict[str, dict], curves: dict[str, dict], walls: dict[str, int]
           "| method | arm | seeds | " + " | ".join(h for h, _ in HEADLINE) + " |",
           "|---|---|---|" + "---|" * len(HEADLINE)]
     verdicts = ["## Verdicts", ""]
+    per_seed = ["## Changes seed by seed", "",
+                "Points after minus before on the same encoder (kNN cos k=11 / linear top-1), one column "
+                "per pretraining seed; a consistent sign across seeds is what the seed interval measures.", "",
+                "| method | arm | " + " | ".join(f"seed {s}" for s in range(3)) + " |", "|---|---|---|---|---|"]
     for m in METHODS:
         mres: dict[str, Any] = {"means": {}, "changes": {}, "vs_control": {}}
         for arm in ("before", "standard", "dagger", "control", "rounds"):
@@ -221,6 +243,16 @@ def build(evals: dict[str, dict], curves: dict[str, dict], walls: dict[str, int]
                     mres["vs_control"].setdefault(arm, {})[label] = v
                     vs.append(change_cell(v))
             ch.append(f"| {NAMES[m]} | {ARM_TEXT[arm]} | {len(units)} | " + " | ".join(cells) + " |")
+            seed_cells = []
+            for s in range(3):
+                u = f"{m}-s{s}"
+                if u not in units:
+                    seed_cells.append("-")
+                    continue
+                b, a = arm_eval(evals, "before", u), arm_eval(evals, arm, u)
+                seed_cells.append(f"{a['knn']['cosine']['11'] - b['knn']['cosine']['11']:+.2f} / "
+                                  f"{a['linear']['top1'] - b['linear']['top1']:+.2f}")
+            per_seed.append(f"| {NAMES[m]} | {ARM_TEXT[arm]} | " + " | ".join(seed_cells) + " |")
             if vs:
                 ch.append(f"| {NAMES[m]} | {ARM_TEXT[arm]} vs control | {len(both)} | " + " | ".join(vs) + " |")
             for u in units:
@@ -237,7 +269,7 @@ def build(evals: dict[str, dict], curves: dict[str, dict], walls: dict[str, int]
                               for label, _ in HEADLINE[:3])
             verdicts.append(f"- **{NAMES[m]}, {ARM_TEXT[arm]}** ({c[HEADLINE[0][0]]['seeds']} seed(s)): {words}")
         res["methods"][m] = mres
-    lines += t1 + [""] + t2 + [""] + ch + [""] + verdicts + [""]
+    lines += t1 + [""] + t2 + [""] + ch + [""] + per_seed + [""] + verdicts + [""]
     # geometry
     geo = res["geometry"]
     lines += ["## Contraction and separation (dynamics view, test embeddings, groups = classes)", "",
@@ -272,9 +304,10 @@ def build(evals: dict[str, dict], curves: dict[str, dict], walls: dict[str, int]
               "ended on their own (an attempt cut off by the end of a session is not in it). `training`: "
               "the run's own per-epoch training time (metrics.csv `train_time_s`, all its epochs across "
               "interruptions; a control only its extra epochs), without kNN monitors or checkpoints. "
-              "A stage still running shows its epochs so far.", "",
-              "| stage | wall (s) | training (s) |", "|---|---|---|"]
-    lines += [f"| {k} | {walls.get(k, '-')} | {train.get(k, '-')} |" for k in names] + [""]
+              "A stage still running shows its epochs so far. `precision`: what the run's start line says "
+              "`precision: auto` chose (`-`: its log was lost with its machine).", "",
+              "| stage | wall (s) | training (s) | precision |", "|---|---|---|---|"]
+    lines += [f"| {k} | {walls.get(k, '-')} | {train.get(k, '-')} | {prec.get(k, '-')} |" for k in names] + [""]
     res["epochs"] = epochs
     return res, "\n".join(lines)
 
@@ -315,10 +348,12 @@ def main() -> None:
     curves = load_curves(root)
     walls = load_walls(root)
     train = load_train_times(root, a.epochs)
+    prec = load_precisions(root)
+    (OUT / "precision.json").write_text(json.dumps(prec, indent=1, sort_keys=True))
     (OUT / "train_times.json").write_text(json.dumps(train, indent=1, sort_keys=True))
     (OUT / "curves.json").write_text(json.dumps(curves, indent=1))
     (OUT / "walls.json").write_text(json.dumps(walls, indent=1, sort_keys=True))
-    res, text = build(evals, curves, walls, train, a.epochs)
+    res, text = build(evals, curves, walls, train, a.epochs, prec)
     (OUT / "results.json").write_text(json.dumps(res, indent=1, default=float))
     (OUT / "README.md").write_text(HEADER.format(epochs=a.epochs, ctrl=a.epochs + 20) + text)
     print(f"{len(evals)} evaluations, {len(curves)} curves -> {OUT}")
