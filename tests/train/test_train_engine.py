@@ -61,6 +61,31 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, precisio
     np.testing.assert_allclose([float(r["loss"]) for r in rows], _losses(full), rtol=1e-6)
 
 
+def test_resume_keeps_the_precision_auto_chose_when_the_trial_would_now_choose_otherwise(tmp_path, monkeypatch):
+    """precision auto's trial is timed, so a new process can measure the other way; the resumed run
+    must continue in the precision its checkpoint was trained in, or it is not the same run."""
+    from simxir.train import precision
+
+    ds, aug = toy_dataset(), ToyAugment()
+    cfg = _cfg(epochs=2, precision="auto", channels_last="auto")
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+    fast = {True: (0.5, 1.0, 1.1), False: (1.5, 1.0, 1.1)}   # bf16+channels_last fastest, then not
+    bf16_wins = [True]
+    monkeypatch.setattr(precision, "time_steps",
+                        lambda m, c, *a: dict(zip(precision.candidates(_auto_plan()), fast[bf16_wins[0]]))[c])
+    full = train(cfg, _method(), ds, aug, tmp_path / "full")
+    with pytest.raises(Killed):
+        train(cfg, _method(), ds, aug, tmp_path / "cut", callbacks=[kill_after(1)])
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["precision"] == {
+        "amp": "bfloat16", "channels_last": True, "device": "cpu"}
+    bf16_wins[0] = False   # the resumed process's trial would now keep fp32
+    assert precision.choose_precision(_auto_plan(), _method(), 8).amp_dtype is None
+    resumed = train(cfg, _method(seed=99), ds, aug, tmp_path / "cut", resume=True)
+    np.testing.assert_allclose(_losses(resumed), _losses(full), rtol=1e-6, atol=1e-7)
+    fp32 = train(_cfg(epochs=2), _method(), ds, aug, tmp_path / "fp32")
+    assert not np.allclose(_losses(fp32), _losses(full), rtol=1e-6, atol=1e-7)   # the choice shows
+
+
 def test_same_seed_same_run_other_seed_other_run(tmp_path):
     ds, aug = toy_dataset(), ToyAugment()
     a = train(_cfg(epochs=1), _method(), ds, aug, tmp_path / "a")

@@ -99,13 +99,12 @@ def plain(v: Any) -> Any:
     return v
 
 
-def restore(run_dir: Path, method: torch.nn.Module, probe: torch.nn.Module | None,
+def restore(ckpt: dict[str, Any], method: torch.nn.Module, probe: torch.nn.Module | None,
             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
             steps_per_epoch: int) -> dict[str, Any]:
-    """Load ``run_dir/checkpoint.pt`` into the objects and the RNGs; returns its ``epoch``, ``step``,
-    ``history`` and ``step_log``. A checkpoint whose step count does not fit ``steps_per_epoch`` (the
-    batch size or the data changed) is a UserError."""
-    ckpt = load_training_checkpoint(run_dir)
+    """Load a training checkpoint (:func:`load_training_checkpoint`) into the objects and the RNGs;
+    returns its ``epoch``, ``step``, ``history`` and ``step_log``. A checkpoint whose step count does
+    not fit ``steps_per_epoch`` (the batch size or the data changed) is a UserError."""
     method.load_state_dict(ckpt["model"])
     if probe is not None and ckpt.get("probe") is not None:
         probe.load_state_dict(ckpt["probe"])

@@ -31,7 +31,7 @@ from torch import nn
 from simxir.config import save_recipe, to_dict
 from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
 from simxir.progress import log, progress
-from simxir.train.checkpoint import CHECKPOINT, plain, restore, save_checkpoint
+from simxir.train.checkpoint import CHECKPOINT, load_training_checkpoint, plain, restore, save_checkpoint
 from simxir.train.config import TrainConfig
 from simxir.train.export import save_predictor, write_run_encoder
 from simxir.train.logging import TensorBoard, write_csv
@@ -39,7 +39,7 @@ from simxir.train.model import Trainable, build_probe, prepare_model
 from simxir.train.monitors import collapse_label, evaluate_monitors
 from simxir.train.optim import build_optimizer
 from simxir.train.plan import Plan, epoch_seed, plan_run
-from simxir.train.precision import choose_precision
+from simxir.train.precision import choose_precision, precision_record
 from simxir.train.schedule import apply_lr, lr_factor
 from simxir.train.source import MemorySource, StreamSource, make_source
 from simxir.train.step import train_step
@@ -81,7 +81,9 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     """
     run_dir = Path(out_dir)
     plan = plan_run(cfg, len(dataset.train), device)
-    plan = choose_precision(plan, method, int(getattr(augment, "image_size", 0) or dataset.image_size))
+    ckpt = load_training_checkpoint(run_dir) if resume else None
+    plan = choose_precision(plan, method, int(getattr(augment, "image_size", 0) or dataset.image_size),
+                            saved=ckpt.get("precision") if ckpt is not None else None)
     cfg = plan.cfg
     probe = (build_probe(int(method.backbone.feature_dim), dataset.num_classes, cfg.seed)
              if cfg.probe.enabled else None)
@@ -92,8 +94,9 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     scaler = torch.amp.GradScaler("cuda") if plan.amp_dtype == torch.float16 else None
 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "step_log": []}
-    if resume:
-        state = restore(run_dir, trainable.method, probe, optimizer, scaler, plan.steps_per_epoch)
+    if ckpt is not None:
+        state = restore(ckpt, trainable.method, probe, optimizer, scaler, plan.steps_per_epoch)
+        del ckpt   # its tensors are in the model and optimizer now
         log(f"resuming {run_dir} after epoch {state['epoch']} (step {state['step']})")
     elif (run_dir / CHECKPOINT).exists():
         raise UserError(f"--out {run_dir}: already holds a checkpoint; pass --resume to continue it "
@@ -257,7 +260,7 @@ class _Saved:
             "optimizer": run.optimizer.state_dict(),
             "scaler": run.scaler.state_dict() if run.scaler is not None else {},
             "epoch": history[-1]["epoch"], "step": step, "history": history, "step_log": run.step_log,
-            "config": to_dict(run.plan.cfg),
+            "config": to_dict(run.plan.cfg), "precision": precision_record(run.plan),
         }, run_dir)
         self.epoch, self.at = history[-1]["epoch"], time.monotonic()
 

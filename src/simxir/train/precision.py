@@ -11,6 +11,9 @@
   micro-batch (at most 64 images of the training size) for each candidate, the first step of each
   a warm-up, and keeps the fastest; under torchrun the times are summed over processes so that
   every rank makes the same choice. The model, its buffers and torch's RNG are left as they were.
+* ``--resume``: the choice the checkpoint records (on the same kind of device), not a new trial: a
+  trial's timings can tip the other way in another process, and a resumed run must continue the
+  arithmetic it was started with.
 """
 
 from __future__ import annotations
@@ -67,11 +70,29 @@ def time_steps(method: nn.Module, c: Candidate, device: torch.device, image_size
     return best
 
 
-def choose_precision(plan: Plan, method: nn.Module, image_size: int) -> Plan:
-    """``plan`` with ``amp_dtype``/``channels_last`` decided and ``precision_reason`` set."""
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def precision_record(plan: Plan) -> dict[str, object]:
+    """What a checkpoint keeps of the choice: ``{"amp": "bfloat16" | "float16" | None,
+    "channels_last": bool, "device": "cpu" | "cuda" | ...}``."""
+    amp = None if plan.amp_dtype is None else str(plan.amp_dtype).split(".")[-1]
+    return {"amp": amp, "channels_last": bool(plan.channels_last), "device": plan.device.type}
+
+
+def choose_precision(plan: Plan, method: nn.Module, image_size: int, saved: dict | None = None) -> Plan:
+    """``plan`` with ``amp_dtype``/``channels_last`` decided and ``precision_reason`` set; ``saved``:
+    the resumed checkpoint's :func:`precision_record`, kept under ``precision: auto`` on the same
+    kind of device (a set ``channels_last`` still wins)."""
     cfg, device = plan.cfg, plan.device
     if cfg.precision != "auto":
         return dataclasses.replace(plan, precision_reason=f"precision={cfg.precision} as set")
+    if saved and saved.get("device") == device.type and saved.get("amp") in (None, *_DTYPES):
+        amp = _DTYPES.get(saved["amp"]) if saved["amp"] is not None else None
+        cl = bool(saved.get("channels_last")) if cfg.channels_last == "auto" else bool(cfg.channels_last)
+        return dataclasses.replace(plan, amp_dtype=amp, channels_last=cl,
+                                   precision_reason=f"auto: {_name((amp, cl))} as the resumed checkpoint "
+                                                    f"was trained")
     if device.type == "cuda":
         why = ("native bf16" if plan.amp_dtype == torch.bfloat16
                else "no native bf16 on this GPU: fp16 with GradScaler")
