@@ -9,8 +9,10 @@
   slower for the ImageNet-stem ResNet-18 at 32 px (lightly's SimSiam example), so no rule by
   device alone holds for both. The trial times forward + backward of a copy of the method on one
   micro-batch (at most 64 images of the training size) for each candidate, the first step of each
-  a warm-up, and keeps the fastest; under torchrun the times are summed over processes so that
-  every rank makes the same choice. The model, its buffers and torch's RNG are left as they were.
+  a warm-up, and keeps the fastest when it beats the fp32 baseline by ``MARGIN`` (else the
+  baseline: near ties would make two runs of one command choose differently); under torchrun the
+  times are summed over processes so that every rank makes the same choice. The model, its
+  buffers and torch's RNG are left as they were.
 * ``--resume``: the choice the checkpoint records (on the same kind of device), not a new trial: a
   trial's timings can tip the other way in another process, and a resumed run must continue the
   arithmetic it was started with.
@@ -33,6 +35,7 @@ from simxir.train.plan import Plan
 Candidate = tuple[torch.dtype | None, bool]   # (autocast dtype or None for fp32, channels_last)
 TRIAL_IMAGES = 64
 TRIAL_STEPS = 2
+MARGIN = 0.1   # another candidate is kept only when it is at least this much faster than fp32
 
 
 def _name(c: Candidate) -> str:
@@ -112,6 +115,9 @@ def choose_precision(plan: Plan, method: nn.Module, image_size: int, saved: dict
     if distributed.world_size() > 1:   # the same choice on every rank
         dist.all_reduce(times)
     k = int(torch.argmin(times))
+    base = cands.index((None, bool(plan.cfg.channels_last) if plan.cfg.channels_last != "auto" else False))
+    if float(times[k]) > (1.0 - MARGIN) * float(times[base]):
+        k = base   # a near tie is timing noise: the baseline, so that runs of one command agree
     shown = ", ".join(f"{_name(c)} {float(t) / max(1, distributed.world_size()) * 1e3:.0f} ms"
                       for c, t in zip(cands, times, strict=True))
     return dataclasses.replace(plan, amp_dtype=cands[k][0], channels_last=cands[k][1],
