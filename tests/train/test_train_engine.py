@@ -61,6 +61,31 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, precisio
     np.testing.assert_allclose([float(r["loss"]) for r in rows], _losses(full), rtol=1e-6)
 
 
+def test_auto_precision_keeps_fp32_without_a_trial_for_a_model_too_small_to_matter(monkeypatch):
+    """Under MIN_TRIAL_GFLOP (counted, so it cannot tip) nothing is timed: two runs of one command agree."""
+    from simxir.models import build_backbone
+    from simxir.train import precision
+
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(precision, "time_steps", lambda *a: pytest.fail("no trial expected"))
+    plan = precision.choose_precision(_auto_plan(), _method(), 8)
+    assert (plan.amp_dtype, plan.channels_last) == (None, False) and "too small" in plan.precision_reason
+    # the count itself: convnet-small's convolutions at 32 px, written out (5.06 GFLOP for 64 x 2 views)
+    convs = [(3, 32, 32), (32, 64, 16), (64, 128, 8), (128, 128, 8)]   # (in, out, output side)
+    per_image = sum(2 * 9 * cin * cout * side * side for cin, cout, side in convs)
+
+    class Backbone(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = build_backbone("convnet-small")
+
+        def forward(self, v1, v2):
+            return self.b(v1).sum() + self.b(v2).sum()
+
+    assert precision.step_gflops(Backbone(), torch.device("cpu"), 32, 64) == pytest.approx(
+        2 * 64 * per_image / 1e9, rel=1e-6)
+
+
 def test_resume_keeps_the_precision_auto_chose_when_the_trial_would_now_choose_otherwise(tmp_path, monkeypatch):
     """precision auto's trial is timed, so a new process can measure the other way; the resumed run
     must continue in the precision its checkpoint was trained in, or it is not the same run."""
@@ -69,6 +94,7 @@ def test_resume_keeps_the_precision_auto_chose_when_the_trial_would_now_choose_o
     ds, aug = toy_dataset(), ToyAugment()
     cfg = _cfg(epochs=2, precision="auto", channels_last="auto")
     monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(precision, "step_gflops", lambda *a: 2 * precision.MIN_TRIAL_GFLOP)
     fast = {True: (0.5, 1.0, 1.1), False: (1.5, 1.0, 1.1)}   # bf16+channels_last fastest, then not
     bf16_wins = [True]
     monkeypatch.setattr(precision, "time_steps",
@@ -333,7 +359,7 @@ def test_auto_precision_on_a_cpu_without_bf16_is_fp32_without_a_trial(monkeypatc
 
 @pytest.mark.parametrize("times,expected", [((0.5, 1.0, 1.1), (torch.bfloat16, True)),
                                             ((1.05, 1.0, 1.2), (None, False)),
-                                            ((1.05, 1.2, 1.0), (None, True)),
+                                            ((1.05, 1.2, 0.9), (None, True)),
                                             ((0.95, 1.0, 0.93), (None, False))])   # near tie: fp32
 def test_auto_precision_on_a_bf16_cpu_keeps_the_fastest_measured_candidate(monkeypatch, times, expected):
     """bf16 is kept only when it measured faster than fp32 (never slower than fp32), and any other
@@ -341,6 +367,7 @@ def test_auto_precision_on_a_bf16_cpu_keeps_the_fastest_measured_candidate(monke
     from simxir.train import precision
 
     monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(precision, "step_gflops", lambda *a: 2 * precision.MIN_TRIAL_GFLOP)
     timing = dict(zip(precision.candidates(_auto_plan()), times, strict=True))
     monkeypatch.setattr(precision, "time_steps", lambda m, c, *a: timing[c])
     plan = precision.choose_precision(_auto_plan(), _method(), 8)

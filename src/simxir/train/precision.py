@@ -10,7 +10,10 @@
   device alone holds for both. The trial times forward + backward of a copy of the method on one
   micro-batch (at most 64 images of the training size) for each candidate, the first step of each
   a warm-up, and keeps the fastest when it beats the fp32 baseline by ``MARGIN`` (else the
-  baseline: near ties would make two runs of one command choose differently); under torchrun the
+  baseline: near ties would make two runs of one command choose differently, and a run's seed
+  would no longer fix its losses). A model whose trial step counts under ``MIN_TRIAL_GFLOP``
+  forward GFLOP (toy sizes, the tests, digits; convnet-small at 32 px counts 5) keeps fp32 without
+  a trial, for the same reason: counted, not timed, so that the rule cannot tip; under torchrun the
   times are summed over processes so that every rank makes the same choice. The model, its
   buffers and torch's RNG are left as they were.
 * ``--resume``: the choice the checkpoint records (on the same kind of device), not a new trial: a
@@ -27,6 +30,7 @@ import time
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from simxir import distributed
 from simxir.device import bf16_supported
@@ -35,7 +39,8 @@ from simxir.train.plan import Plan
 Candidate = tuple[torch.dtype | None, bool]   # (autocast dtype or None for fp32, channels_last)
 TRIAL_IMAGES = 64
 TRIAL_STEPS = 2
-MARGIN = 0.1   # another candidate is kept only when it is at least this much faster than fp32
+MARGIN = 0.2   # another candidate is kept only when it is at least this much faster than fp32
+MIN_TRIAL_GFLOP = 2.0   # a trial step's forward below this (toy sizes, tests, digits) keeps fp32
 
 
 def _name(c: Candidate) -> str:
@@ -83,6 +88,15 @@ def precision_record(plan: Plan) -> dict[str, object]:
     return {"amp": amp, "channels_last": bool(plan.channels_last), "device": plan.device.type}
 
 
+def step_gflops(method: nn.Module, device: torch.device, image_size: int, n: int) -> float:
+    """Forward GFLOP of ``method`` on two views of ``n`` images (counted on 2, scaled)."""
+    m = copy.deepcopy(method).to(device).train()
+    v = torch.zeros(2, 3, image_size, image_size, device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        m(v, v)
+    return counter.get_total_flops() * n / 2 / 1e9
+
+
 def choose_precision(plan: Plan, method: nn.Module, image_size: int, saved: dict | None = None) -> Plan:
     """``plan`` with ``amp_dtype``/``channels_last`` decided and ``precision_reason`` set; ``saved``:
     the resumed checkpoint's :func:`precision_record`, kept under ``precision: auto`` on the same
@@ -106,19 +120,32 @@ def choose_precision(plan: Plan, method: nn.Module, image_size: int, saved: dict
         return dataclasses.replace(plan, amp_dtype=None, channels_last=cl,
                                    precision_reason="auto: fp32 (no native bf16 on this CPU)")
     cands = candidates(plan)
+    base = cands.index((None, bool(cfg.channels_last) if cfg.channels_last != "auto" else False))
+    order = [base] + [i for i in range(len(cands)) if i != base]
+    world = max(1, distributed.world_size())
+
+    def timed(idx: list[int]) -> torch.Tensor:   # per step, summed over ranks: one choice on every rank
+        t = torch.tensor([time_steps(method, cands[i], device, image_size, min(plan.micro, TRIAL_IMAGES))
+                          for i in idx], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(t)
+        return t / world
+
     rng = torch.get_rng_state()
     try:
-        times = torch.tensor([time_steps(method, c, device, image_size, min(plan.micro, TRIAL_IMAGES))
-                              for c in cands], dtype=torch.float64)
+        gflop = step_gflops(method, device, image_size, min(plan.micro, TRIAL_IMAGES))
+        if gflop < MIN_TRIAL_GFLOP:
+            return dataclasses.replace(plan, amp_dtype=None, channels_last=cands[base][1],
+                                       precision_reason=f"auto: {_name(cands[base])}, {gflop:.2g} GFLOP per "
+                                                        f"trial step is too small a model for a trial")
+        measured = timed(order).tolist()
     finally:
         torch.set_rng_state(rng)
-    if distributed.world_size() > 1:   # the same choice on every rank
-        dist.all_reduce(times)
-    k = int(torch.argmin(times))
-    base = cands.index((None, bool(plan.cfg.channels_last) if plan.cfg.channels_last != "auto" else False))
-    if float(times[k]) > (1.0 - MARGIN) * float(times[base]):
+    times = dict(zip(order, measured, strict=True))
+    base_t = times[base]
+    k = min(times, key=times.__getitem__)
+    if times[k] > (1.0 - MARGIN) * base_t:
         k = base   # a near tie is timing noise: the baseline, so that runs of one command agree
-    shown = ", ".join(f"{_name(c)} {float(t) / max(1, distributed.world_size()) * 1e3:.0f} ms"
-                      for c, t in zip(cands, times, strict=True))
+    shown = ", ".join(f"{_name(cands[i])} {times[i] * 1e3:.0f} ms" for i in range(len(cands)))
     return dataclasses.replace(plan, amp_dtype=cands[k][0], channels_last=cands[k][1],
                                precision_reason=f"auto: measured per step {shown}; kept {_name(cands[k])}")
