@@ -11,8 +11,9 @@
 #   cont-M-sS   the control: pre-M-sS resumed to EPOCHS+20 epochs (the cosine schedule stretched to
 #               EPOCHS+20: the extra 20 epochs run from lr 0.05*(1+cos(pi*E/(E+20)))/2 down to 0)
 #   rounds-M-sS SimXIR with T=4 rounds of 5 epochs (same 20-epoch budget), for ROUNDS_METHOD and the
-#               seeds in ROUNDS_SEEDS only (default byol, seeds 1 and 2: byol-s0's run folder was lost
-#               with its machine before its rounds arm ran, and its other arms are committed)
+#               seeds in ROUNDS_SEEDS only (default byol, seed 1: byol-s0's run folder was lost
+#               with its machine before its rounds arm ran, and its other arms are committed;
+#               byol-s2's was left out to finish the last units within one session)
 #   A unit (method, seed) runs all its stages in one go; a unit whose evaluations are committed in
 #   results/finetune/converged/runs/ is skipped, so the experiment goes on across sessions whose
 #   run folders are lost (commit each finished unit: converged_table.py, then git add results/).
@@ -24,7 +25,7 @@
 #   workers there (nohup; logs in ROOT/log.txt); run it again after an interruption to resume.
 set -uo pipefail
 ROOT=${ROOT:-/work/runs-converged}; EPOCHS=${EPOCHS:-60}
-ROUNDS_METHOD=${ROUNDS_METHOD:-byol}; ROUNDS_SEEDS=${ROUNDS_SEEDS:-1 2}
+ROUNDS_METHOD=${ROUNDS_METHOD:-byol}; ROUNDS_SEEDS=${ROUNDS_SEEDS:-1}
 if [ "${1:-}" = start ]; then
   shared=$(cd ../shared/data && pwd) || { echo "../shared/data: not found" >&2; exit 2; }
   mkdir -p "$ROOT"; rm -rf "$ROOT/code" "$ROOT/claims"; mkdir -p "$ROOT/code"
