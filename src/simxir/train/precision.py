@@ -105,7 +105,7 @@ def choose_precision(plan: Plan, method: nn.Module, image_size: int, saved: dict
     if cfg.precision != "auto":
         return dataclasses.replace(plan, precision_reason=f"precision={cfg.precision} as set")
     if saved and saved.get("device") == device.type and saved.get("amp") in (None, *_DTYPES):
-        amp = _DTYPES.get(saved["amp"]) if saved["amp"] is not None else None
+        amp = _DTYPES.get(saved["amp"])
         cl = bool(saved.get("channels_last")) if cfg.channels_last == "auto" else bool(cfg.channels_last)
         return dataclasses.replace(plan, amp_dtype=amp, channels_last=cl,
                                    precision_reason=f"auto: {_name((amp, cl))} as the resumed checkpoint "
@@ -123,17 +123,17 @@ def choose_precision(plan: Plan, method: nn.Module, image_size: int, saved: dict
     base = cands.index((None, bool(cfg.channels_last) if cfg.channels_last != "auto" else False))
     order = [base] + [i for i in range(len(cands)) if i != base]
     world = max(1, distributed.world_size())
+    n = min(plan.micro, TRIAL_IMAGES)
 
     def timed(idx: list[int]) -> torch.Tensor:   # per step, summed over ranks: one choice on every rank
-        t = torch.tensor([time_steps(method, cands[i], device, image_size, min(plan.micro, TRIAL_IMAGES))
-                          for i in idx], dtype=torch.float64)
+        t = torch.tensor([time_steps(method, cands[i], device, image_size, n) for i in idx], dtype=torch.float64)
         if world > 1:
             dist.all_reduce(t)
         return t / world
 
     rng = torch.get_rng_state()
     try:
-        gflop = step_gflops(method, device, image_size, min(plan.micro, TRIAL_IMAGES))
+        gflop = step_gflops(method, device, image_size, n)
         if gflop < MIN_TRIAL_GFLOP:
             return dataclasses.replace(plan, amp_dtype=None, channels_last=cands[base][1],
                                        precision_reason=f"auto: {_name(cands[base])}, {gflop:.2g} GFLOP per "
