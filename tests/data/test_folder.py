@@ -63,7 +63,9 @@ def test_jpeg_grayscale_test_alias_and_size_rule(tmp_path: Path) -> None:
 
 
 def test_folder_errors(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="train/<class>"):
+    with pytest.raises(UserError, match="train/<class>"):   # imagefolder: insists on the labelled layout
+        load_dataset(f"imagefolder:{tmp_path}")
+    with pytest.raises(UserError, match="no images"):       # folder: reads a folder without it as unlabelled
         load_dataset(f"folder:{tmp_path}")
     a = np.zeros((4, 4, 3), np.uint8)
     _save(tmp_path / "train" / "x" / "0.png", a)

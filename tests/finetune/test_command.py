@@ -34,7 +34,8 @@ def test_finetune_moco_checkpoint_end_to_end(tmp_path):
               "--rounds", "2", "tensorboard=false"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(r.stdout)                       # exactly one JSON object on stdout
-    assert set(result) == {"before", "after", "encoder"}
+    assert set(result) == {"before", "after", "label_free_change", "encoder"}
+    assert set(result["label_free_change"]) == {"rankme", "alignment", "uniformity", "within", "between", "ratio"}
     for side in ("before", "after"):
         knn = result[side]["knn"]
         assert set(knn) == {"cosine", "euclidean"}

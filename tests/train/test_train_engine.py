@@ -202,12 +202,20 @@ def test_out_dir_with_checkpoint_needs_resume_and_resume_needs_checkpoint(tmp_pa
         train(_cfg(epochs=1), _method(), ds, aug, tmp_path / "r")
 
 
-@pytest.mark.parametrize("kw,msg", [({"batch_size": 100}, "larger than"),
+@pytest.mark.parametrize("kw,msg", [({"batch_size": 96, "accumulate": 48}, "no smaller batch"),
                                     ({"batch_size": 16, "accumulate": 3}, "divisible"),
                                     ({"precision": "fp16"}, "fp16 needs a CUDA")])
 def test_bad_settings_are_user_errors(tmp_path, kw, msg):
     with pytest.raises(UserError, match=msg):
         train(_cfg(**kw), _method(), toy_dataset(), ToyAugment(), tmp_path / "r")
+
+
+def test_a_batch_larger_than_the_data_trains_with_the_largest_power_of_two_that_fits(tmp_path):
+    from simxir.config import load_recipe
+
+    res = train(_cfg(batch_size=100, epochs=1), _method(), toy_dataset(n_train=40), ToyAugment(), tmp_path / "r")
+    assert res["steps"][-1]["step"] == 1                       # 40 images: one batch of 32
+    assert load_recipe(TrainConfig, tmp_path / "r" / "config.yaml").batch_size == 32
 
 
 def test_gradient_accumulation_of_a_per_sample_loss_equals_the_full_batch(tmp_path):

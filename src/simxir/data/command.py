@@ -24,7 +24,8 @@ def _data() -> None:
 
 @data_app.command("info")
 def info_command(
-    spec: str = typer.Argument(..., help="dataset spec, e.g. digits, npz:FILE, cifar10:DIR, folder:DIR"),
+    spec: str = typer.Argument(..., help="dataset spec, e.g. digits, npz:FILE, cifar10:DIR, folder:DIR, "
+                               "images:DIR, files:LIST"),
     image_size: int = typer.Option(None, "--image-size", help="resize images to this square size"),
     stream: str = typer.Option("auto", "--stream", help="folder data: on (index only; mean/std from a "
                                "sample), off (decode all), auto (stream when it would not fit in memory)"),
@@ -44,7 +45,8 @@ def info_command(
     print(f"dataset     {info['name']}  ({spec})")
     print(f"train/test  {info['train_size']} / {info['test_size']} images")
     print(f"image size  {info['image_size']}x{info['image_size']} (3 channels, uint8)")
-    print(f"classes     {info['num_classes']}: {shown}")
+    print(f"classes     {info['num_classes']}: {shown}" if info["labelled"] else
+          "classes     none (unlabelled: trains every method; evaluation takes --eval-data)")
     print(f"mean        {fmt(info['mean'])}")
     print(f"std         {fmt(info['std'])}")
 

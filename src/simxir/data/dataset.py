@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from simxir.errors import UserError
 
 _STATS_CHUNK = 4096  # images per chunk for statistics and resizing
+UNLABELLED = -1      # the label of every image of an unlabelled collection (no classes, no test split)
 
 
 @dataclass
@@ -71,6 +72,10 @@ class ImageDataset:
     networks see when the images are stored larger (ImageNet-like folders are stored at
     ``simxir.sizes.eval_resize(crop)``, 256 for 224, so that evaluation can centre-crop them). Construction checks that
     both splits are non-empty, share one image size, and have labels in ``0..len(classes)-1``.
+
+    An empty ``classes`` list makes an **unlabelled** dataset (``labelled`` False): every train label
+    is :data:`UNLABELLED` and ``test`` holds no image (training uses no label; evaluation takes a
+    labelled dataset of its own).
     """
 
     name: str
@@ -84,8 +89,11 @@ class ImageDataset:
     def __post_init__(self) -> None:
         self.classes = [str(c) for c in self.classes]
         if not self.classes:
-            raise UserError(f"{self.name}: the class list is empty")
-        for split_name, split in (("train", self.train), ("test", self.test)):
+            if len(self.train) == 0:
+                raise UserError(f"{self.name}: no images")
+            if len(self.test) or bool((self.train.labels != UNLABELLED).any()):
+                raise UserError(f"{self.name}: the class list is empty but the images have labels")
+        for split_name, split in (("train", self.train), ("test", self.test)) if self.classes else ():
             if len(split) == 0:
                 raise UserError(f"{self.name}: the {split_name} split is empty")
             lo, hi = int(split.labels.min()), int(split.labels.max())
@@ -113,6 +121,10 @@ class ImageDataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -157,6 +169,8 @@ def from_numpy_nhwc(x, y, where: str) -> Split:  # noqa: ANN001 - numpy arrays
 def dataset_info(ds: ImageDataset, spec: str) -> dict[str, Any]:
     """The ``simxir data info --json`` object."""
     def counts(labels: Any) -> list[int]:
+        if not ds.labelled:
+            return []
         return [int(c) for c in labels.bincount(minlength=ds.num_classes).tolist()]
 
     return {
@@ -166,6 +180,7 @@ def dataset_info(ds: ImageDataset, spec: str) -> dict[str, Any]:
         "test_size": len(ds.test),
         "image_size": ds.image_size,
         "stored_size": ds.stored_size,
+        "labelled": ds.labelled,
         "num_classes": ds.num_classes,
         "classes": list(ds.classes),
         "mean": list(ds.mean),

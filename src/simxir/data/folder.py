@@ -1,4 +1,5 @@
-"""ImageFolder layout: ``DIR/train/<class>/*.png|jpg|jpeg`` and ``DIR/val/<class>/...`` (or ``test/``).
+"""Image files decoded into memory: the labelled ImageFolder layout (``DIR/train/<class>/*.png|jpg|jpeg|webp``
+and ``DIR/val/<class>/...`` or ``test/``) or an unlabelled collection (:mod:`simxir.data.index`).
 
 Size rule: the crop size ``S`` is ``image_size`` when given, else the most common shorter side among
 the train images (ties: the larger). Every image is stored as ``R`` x ``R`` with ``R = S`` up to 64 px
@@ -61,12 +62,14 @@ def _load_split(split: FolderSplit, size: int, desc: str, pool: ThreadPoolExecut
 
 
 def load_folder(path: str | Path, image_size: int | None = None, workers: int | None = None,
-                classes_file: str | Path | None = None, index: FolderIndex | None = None) -> ImageDataset:
-    """Decode the folder's images (``workers`` threads; default min(8, CPUs)) into an ImageDataset.
+                classes_file: str | Path | None = None, index: FolderIndex | None = None,
+                labels: str = "on", name: str = "folder") -> ImageDataset:
+    """Decode the collection's images (``workers`` threads; default min(8, CPUs)) into an ImageDataset.
 
-    ``classes_file`` selects classes (``simxir.data.index.read_class_list``); ``index`` is a scanned
-    index of the folder to use instead of scanning it again."""
-    index = index or folder_index(path, classes_file)
+    ``classes_file`` selects classes (``simxir.data.index.read_class_list``); ``labels``: which
+    kind of collection (:func:`simxir.data.index.folder_index`); ``index`` is a scanned index to
+    use instead of scanning again. An unlabelled collection gives an unlabelled dataset."""
+    index = index or folder_index(path, classes_file, labels=labels)
     workers = max(1, min(8, os.cpu_count() or 1)) if workers is None else max(1, int(workers))
     with ThreadPoolExecutor(workers) as pool:
         if image_size is None:
@@ -78,5 +81,6 @@ def load_folder(path: str | Path, image_size: int | None = None, workers: int | 
                 raise UserError(f"image_size: expected a positive integer, got {image_size}")
         stored = eval_resize(size)   # ImageNet-like sizes: 256 for a 224 crop (evaluation's centre crop)
         train = _load_split(index.train, stored, "decode train", pool)
-        test = _load_split(index.test, stored, "decode val", pool)
-    return ImageDataset("folder", train, test, index.classes, crop_size=size if stored != size else 0)
+        test = _load_split(index.test, stored, "decode val", pool) if len(index.test) else Split(
+            torch.zeros(0, 3, stored, stored, dtype=torch.uint8), index.test.labels.clone())
+    return ImageDataset(name, train, test, index.classes, crop_size=size if stored != size else 0)

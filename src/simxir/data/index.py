@@ -1,7 +1,15 @@
-"""The (file, label) index of an image folder: ``DIR/train/<class>/`` and ``DIR/val/<class>/`` (or
-``test/``), scanned once and cached as an ``.npz`` next to the run; an optional class-list file
-selects a subset (one class folder name per line, as solo-learn's ImageNet-100 list); and
-:func:`arrange_val`, which moves ImageNet's flat validation images into class folders.
+"""The (file, label) index of image files, scanned once and cached as an ``.npz`` next to the run.
+
+Two kinds of collection (:func:`is_labelled_layout` decides for ``folder:DIR``; ``imagefolder:DIR``
+and ``images:DIR`` force one):
+
+- **labelled**: ``DIR/train/<class>/`` and ``DIR/val/<class>/`` (or ``test/``); an optional class-list
+  file selects a subset (one class folder name per line, as solo-learn's ImageNet-100 list);
+- **unlabelled**: every image file under ``DIR`` at any depth (:func:`scan_images`), or the files a
+  list names (``files:LIST``, :func:`read_file_list`); labels are :data:`UNLABELLED` and there is no
+  test split.
+
+:func:`arrange_val` moves ImageNet's flat validation images into class folders.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from simxir.data.dataset import UNLABELLED
 from simxir.errors import UserError
 from simxir.io import atomic_write_bytes
 
-EXTENSIONS = (".png", ".jpg", ".jpeg")
-INDEX_VERSION = 1
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")   # compared lower-cased: .JPEG counts
+INDEX_VERSION = 2
 INDEX_CACHE = "data-index.npz"  # a folder's (file, label) index, kept in the run folder
+EVAL_INDEX_CACHE = "eval-data-index.npz"   # the same for the run's --eval-data
 
 
 @dataclass
@@ -40,10 +50,84 @@ class FolderSplit:
 
 @dataclass
 class FolderIndex:
+    """A collection's index; ``classes`` is empty (and ``test`` has no files) when unlabelled."""
+
     root: Path
     classes: list[str]
     train: FolderSplit
     test: FolderSplit
+
+
+def empty_split(root: Path) -> FolderSplit:
+    return FolderSplit(root, np.array([], dtype=np.bytes_), torch.zeros(0, dtype=torch.int64))
+
+
+def is_labelled_layout(root: Path) -> bool:
+    """The one rule ``folder:DIR`` follows: labelled when ``DIR/train`` holds at least one folder and
+    ``DIR/val`` (or ``DIR/test``) exists; unlabelled (every image at any depth) otherwise."""
+    train = root / "train"
+    if not train.is_dir() or not ((root / "val").is_dir() or (root / "test").is_dir()):
+        return False
+    return any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(train))
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in EXTENSIONS
+
+
+def scan_images(path: str | Path) -> FolderIndex:
+    """Every image file under ``path`` at any depth (hidden files and folders skipped, symbolic links
+    to folders not followed), in sorted path order, as an unlabelled collection."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise UserError(f"{root}: {'not a folder' if root.exists() else 'no such folder'} "
+                        f"(expected a folder of images)")
+    files: list[bytes] = []
+    for d, dirs, names in os.walk(root, onerror=_walk_error):
+        dirs[:] = sorted(n for n in dirs if not n.startswith("."))
+        rel = os.path.relpath(d, root)
+        prefix = b"" if rel == "." else os.fsencode(rel) + b"/"
+        files.extend(prefix + os.fsencode(n) for n in sorted(names) if _is_image(n))
+    if not files:
+        raise UserError(f"{root}: no images ({'/'.join(EXTENSIONS)}, any case, at any depth) in this folder")
+    return _unlabelled(root, sorted(files))
+
+
+def _walk_error(exc: OSError) -> None:
+    raise UserError(f"{exc.filename}: cannot list this folder ({exc.strerror or exc})")
+
+
+def _unlabelled(root: Path, files: list[bytes]) -> FolderIndex:
+    labels = torch.full((len(files),), UNLABELLED, dtype=torch.int64)
+    return FolderIndex(root, [], FolderSplit(root, np.array(files, dtype=np.bytes_), labels), empty_split(root))
+
+
+def read_file_list(path: str | Path) -> FolderIndex:
+    """The images a list file names, one path per line, relative to the list's folder (or absolute);
+    blank lines and ``#`` comments ignored. Every file must exist and be an image file."""
+    p = Path(path).expanduser()
+    try:
+        lines = p.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not a text file (expected one image path per line)") from None
+    except OSError as exc:
+        raise UserError(f"{p}: cannot read the file list ({exc.strerror or exc})") from None
+    root = p.parent
+    files: list[bytes] = []
+    for n, line in enumerate(lines, 1):
+        name = line.split("#", 1)[0].strip()
+        if not name:
+            continue
+        f = root / name
+        if not f.is_file():
+            raise UserError(f"{p}:{n}: {name} {'is not a file' if f.exists() else 'does not exist'} "
+                            f"(paths are relative to the list's folder {root})")
+        if os.path.splitext(name)[1].lower() not in EXTENSIONS:
+            raise UserError(f"{p}:{n}: {name} is not an image file (expected {'/'.join(EXTENSIONS)})")
+        files.append(os.fsencode(name))
+    if not files:
+        raise UserError(f"{p}: the file list is empty (expected one image path per line)")
+    return _unlabelled(root, files)
 
 
 def read_class_list(path: str | Path) -> list[str]:
@@ -72,8 +156,7 @@ def _scan(split_dir: Path, root: Path, classes: list[str]) -> FolderSplit:
     prefix = os.fsencode(str(split_dir.relative_to(root))) + b"/"
     for label, c in enumerate(classes):
         d = split_dir / c
-        names = sorted(e.name for e in os.scandir(d) if e.is_file() and not e.name.startswith(".")
-                       and os.path.splitext(e.name)[1].lower() in EXTENSIONS)
+        names = sorted(e.name for e in os.scandir(d) if e.is_file() and _is_image(e.name))
         if not names:
             raise UserError(f"{d}: no images ({'/'.join(EXTENSIONS)}) in this class folder")
         files.extend(prefix + os.fsencode(c) + b"/" + os.fsencode(n) for n in names)
@@ -122,23 +205,40 @@ def scan_folder(path: str | Path, classes_file: str | Path | None = None) -> Fol
     return FolderIndex(root, classes, _scan(train_dir, root, classes), _scan(val_dir, root, classes))
 
 
+LABELS = ("auto", "on", "off", "list")   # folder:, imagefolder:, images:, files:
+
+
 def folder_index(path: str | Path, classes_file: str | Path | None = None,
-                 cache: str | Path | None = None) -> FolderIndex:
-    """The folder's index, read from ``cache`` when it was written for the same folder and class
-    list, else scanned (and written to ``cache`` when given). Delete the cache to rescan."""
+                 cache: str | Path | None = None, labels: str = "on") -> FolderIndex:
+    """The collection's index, read from ``cache`` when it was written for the same path, kind and
+    class list, else scanned (and written to ``cache`` when given). Delete the cache to rescan.
+
+    ``labels``: ``on`` the labelled layout, ``off`` every image under ``path``, ``auto``
+    :func:`is_labelled_layout` decides, ``list`` ``path`` is a file list."""
+    if labels not in LABELS:
+        raise ValueError(f"labels: expected one of {LABELS}, got {labels!r}")
     root = Path(path).expanduser()
-    key = f"{root.resolve()}|{Path(classes_file).expanduser().resolve() if classes_file else ''}"
+    if labels == "auto":
+        labels = "on" if is_labelled_layout(root) else "off"
+    if classes_file and labels != "on":
+        raise UserError(f"loader.classes: selects class folders of a labelled folder; {root} is read as an "
+                        f"unlabelled collection")
+    key = f"{labels}|{root.resolve()}|{Path(classes_file).expanduser().resolve() if classes_file else ''}"
     if cache is not None and Path(cache).is_file():
         with np.load(cache, allow_pickle=False) as z:
             if int(z["version"]) == INDEX_VERSION and str(z["key"]) == key:
                 classes = [str(c) for c in z["classes"]]
-                return FolderIndex(root, classes,
-                                   FolderSplit(root, z["train_files"], torch.from_numpy(z["train_labels"])),
-                                   FolderSplit(root, z["test_files"], torch.from_numpy(z["test_labels"])))
-    index = scan_folder(root, classes_file)
+                base = root.parent if labels == "list" else root   # a list's paths are relative to its folder
+                return FolderIndex(base, classes,
+                                   FolderSplit(base, z["train_files"], torch.from_numpy(z["train_labels"])),
+                                   FolderSplit(base, z["test_files"], torch.from_numpy(z["test_labels"])))
+    if labels == "on":
+        index = scan_folder(root, classes_file)
+    else:
+        index = read_file_list(root) if labels == "list" else scan_images(root)
     if cache is not None:
         buf = io.BytesIO()
-        np.savez(buf, version=INDEX_VERSION, key=key, classes=np.array(index.classes),
+        np.savez(buf, version=INDEX_VERSION, key=key, classes=np.array(index.classes, dtype=np.str_),
                  train_files=index.train.files, train_labels=index.train.labels.numpy(),
                  test_files=index.test.files, test_labels=index.test.labels.numpy())
         atomic_write_bytes(cache, buf.getvalue())

@@ -90,6 +90,10 @@ class StreamedDataset:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
+
 
 def _failure(path: Any, exc: BaseException) -> str:
     text = str(exc).splitlines()[0][:200] if str(exc) else ""

@@ -16,17 +16,26 @@ from simxir.data import LoaderConfig
 from simxir.device import parse_device
 from simxir.errors import UserError
 from simxir.eval.evaluate import evaluate_features
-from simxir.eval.features import encoder_features, load_features_npz, save_features_npz
+from simxir.eval.features import dataset_features, load_features_npz, open_encoder_data, save_features_npz
 from simxir.eval.knn import DEFAULT_KS, faiss_available, parse_ks
+from simxir.eval.labelfree import LabelFreeConfig, evaluate_label_free
 from simxir.eval.linear import LinearProbeConfig
-from simxir.eval.report import format_tables
+from simxir.eval.report import format_label_free, format_tables
+from simxir.io import json_safe
 from simxir.progress import log
 from simxir.protocol import PROTOCOLS, encoder_protocol_probe, protocol_config
 
 
 def eval_command(
     encoder: str = typer.Option(None, "--encoder", help="encoder checkpoint (safetensors or torch)"),
-    data: str = typer.Option(None, "--data", help="dataset spec for --encoder, e.g. digits, npz:FILE, cifar10:DIR"),
+    data: str = typer.Option(None, "--data", help="dataset spec for --encoder, e.g. digits, npz:FILE, cifar10:DIR, "
+                             "folder:DIR (unlabelled: label-free numbers only, unless --eval-data)"),
+    eval_data: str = typer.Option(None, "--eval-data", help="labelled dataset spec for kNN/linear (default: "
+                                  "--data; its images normalised with --data's mean/std)"),
+    label_free: bool = typer.Option(None, "--label-free/--no-label-free", help="RankMe, alignment, uniformity "
+                                    "and cluster geometry on --data's train images (default: on for unlabelled "
+                                    "--data)"),
+    label_free_images: int = typer.Option(1000, "--label-free-images", help="train images of the label-free numbers"),
     features: str = typer.Option(None, "--features", help="precomputed features .npz (train_features, "
                                  "train_labels, test_features, test_labels) instead of --encoder/--data"),
     backbone: str = typer.Option(None, "--backbone", help="backbone name when the checkpoint does not say"),
@@ -90,7 +99,12 @@ def eval_command(
     if augmented and features is not None:
         raise UserError("--linear-protocol augmented: needs --encoder and --data (it trains on new crops of "
                         "the images), not --features")
+    if features is not None and (eval_data or label_free):
+        raise UserError("--eval-data and --label-free: need --encoder and --data, not --features")
+    if label_free_images < 2:
+        raise UserError(f"--label-free-images: expected at least 2, got {label_free_images}")
     pcfg = protocol_config(linear_recipe) if augmented else None
+    extra: dict[str, Any] = {}
     if features is not None:
         tr, ytr, te, yte = load_features_npz(features)
     else:
@@ -98,8 +112,19 @@ def eval_command(
             raise UserError(f"--stream: expected auto, on or off, got {stream!r}")
         loader = LoaderConfig(stream=stream, workers=workers, classes=classes or "",  # type: ignore[arg-type]
                               skip_unreadable=skip_unreadable)
-        tr, ytr, te, yte = encoder_features(encoder, data, backbone, fmt, allow_pickle, augment, image_size,
-                                            batch_size, dev, loader)
+        model, ds, evaluation, aug = open_encoder_data(encoder, data, backbone, fmt, allow_pickle, augment,
+                                                       image_size, dev, loader, eval_data)
+        if label_free or (label_free is None and not ds.labelled):
+            summary, _, _ = evaluate_label_free(model, ds, aug, LabelFreeConfig(images=label_free_images),
+                                                batch_size=batch_size)
+            extra["label_free"] = summary
+        if not evaluation.labelled:
+            if save_features or augmented:
+                raise UserError(f"--data {data}: unlabelled; --save-features and the augmented protocol need "
+                                f"labels (pass --eval-data SPEC)")
+            _print(extra, json_out, markdown, f"simxir eval: {encoder} on {data} (unlabelled: label-free numbers)")
+            return
+        tr, ytr, te, yte = dataset_features(model, evaluation, aug, batch_size, dev)
     if save_features:
         save_features_npz(save_features, tr, ytr, te, yte)
         log(f"features written to {save_features}")
@@ -111,12 +136,21 @@ def eval_command(
     if linear and not augmented:
         result["linear"]["protocol"] = "fast"
     if augmented:
-        result["linear"] = encoder_protocol_probe(encoder, data, backbone, fmt, allow_pickle, augment, image_size,
-                                                  dev, loader, pcfg, linear_out, resume, batch_size)
+        result["linear"] = encoder_protocol_probe(encoder, eval_data or data, backbone, fmt, allow_pickle, augment,
+                                                  image_size, dev, loader, pcfg, linear_out, resume, batch_size)
+    result.update(extra)
+    title = f"simxir eval: {features or encoder}" + (f" on {eval_data or data}" if data else "")
+    _print(result, json_out, markdown, title)
+
+
+def _print(result: dict[str, Any], json_out: bool, markdown: bool, title: str) -> None:
     if json_out:
-        print(json.dumps(result))
+        print(json.dumps(json_safe(result)))
         return
-    title = f"simxir eval: {features or encoder}" + (f" on {data}" if data else "")
     # the SimXIR paper's Table 1 layout: columns k, cells "cos / euc"
-    print(format_tables(result, title=title, combined=True, markdown=markdown), end="")
+    text = format_tables(result, title=title, combined=True, markdown=markdown) if (
+        result.get("knn") or result.get("linear")) else (f"## {title}\n" if markdown else f"{title}\n")
+    print(text, end="")
+    if result.get("label_free"):
+        print("\n" + format_label_free(result["label_free"], markdown), end="")
 

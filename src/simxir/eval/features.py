@@ -17,7 +17,7 @@ from torch.utils.data import Subset
 
 from simxir import distributed
 from simxir.augment import auto_recipe, build_augment
-from simxir.data import LoaderConfig, open_dataset
+from simxir.data import LoaderConfig, open_dataset, open_eval_dataset
 from simxir.data.stream import EvalImages, count_unreadable, free_host_bytes, loader_workers, make_loader
 from simxir.device import bf16_supported
 from simxir.errors import UserError
@@ -228,18 +228,30 @@ def save_features_npz(path: str | Path, train_f: torch.Tensor, train_y: torch.Te
     atomic_write_bytes(path, buf.getvalue())
 
 
+def open_encoder_data(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
+                      augment: str | None, image_size: int | None, device: torch.device,
+                      loader: LoaderConfig | None = None, eval_data: str | None = None
+                      ) -> tuple[nn.Module, Any, Any, Any]:
+    """(model on ``device``, the data, the evaluation data (``eval_data``, labelled, else the data),
+    the augmentation whose eval transform is used: ``augment``'s recipe, default ``auto``'s for the
+    image size, normalised with the data's mean/std)."""
+    ds = open_dataset(data, image_size or 0, loader, device=device)
+    evaluation = open_eval_dataset(eval_data, ds.image_size, loader, device=device) if eval_data else ds
+    model, report = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
+    log(report.summary())
+    recipe = augment or auto_recipe(ds.image_size)
+    aug = build_augment(recipe, ds.image_size, ds.mean, ds.std)
+    log(f"data {data}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
+        f"{ds.image_size}px, eval transform of '{recipe}'")
+    return model.to(device), ds, evaluation, aug
+
+
 def encoder_features(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
                       augment: str | None, image_size: int | None, batch_size: int,
                      device: torch.device, loader: LoaderConfig | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train features, train labels, test features, test labels) of an encoder file over a dataset
     spec, through the eval transform of ``augment`` (default: ``auto``'s recipe for the image size)."""
-    ds = open_dataset(data, image_size or 0, loader, device=device)
-    model, report = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
-    log(report.summary())
-    recipe = augment or auto_recipe(ds.image_size)
-    aug = build_augment(recipe, ds.image_size, ds.mean, ds.std)
-    model = model.to(device)
-    log(f"data {data}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
-        f"{ds.image_size}px, eval transform of '{recipe}'")
+    model, ds, _, aug = open_encoder_data(encoder, data, backbone, fmt, allow_pickle, augment, image_size, device,
+                                          loader)
     return dataset_features(model, ds, aug, batch_size, device)

@@ -144,3 +144,16 @@ def format_comparison_markdown(before: Mapping[str, Any], after: Mapping[str, An
                                labels: tuple[str, str] = ("before", "after")) -> str:
     """:func:`format_comparison` as a GitHub markdown table."""
     return format_comparison(before, after, title=title, markdown=True, labels=labels)
+
+
+def format_label_free(summary: Mapping[str, Any], markdown: bool = False) -> str:
+    """The label-free numbers of one encoder (``simxir.eval.labelfree.summarize``) with their 95%
+    intervals over images."""
+    ci = summary.get("ci") or {}
+    names = {"rankme": "RankMe (effective rank)", "alignment": "alignment (2 views, lower: closer)",
+             "uniformity": "uniformity (t=2, lower: more uniform)", "within": "within-cluster msd",
+             "between": "between-cluster msd", "ratio": "within / between"}
+    rows = [[name, f"{summary[m]:.4g}", "[" + ", ".join(f"{v:.4g}" for v in ci.get(m, [])) + "]"]
+            for m, name in names.items() if m in summary]
+    head = f"label-free, {summary.get('images')} train images, {summary.get('clusters')} k-means clusters"
+    return render_table([head, "value", "95% CI"], rows, markdown) + "\n"

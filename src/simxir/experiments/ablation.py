@@ -31,7 +31,7 @@ from simxir.methods import build_method
 from simxir.models import build_backbone
 from simxir.progress import log
 from simxir.train import train
-from simxir.train.pretrain import build_config
+from simxir.train.pretrain import build_config, open_eval_data
 
 
 @dataclass(frozen=True)
@@ -118,17 +118,20 @@ def _num(v: Any) -> float:
 
 
 def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | None = None,
-                 overrides: list[str] | None = None, data: str | None = None, knn_k: int = 20) -> dict[str, Any]:
+                 overrides: list[str] | None = None, data: str | None = None, knn_k: int = 20,
+                 eval_data: str | None = None) -> dict[str, Any]:
     """Train every row with the engine; returns (and writes ``out_dir/ablation.json``) the table.
 
-    ``recipe``/``overrides``/``data`` are those of ``simxir pretrain`` (``--method bridge`` is
-    implied; ``method.*`` overrides of the five switches are set per row and win).
+    ``recipe``/``overrides``/``data``/``eval_data`` are those of ``simxir pretrain`` (``--method
+    bridge`` is implied; ``method.*`` overrides of the five switches are set per row and win). The
+    kNN column needs labels: ``eval_data``, else the data's own test split (none for unlabelled data).
     """
     out = Path(out_dir)
     base = list(overrides or [])
-    cfgs = {r.name: build_config("bridge", recipe, base + r.method_overrides(), data) for r in rows}
+    cfgs = {r.name: build_config("bridge", recipe, base + r.method_overrides(), data, eval_data) for r in rows}
     first = next(iter(cfgs.values()))
     dataset = open_dataset(first.data, first.image_size, first.loader, index_cache=str(out / INDEX_CACHE))
+    evaluation = open_eval_data(first, dataset, out)
     augment = build_augment(first.augment, dataset.image_size, dataset.mean, dataset.std)
     results = []
     epochs_run = first.epochs      # None (the automatic length) until a row has trained
@@ -159,9 +162,11 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
         if epochs_run is None and res["epochs"]:
             epochs_run = len(res["epochs"])
         last = res["epochs"][-1] if res["epochs"] else {}
-        knn = evaluate_encoder(method.backbone, dataset, augment, knn_ks=(knn_k,), linear=False,
-                               weighted_temperature=None)
-        knn_top1 = float(knn["knn"]["cosine"][str(knn_k)])  # percent
+        knn_top1 = math.nan   # percent; no labels, no accuracy
+        if evaluation.labelled:
+            knn = evaluate_encoder(method.backbone, evaluation, augment, knn_ks=(knn_k,), linear=False,
+                                   weighted_temperature=None)
+            knn_top1 = float(knn["knn"]["cosine"][str(knn_k)])
         entry.update(
             collapsed=bool(res["collapsed"]),
             knn_top1=knn_top1,
@@ -171,11 +176,13 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
             decorrelation=_num(last.get("decorrelation")),
             final_loss=_num(last.get("loss")),
         )
-        entry["status"] = "COLLAPSED" if entry["collapsed"] else f"{knn_top1:.1f}"
+        entry["status"] = "COLLAPSED" if entry["collapsed"] else (
+            f"{knn_top1:.1f}" if math.isfinite(knn_top1) else "not collapsed (no labels)")
         results.append(entry)
     summary = {
         "method": "bridge",
         "data": first.data,
+        "eval_data": first.eval_data or None,
         "recipe": recipe,
         "overrides": base,
         "epochs": epochs_run,

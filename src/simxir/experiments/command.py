@@ -41,7 +41,9 @@ def ablation_command(
                                           "pretrain (e.g. epochs=10 optim.name=adamw optim.lr=0.001)"),
     out: Path = typer.Option(..., "--out", help="folder: one run folder per row, ablation.json, ablation.md"),
     recipe: str = typer.Option(None, "--recipe", help="pretraining YAML recipe (method bridge implied)"),
-    data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, ...)"),
+    data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, folder:DIR, ...)"),
+    eval_data: str = typer.Option(None, "--eval-data", help="labelled dataset spec for the kNN column (default: "
+                                  "--data's test split; none for unlabelled --data)"),
     rows: str = typer.Option(None, "--rows", help="comma-separated rows or groups: paper (default: the paper's "
                              "Table 3 rows, c_inv=1, c_cov 0/1, next to its outcomes), switches (one switch at a "
                              "time from the full method)"),
@@ -54,7 +56,8 @@ def ablation_command(
     if knn_k < 1:
         raise UserError(f"--knn-k: expected a positive integer, got {knn_k}")
     chosen = select_rows([r.strip() for r in rows.split(",") if r.strip()] if rows else None)
-    summary = run_ablation(chosen, out, recipe=recipe, overrides=list(overrides or []), data=data, knn_k=knn_k)
+    summary = run_ablation(chosen, out, recipe=recipe, overrides=list(overrides or []), data=data, knn_k=knn_k,
+                           eval_data=eval_data)
     if json_out:
         print(json.dumps(json_safe(summary)))
         return

@@ -121,7 +121,7 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
     if (out / "pretrain" / "checkpoint.pt").exists() or (out / "finetune" / "checkpoint.pt").exists():
         raise UserError(f"--out {out}: already holds a demo run; choose another folder or remove it")
     t0 = time.perf_counter()
-    protocol = EvalProtocol(linear_epochs=linear_epochs)
+    protocol = EvalProtocol(linear_epochs=linear_epochs, label_free=None)   # the demo judges by labels (paired tables)
     common = [f"seed={seed}", "tensorboard=false", "monitor.eval_size=360"]
 
     log(f"[1/5] pretraining convnet-small with {method} on digits, {pretrain_epochs} epochs with its "
@@ -138,7 +138,7 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
     selection = []
     for lr in lrs:
         r = run_finetune(ft_cfg(lr), pre["encoder"], out / f"select-lr{lr:g}", val_fraction=val_fraction,
-                         protocol=EvalProtocol(linear=False))
+                         protocol=EvalProtocol(linear=False, label_free=None))
         cos_b, cos_a = r["before"]["knn"]["cosine"], r["after"]["knn"]["cosine"]
         gain = sum(cos_a[k] - cos_b[k] for k in cos_b) / len(cos_b)
         selection.append({"lr": lr, "val_knn_gain": gain, "collapsed": r["collapsed"]})

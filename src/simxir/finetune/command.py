@@ -10,6 +10,7 @@ import typer
 from simxir import distributed
 from simxir.errors import UserError
 from simxir.eval.knn import parse_ks
+from simxir.eval.labelfree import LabelFreeConfig
 from simxir.finetune.report import format_report
 from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
 from simxir.io import json_safe
@@ -22,7 +23,12 @@ def finetune_command(
                                           "batch_size=256 optim.lr=1e-3 method.target_bn=running"),
     encoder: str = typer.Option(..., "--encoder", help="encoder checkpoint: simxir, torchvision, "
                                 "solo-learn, mmselfsup, mmpretrain, lightly, moco, simsiam, bridge, vissl"),
-    data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, ...)"),
+    data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, folder:DIR "
+                             "labelled or not, files:LIST, ...)"),
+    eval_data: str = typer.Option(None, "--eval-data", help="labelled dataset spec for kNN/linear before and "
+                                  "after (default: --data's own test split; none for unlabelled --data)"),
+    label_free_images: int = typer.Option(1000, "--label-free-images", help="train images of the label-free "
+                                          "numbers (RankMe, alignment, uniformity, cluster geometry); 0: off"),
     out: str = typer.Option(..., "--out", help="run folder: checkpoint, logs, report, exported encoders"),
     fmt: str = typer.Option(None, "--format", help="checkpoint layout (default: detected)"),
     rounds: int = typer.Option(None, "--rounds", help="rounds T (epochs are split evenly; default 1)"),
@@ -49,20 +55,24 @@ def finetune_command(
         raise UserError(f"--loss {loss!r}: expected l2 or cosine")
     if linear_protocol not in PROTOCOLS:
         raise UserError(f"--linear-protocol {linear_protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if label_free_images < 0 or label_free_images == 1:
+        raise UserError(f"--label-free-images: expected 0 (off) or at least 2, got {label_free_images}")
     cfg = build_finetune_config(resume_recipe(out, resume, recipe), list(overrides or []), data, rounds,
-                               variant, loss)
+                               variant, loss, eval_data)
     protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear, linear_epochs=linear_epochs,
-                            linear_protocol=linear_protocol, linear_recipe=linear_recipe)
+                            linear_protocol=linear_protocol, linear_recipe=linear_recipe,
+                            label_free=LabelFreeConfig(images=label_free_images) if label_free_images else None)
     result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
                           val_fraction=val_fraction, protocol=protocol)   # diverged: see simxir.cli
     if not distributed.is_main():
         return
     if json_out:
         print(json.dumps(json_safe({"before": result["before"], "after": result["after"],
+                                    "label_free_change": result["label_free_change"],
                                     "encoder": result["encoder"]})))
         return
-    print(format_report(result["before"], result["after"],
-                        title=f"SimXIR fine-tuning: {encoder} on {cfg.data}"), end="")
+    print(format_report(result["before"], result["after"], title=f"SimXIR fine-tuning: {encoder} on {cfg.data}",
+                        label_free=result["label_free_change"]), end="")
     print(f"\nencoder: {result['encoder']}" + "".join(
         f"\n{k} layout: {v}" for k, v in result["exported"].items() if k != "simxir"))
     print(f"report: {Path(out) / 'report.md'}")

@@ -61,16 +61,41 @@ def linear_table(before: Mapping[str, Any], after: Mapping[str, Any], markdown: 
     return render_table([head, "top-1", "top-5"], rows, markdown) + "\n"
 
 
+LABEL_FREE_NAMES = {"rankme": "RankMe (effective rank)", "alignment": "alignment (2 views)",
+                    "uniformity": "uniformity (t=2)", "within": "within-cluster msd", "between": "between-cluster msd",
+                    "ratio": "within / between"}
+
+
+def label_free_table(change: Mapping[str, Any], markdown: bool = False) -> str:
+    """The label-free numbers before and after, the change with its 95% interval over images, which
+    way is better, the verdict and whether the number tracks accuracy or describes the geometry."""
+    rows = []
+    for m, name in LABEL_FREE_NAMES.items():
+        c = change.get(m)
+        if not c:
+            continue
+        tracks = "tracks accuracy" if c["meaning"].startswith("tracks") else "geometry only"
+        rows.append([name, f"{c['before']:.4g}", f"{c['after']:.4g}",
+                     f"{c['change']:+.4g} [{c['ci_low']:+.4g}, {c['ci_high']:+.4g}]", c["better_if"], c["verdict"],
+                     tracks])
+    head = ["label-free (train images)", "before", "after", "change [95% CI]", "better if", "verdict", "kind"]
+    return render_table(head, rows, markdown) + "\n" if rows else ""
+
+
 def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: str = "",
-                  markdown: bool = False) -> str:
-    """Both tables, as text (``markdown=False``) or markdown."""
+                  markdown: bool = False, label_free: Mapping[str, Any] | None = None) -> str:
+    """The kNN and linear tables (when there were labels) and the label-free table (when given), as
+    text (``markdown=False``) or markdown."""
     parts = []
     if title:
         parts.append(f"## {title}\n" if markdown else f"{title}\n")
-    parts.append(knn_table(before, after, markdown))
+    if before.get("knn") or after.get("knn"):
+        parts.append(knn_table(before, after, markdown))
     lin = linear_table(before, after, markdown)
     if lin:
         parts.append(lin)
+    if label_free:
+        parts.append(label_free_table(label_free, markdown))
     return "\n".join(parts)
 
 
@@ -114,11 +139,37 @@ def write_report(summary: Mapping[str, Any], run_dir: str | Path, title: str = "
                      f"{m.get('symmetric')}, target BN {m.get('target_bn')}, epochs {cfg.get('epochs')}, "
                      f"batch {cfg.get('batch_size')}, {cfg.get('optim', {}).get('name')} lr "
                      f"{cfg.get('optim', {}).get('lr')}, weight decay {cfg.get('optim', {}).get('weight_decay')}.")
-    lines.append(f"Evaluated on the {summary.get('evaluated_on', 'test')} split, same protocol before "
-                 f"and after. Accuracies in percent; change = after - before.")
+    labelled = bool(before.get("knn") or after.get("knn"))
+    if labelled:
+        where = summary.get("evaluated_on", "test")
+        if where == "eval-data test":
+            where = f"--eval-data {cfg.get('eval_data')}: test"
+        lines.append(f"Evaluated on the {where} split, same protocol before "
+                     f"and after. Accuracies in percent; change = after - before.")
+    else:
+        lines.append("No labels: no kNN or linear accuracy (pass --eval-data SPEC with a labelled dataset).")
+    change = summary.get("label_free_change")
+    if change:
+        lf = after.get("label_free") or {}
+        lines.append(f"Label-free numbers on {lf.get('images')} training images (the same before and after; "
+                     f"k-means with {lf.get('clusters')} clusters on the before features, kept after); the "
+                     f"interval is a grouped jackknife over images, paired; verdict: better/worse when it "
+                     f"excludes 0. {LABEL_FREE_NOTE}")
     if summary.get("collapsed"):
         lines.append("**The fine-tuned encoder COLLAPSED (collapse monitor of the engine).**")
-    lines += ["", format_report(before, after, markdown=True), "![kNN over k](knn_over_k.png)", ""]
+    lines += ["", format_report(before, after, markdown=True, label_free=change)]
+    if labelled:
+        lines += ["![kNN over k](knn_over_k.png)", ""]
     atomic_write_bytes(run_dir / "report.md", "\n".join(lines).encode())
     atomic_write_json(dict(summary), run_dir / "results.json")
-    plot_knn_over_k(before, after, run_dir / "knn_over_k.png", title=title)
+    if labelled:
+        plot_knn_over_k(before, after, run_dir / "knn_over_k.png", title=title)
+
+
+LABEL_FREE_NOTE = (
+    "Which of them tells whether the encoder got better? RankMe is the one known to track downstream "
+    "accuracy (Garrido et al. 2023, across hyperparameters of one method); alignment and uniformity "
+    "describe the embedding's geometry (Wang & Isola 2020 related them to accuracy for contrastive "
+    "encoders; a collapsed encoder has perfect alignment); the cluster distances describe SimXIR's "
+    "geometry (contraction of groups, alienation of disjoint ones) and say nothing about accuracy by "
+    "themselves. How each moved with kNN accuracy on CIFAR-10: docs/guide/label-free.md.")

@@ -9,10 +9,12 @@ encoder.safetensors, encoder.pt) plus ``before.json``, ``after.json``, ``results
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -31,15 +33,17 @@ from simxir.data.index import INDEX_CACHE
 from simxir.errors import UserError
 from simxir.eval import LinearProbeConfig, evaluate_features
 from simxir.eval.features import dataset_features, model_device
+from simxir.eval.labelfree import LabelFreeConfig, evaluate_label_free, paired
 from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
 from simxir.finetune.report import write_report
-from simxir.io import atomic_write_json
+from simxir.io import atomic_write_bytes, atomic_write_json, read_npz
 from simxir.models import export_encoder, load_encoder
 from simxir.progress import log
 from simxir.protocol import PROTOCOLS, protocol_config, protocol_probe
 from simxir.train import train
 from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig, TrainConfig
-from simxir.train.plan import resolve_device
+from simxir.train.plan import resolve_device, resolve_length
+from simxir.train.pretrain import open_eval_data
 
 
 def finetune_defaults() -> TrainConfig:
@@ -58,7 +62,7 @@ def finetune_defaults() -> TrainConfig:
 
 def build_finetune_config(recipe: str | Path | None, overrides: list[str], data: str | None = None,
                           rounds: int | None = None, variant: str | None = None,
-                          loss: str | None = None) -> TrainConfig:
+                          loss: str | None = None, eval_data: str | None = None) -> TrainConfig:
     """Defaults, then the recipe (a YAML mapping laid over them), then ``key=value`` overrides
     (``method.KEY=V`` for :class:`SimXIRConfig`), then the explicit options."""
     data_dict = to_dict(finetune_defaults())
@@ -87,6 +91,8 @@ def build_finetune_config(recipe: str | Path | None, overrides: list[str], data:
     updates: dict[str, Any] = {"method_name": "simxir", "method": to_dict(mcfg)}
     if data:
         updates["data"] = data
+    if eval_data:
+        updates["eval_data"] = eval_data
     cfg = dataclasses.replace(cfg, **updates)
     if not cfg.data:
         raise UserError("--data: required (a dataset spec such as digits, npz:FILE, cifar10:DIR)")
@@ -103,6 +109,7 @@ class EvalProtocol:
     batch_size: int = 256
     linear_protocol: str = "fast"          # or "augmented": simxir.protocol (the papers' protocol)
     linear_recipe: str | None = None       # augmented: a recipes/linear/*.yaml file (None: its defaults)
+    label_free: LabelFreeConfig | None = dataclasses.field(default_factory=LabelFreeConfig)   # None: off
 
 
 def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol,
@@ -116,6 +123,8 @@ def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: Ev
         raise UserError(f"--linear-protocol: expected one of {', '.join(PROTOCOLS)}, "
                         f"got {protocol.linear_protocol!r}")
     augmented = protocol.linear and protocol.linear_protocol == "augmented"
+    if not getattr(dataset, "labelled", True):
+        return {}   # nothing to classify: the label-free numbers stand alone
     was = backbone.training
     tr, train_y, te, test_y = dataset_features(backbone, dataset, augment, protocol.batch_size)
     result: dict[str, Any] = {}
@@ -137,6 +146,34 @@ def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: Ev
                                           resume=linear_dir is not None, feature_batch=protocol.batch_size)
         backbone.train(was)
     return result
+
+
+LABEL_FREE_BEFORE = "label-free-before.npz"   # the before features, for the paired change after a resume
+
+
+def label_free_before(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol,
+                      run_dir: Path) -> dict[str, Any]:
+    """The label-free summary of the encoder before fine-tuning; its features and k-means groups are
+    kept in ``run_dir`` so that the after side pairs with them (also after ``--resume``)."""
+    lf = protocol.label_free
+    summary, feats, groups = evaluate_label_free(backbone, dataset, augment, lf, batch_size=protocol.batch_size)
+    if distributed.is_main():
+        buf = io.BytesIO()
+        np.savez(buf, groups=groups, **{k: v.numpy() for k, v in feats.items()})
+        atomic_write_bytes(run_dir / LABEL_FREE_BEFORE, buf.getvalue())
+    return summary
+
+
+def label_free_after(tuned: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol,
+                     run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The label-free summary after fine-tuning (on the before groups) and the paired change."""
+    arrs = read_npz(run_dir / LABEL_FREE_BEFORE, ("groups", "indices", "features", "view1", "view2"))
+    before = {k: torch.from_numpy(arrs[k]) for k in ("indices", "features", "view1", "view2")}
+    summary, feats, _ = evaluate_label_free(tuned, dataset, augment, protocol.label_free, groups=arrs["groups"],
+                                            batch_size=protocol.batch_size)
+    if not torch.equal(feats["indices"], before["indices"]):
+        raise UserError(f"{run_dir / LABEL_FREE_BEFORE}: holds another image sample than this run's data")
+    return summary, paired(before, feats, arrs["groups"], protocol.label_free)
 
 
 def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt: str | None = None,
@@ -164,9 +201,16 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
         if streamed:
             raise UserError("--val-fraction: not available for streamed folders; put the validation "
                             "images in DIR/val/<class>/ instead")
+        if cfg.eval_data or not dataset.labelled:
+            raise UserError("--val-fraction: splits the labelled training data; with --eval-data or unlabelled "
+                            "--data, evaluation runs on the --eval-data set")
         dataset = split_validation(dataset, val_fraction, cfg.seed)
         log(f"evaluating on a validation split of {val_fraction:.0%} of the training data "
             f"({len(dataset.test.labels)} images); the test split is not used")
+    cfg = resolve_length(cfg, len(dataset.train))   # the batch and epochs the run trains with, for its report
+    evaluation = open_eval_data(cfg, dataset, run_dir, device)
+    if not evaluation.labelled:
+        log(f"data {cfg.data}: unlabelled and no --eval-data: the report holds the label-free numbers only")
     augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
     mcfg = from_dict(SimXIRConfig, dict(cfg.method))
     if mcfg.variant == "raw-anchor" and streamed:
@@ -183,7 +227,9 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
                             f"or choose another folder")
         log("evaluating the encoder before fine-tuning")
         backbone = backbone.to(device)
-        before = evaluate(backbone, dataset, augment, protocol, run_dir / "linear-before")
+        before = evaluate(backbone, evaluation, augment, protocol, run_dir / "linear-before")
+        if protocol.label_free is not None:
+            before["label_free"] = label_free_before(backbone, dataset, augment, protocol, run_dir)
         if main:
             atomic_write_json(before, before_path)
         backbone = backbone.to("cpu")   # train() places the method (and its frozen target) itself
@@ -195,9 +241,13 @@ def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt:
 
     tuned = method.backbone.to(memory_format=torch.contiguous_format).float()
     log("evaluating the encoder after fine-tuning")
-    after = evaluate(tuned, dataset, augment, protocol, run_dir / "linear-after")
+    after = evaluate(tuned, evaluation, augment, protocol, run_dir / "linear-after")
+    change = None
+    if protocol.label_free is not None and "label_free" in before:
+        after["label_free"], change = label_free_after(tuned, dataset, augment, protocol, run_dir)
     tuned = tuned.to("cpu")
     summary = _summary(cfg, encoder, report, result, before, after, val_fraction, run_dir)
+    summary["label_free_change"] = change
     if main:
         atomic_write_json(after, run_dir / "after.json")
         summary["exported"] = _export(tuned, report, encoder, run_dir, allow_pickle, result["encoder"])
@@ -232,5 +282,5 @@ def _summary(cfg: TrainConfig, encoder: str | Path, report: Any, result: dict[st
                         "loaded": len(report.loaded), "dropped": len(report.dropped),
                         "notes": list(report.notes)},
         "config": to_dict(cfg),
-        "evaluated_on": "validation" if val_fraction else "test",
+        "evaluated_on": "validation" if val_fraction else ("eval-data test" if cfg.eval_data else "test"),
     }

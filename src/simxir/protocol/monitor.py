@@ -35,14 +35,15 @@ def knn_bank(dataset: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def knn_monitor(cfg: TrainConfig, dataset: Any, augment: Any,
                 test: tuple[torch.Tensor, torch.Tensor] | None = None) -> Evaluator | None:
-    """The engine's ``evaluator`` for ``cfg.monitor.knn_every`` (None when it is 0 or there are no
-    labelled test images). ``test``: the query images and labels (default: the first
+    """The engine's ``evaluator`` for ``cfg.monitor.knn_every`` (None when it is 0 or ``dataset`` is
+    unlabelled); ``dataset`` is the training data or the run's ``eval_data``. ``test``: the query
+    images and labels (default: the first
     ``monitor.eval_size`` test images, the other monitors' set); the bank is built on first use."""
     mon = cfg.monitor
     if mon.knn_every < 0 or mon.knn_k < 1 or mon.knn_train_size < 0:
         raise UserError(f"monitor.knn_every={mon.knn_every}, monitor.knn_k={mon.knn_k}, monitor.knn_train_size="
                         f"{mon.knn_train_size}: expected knn_every >= 0 (0: off), knn_k >= 1, knn_train_size >= 0")
-    if mon.knn_every == 0:
+    if mon.knn_every == 0 or not getattr(dataset, "labelled", True):
         return None
     state: dict[str, Any] = {}
 

@@ -19,8 +19,10 @@ def pretrain_command(
                                           "batch_size=128 optim.lr=0.1 method.proj_dim=256"),
     method: str = typer.Option(None, "--method", help="byol, simsiam, barlow_twins, vicreg, moco, "
                                "simclr or bridge (default: the recipe's method_name)"),
-    data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, ...); "
-                             "overrides the recipe's"),
+    data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, folder:DIR "
+                             "labelled or not, files:LIST, ...); overrides the recipe's"),
+    eval_data: str = typer.Option(None, "--eval-data", help="labelled dataset spec for the kNN monitor "
+                                  "(default: --data's own test split; needed for unlabelled --data)"),
     out: str = typer.Option(..., "--out", help="run folder: checkpoint, logs, encoder.safetensors"),
     recipe: str = typer.Option(None, "--recipe", help="YAML recipe (recipes/pretrain/*.yaml); with "
                                "--resume and no recipe, RUN_DIR/config.yaml"),
@@ -28,7 +30,7 @@ def pretrain_command(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Pretrain a backbone with a self-supervised method; writes RUN_DIR/encoder.safetensors."""
-    cfg = build_config(method, resume_recipe(out, resume, recipe), list(overrides or []), data)
+    cfg = build_config(method, resume_recipe(out, resume, recipe), list(overrides or []), data, eval_data)
     # diverged/interrupted: reported by simxir.cli
     result = run_pretrain(cfg, out, resume=resume, evaluator=knn_monitor)
     if not distributed.is_main():

@@ -98,6 +98,7 @@ class TrainConfig:
 
     method_name: str = ""             # optional: the method a recipe was written for
     data: str = "digits"
+    eval_data: str = ""               # a labelled spec for evaluation (monitors, before/after); "": data's own
     backbone: str = "convnet-small"
     vit: ViTConfig = field(default_factory=ViTConfig)   # ViT backbones only (vit.representation=...)
     augment: str = "auto"             # auto: by image size (tiny <= 16 px, simsiam-cifar <= 64, byol-imagenet)

@@ -86,7 +86,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                             saved=ckpt.get("precision") if ckpt is not None else None)
     cfg = plan.cfg
     probe = (build_probe(int(method.backbone.feature_dim), dataset.num_classes, cfg.seed)
-             if cfg.probe.enabled else None)
+             if cfg.probe.enabled and dataset.num_classes else None)   # unlabelled data: no online probe
     trainable, model = prepare_model(method, probe, plan.device, plan.channels_last, cfg.find_unused_parameters)
     extra = [] if probe is None else [{"name": "probe", "params": list(probe.parameters()),
                                        "lr": cfg.probe.lr, "weight_decay": cfg.probe.weight_decay}]

@@ -13,6 +13,7 @@ import torch
 from simxir import distributed
 from simxir.device import bf16_supported, parse_device
 from simxir.errors import UserError
+from simxir.progress import log
 from simxir.train.config import TrainConfig
 from simxir.train.schedule import auto_epochs
 
@@ -78,6 +79,32 @@ class Plan:
         return self.rank == 0
 
 
+def fitting_batch(batch_size: int, n_train: int, per_step: int) -> int:
+    """A batch for a collection smaller than ``batch_size``: the largest power of two of at least 2
+    images per process that fits ``n_train`` (and divides by ``per_step`` = processes x accumulate);
+    a UserError when none does. Logged, and recorded in the run's config."""
+    b = 1 << (n_train.bit_length() - 1) if n_train > 0 else 0
+    while b >= 2 * per_step and b % per_step:
+        b //= 2
+    if b < 2 * per_step:
+        raise UserError(f"batch_size: {batch_size} is larger than the {n_train} training images, and no smaller "
+                        f"batch of at least 2 images per process fits them")
+    log(f"batch_size {batch_size} is larger than the {n_train} training images: using {b} "
+        f"(the largest power of two that fits; set batch_size to choose)")
+    return b
+
+
+def resolve_length(cfg: TrainConfig, n_train: int) -> TrainConfig:
+    """``cfg`` with a batch that fits ``n_train`` images (:func:`fitting_batch`) and its epochs set
+    (``None``: :func:`auto_epochs`), as the run will train."""
+    if cfg.batch_size > n_train:
+        per_step = distributed.world_size() * cfg.accumulate
+        cfg = dataclasses.replace(cfg, batch_size=fitting_batch(cfg.batch_size, n_train, per_step))
+    if cfg.epochs is None:
+        cfg = dataclasses.replace(cfg, epochs=auto_epochs(n_train // cfg.batch_size))
+    return cfg
+
+
 def plan_run(cfg: TrainConfig, n_train: int, device: torch.device | None = None) -> Plan:
     """Check the config against the data and the processes (a UserError naming the field), set the
     thread count, and resolve everything else."""
@@ -96,12 +123,9 @@ def plan_run(cfg: TrainConfig, n_train: int, device: torch.device | None = None)
     if cfg.batch_size % (world * cfg.accumulate):
         raise UserError(f"batch_size: {cfg.batch_size} is not divisible by processes x accumulate "
                         f"= {world} x {cfg.accumulate}")
+    cfg = resolve_length(cfg, n_train)
     micro = cfg.batch_size // (world * cfg.accumulate)
     steps_per_epoch = n_train // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise UserError(f"batch_size: {cfg.batch_size} is larger than the {n_train} training images")
-    if cfg.epochs is None:
-        cfg = dataclasses.replace(cfg, epochs=auto_epochs(steps_per_epoch))
     if device.type == "cuda":   # every step has the same shapes: let cuDNN time its kernels once
         torch.backends.cudnn.benchmark = True
     return Plan(cfg=cfg, device=device, amp_dtype=resolve_precision(cfg.precision, device),

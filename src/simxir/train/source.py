@@ -183,12 +183,14 @@ class StreamSource:
             yield _channels_last(v1, plan.channels_last), _channels_last(v2, plan.channels_last), y
 
     def monitor_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``eval_size`` validation images evenly spaced in the index, decoded once (eval transform)."""
+        """``eval_size`` validation images evenly spaced in the index, decoded once (eval transform);
+        without a validation split, train images with no labels (as :class:`MemorySource`)."""
         if self._monitor is None:
             ds = self.dataset
-            self._monitor = decode_eval(ds.test, ds.image_size,
-                                        sample_indices(len(ds.test), self.plan.cfg.monitor.eval_size),
-                                        workers=self.workers, skip=self.skip, desc="monitor images")
+            split = ds.test if len(ds.test) else ds.train   # unlabelled: train images, no labels
+            x, y = decode_eval(split, ds.image_size, sample_indices(len(split), self.plan.cfg.monitor.eval_size),
+                               workers=self.workers, skip=self.skip, desc="monitor images")
+            self._monitor = (x, y if len(ds.test) else y[:0])
         return self._monitor
 
     def epoch_stats(self) -> dict[str, Any]:
