@@ -305,7 +305,13 @@ def test_streamed_epoch_memory_does_not_grow_with_the_folder(tmp_path):
     assert peaks[1000] - peaks[100] < 150, peaks
 
 
-IMAGENET_RECIPES = sorted(str(p) for p in Path("recipes/pretrain/bridging-s5").glob("imagenet-*.yaml"))
+REPO = Path(__file__).resolve().parents[2]
+IMAGENET_RECIPES = sorted(str(p.relative_to(REPO))
+                          for p in (REPO / "recipes/pretrain/bridging-s5").glob("imagenet-*.yaml"))
+
+
+def test_imagenet_recipes_are_found_wherever_pytest_runs():
+    assert len(IMAGENET_RECIPES) >= 3, IMAGENET_RECIPES   # collected from the repository, not the working directory
 
 
 @pytest.mark.parametrize("recipe", IMAGENET_RECIPES + ["recipes/finetune/simxir-imagenet.yaml",
