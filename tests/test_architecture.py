@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "simxir"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "__init__"),
     ("config", "io", "device", "distributed", "progress", "sizes"),
-    ("plotting",),
+    ("plotting", "rundir"),
     ("methods", "models", "augment", "data", "decorrelation"),
     ("train", "eval"),
     ("protocol",),

@@ -30,6 +30,7 @@ from simxir.io import atomic_write_json
 from simxir.methods import build_method
 from simxir.models import build_backbone
 from simxir.progress import log
+from simxir.rundir import own_run_folder
 from simxir.train import train
 from simxir.train.pretrain import build_config, open_eval_data
 
@@ -126,8 +127,12 @@ def run_ablation(rows: list[AblationRow], out_dir: str | Path, recipe: str | Non
     bridge`` is implied; ``method.*`` overrides of the five switches are set per row and win). The
     kNN column needs labels: ``eval_data``, else the data's own test split (none for unlabelled data).
     """
-    out = Path(out_dir)
-    base = list(overrides or [])
+    with own_run_folder(out_dir):
+        return _run_ablation(rows, Path(out_dir), recipe, list(overrides or []), data, knn_k, eval_data)
+
+
+def _run_ablation(rows: list[AblationRow], out: Path, recipe: str | None, base: list[str], data: str | None,
+                  knn_k: int, eval_data: str | None) -> dict[str, Any]:
     cfgs = {r.name: build_config("bridge", recipe, base + r.method_overrides(), data, eval_data) for r in rows}
     first = next(iter(cfgs.values()))
     dataset = open_dataset(first.data, first.image_size, first.loader, index_cache=str(out / INDEX_CACHE))

@@ -36,6 +36,8 @@ def finetune_command(
     loss: str = typer.Option(None, "--loss", help="l2 (eq. 3.1) or cosine (spherical, eq. 4.2)"),
     recipe: str = typer.Option(None, "--recipe", help="YAML recipe (recipes/finetune/*.yaml)"),
     resume: bool = typer.Option(False, "--resume", help="continue RUN_DIR from its last checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the outputs of an earlier run in RUN_DIR "
+                                   "(without it, a folder holding a run is refused)"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="trust and fully unpickle the checkpoint"),
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="evaluate on a stratified validation "
                                        "split of this fraction of the train data instead of the test split"),
@@ -63,7 +65,8 @@ def finetune_command(
                             linear_protocol=linear_protocol, linear_recipe=linear_recipe,
                             label_free=LabelFreeConfig(images=label_free_images) if label_free_images else None)
     result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
-                          val_fraction=val_fraction, protocol=protocol)   # diverged: see simxir.cli
+                          val_fraction=val_fraction, protocol=protocol,
+                          overwrite=overwrite)   # diverged: see simxir.cli
     if not distributed.is_main():
         return
     if json_out:

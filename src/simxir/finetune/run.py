@@ -40,6 +40,7 @@ from simxir.io import atomic_write_bytes, atomic_write_json, read_npz
 from simxir.models import export_encoder, load_encoder
 from simxir.progress import log
 from simxir.protocol import PROTOCOLS, protocol_config, protocol_probe
+from simxir.rundir import own_run_folder
 from simxir.train import train
 from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig, TrainConfig
 from simxir.train.plan import resolve_device, resolve_length
@@ -178,9 +179,15 @@ def label_free_after(tuned: torch.nn.Module, dataset: Any, augment: Any, protoco
 
 def run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, *, fmt: str | None = None,
                  allow_pickle: bool = False, resume: bool = False, val_fraction: float = 0.0,
-                 protocol: EvalProtocol | None = None) -> dict[str, Any]:
+                 protocol: EvalProtocol | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate ``encoder`` before and after SimXIR fine-tuning; write the report; return
     ``{"before", "after", "encoder", "exported", "epochs", "run_dir", "load_report"}``."""
+    with own_run_folder(out, resume=resume, overwrite=overwrite, inputs=(encoder,)):
+        return _run_finetune(cfg, encoder, out, fmt, allow_pickle, resume, val_fraction, protocol)
+
+
+def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: str | None, allow_pickle: bool,
+                  resume: bool, val_fraction: float, protocol: EvalProtocol | None) -> dict[str, Any]:
     protocol = protocol or EvalProtocol()
     run_dir = Path(out)
     backbone, report = load_encoder(encoder, backbone=None if cfg.backbone == "auto" else cfg.backbone,

@@ -27,12 +27,14 @@ def pretrain_command(
     recipe: str = typer.Option(None, "--recipe", help="YAML recipe (recipes/pretrain/*.yaml); with "
                                "--resume and no recipe, RUN_DIR/config.yaml"),
     resume: bool = typer.Option(False, "--resume", help="continue from RUN_DIR/checkpoint.pt"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the outputs of an earlier run in RUN_DIR "
+                                   "(without it, a folder holding a run is refused)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Pretrain a backbone with a self-supervised method; writes RUN_DIR/encoder.safetensors."""
     cfg = build_config(method, resume_recipe(out, resume, recipe), list(overrides or []), data, eval_data)
     # diverged/interrupted: reported by simxir.cli
-    result = run_pretrain(cfg, out, resume=resume, evaluator=knn_monitor)
+    result = run_pretrain(cfg, out, resume=resume, evaluator=knn_monitor, overwrite=overwrite)
     if not distributed.is_main():
         return
     # "collapsed": the final encoder (the last epoch's monitors); "collapsed_epochs": every epoch

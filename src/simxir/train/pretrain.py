@@ -25,6 +25,7 @@ from simxir.errors import UserError
 from simxir.methods import CONFIGS, METHODS, build_method
 from simxir.models import build_backbone
 from simxir.progress import log
+from simxir.rundir import own_run_folder
 from simxir.train.config import TrainConfig
 from simxir.train.engine import EpochCallback, Evaluator, train
 from simxir.train.plan import resolve_device, resolve_length
@@ -75,11 +76,20 @@ def open_eval_data(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devi
 
 def run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool = False,
                  callbacks: tuple[EpochCallback, ...] = (),
-                 evaluator: Callable[[TrainConfig, Any, Any], Evaluator | None] | None = None) -> dict[str, Any]:
-    """Load data, build backbone + augment + method from ``cfg`` (seeded), and train.
+                 evaluator: Callable[[TrainConfig, Any, Any], Evaluator | None] | None = None,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Load data, build backbone + augment + method from ``cfg`` (seeded), and train in the run
+    folder ``out``, which the run owns while it lives (:func:`simxir.rundir.own_run_folder`;
+    ``overwrite`` replaces an earlier run's outputs there).
 
     ``evaluator``: ``fn(cfg, dataset, augment)`` giving the engine's epoch evaluator (or None), e.g.
     :func:`simxir.protocol.monitor.knn_monitor`."""
+    with own_run_folder(out, resume=resume, overwrite=overwrite):
+        return _run_pretrain(cfg, out, resume, callbacks, evaluator)
+
+
+def _run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool, callbacks: tuple[EpochCallback, ...],
+                  evaluator: Callable[[TrainConfig, Any, Any], Evaluator | None] | None) -> dict[str, Any]:
     device = resolve_device(cfg)
     dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(Path(out) / INDEX_CACHE),
                            device=device, on_device=cfg.data_on_device)
