@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -62,24 +63,57 @@ def _fail(kind: str, message: str, code: int) -> None:
     sys.exit(code)
 
 
-def main() -> None:
-    """Entry point: run the app. Bad input prints one line 'error: ...' and exits 2; a diverged run
-    'diverged: ...' and exits 3; Ctrl-C during training 'interrupted: ...' (what was kept and how
-    to resume) and exits 130. With --json each also prints one JSON object
-    ``{"error", "status", "exit_code"}`` on stdout.
+def _usage_error(exc: Exception) -> bool:
+    """Whether ``exc`` is click's usage error (unknown option, missing or malformed value): the
+    exceptions ``typer.BadParameter`` shares a base with, told by their public interface."""
+    return callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int)
 
-    Usage errors (unknown options, missing arguments) are handled by typer/click (exit code 2);
-    anything else propagates with its traceback, since that is a bug to report.
+
+def _os_error(exc: OSError) -> str:
+    """One line for a failed read or write: the path, the reason and its errno name."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    path = exc.filename if exc.filename is not None else "(no path)"
+    hint = " (the disk is full)" if exc.errno == errno.ENOSPC else (
+        " (a read-only file system)" if exc.errno == errno.EROFS else "")
+    return f"{path}: {exc.strerror or exc}{f' [{name}]' if name else ''}{hint}"
+
+
+def main() -> None:
+    """Entry point: run the app; every failure ends as one line on stderr and an exit code (with
+    --json also one JSON object ``{"error", "status", "exit_code"}`` on stdout):
+
+    - bad input, usage errors (unknown option, missing or malformed value) and OS errors of reads
+      and writes (a full disk, a read-only folder, a directory where a file was expected, ...):
+      ``error: ...``, exit 2;
+    - a diverged run: ``diverged: ...``, exit 3;
+    - Ctrl-C: ``interrupted: ...`` (during training: what was kept and how to resume), exit 130.
+
+    Anything else propagates with its traceback, since that is a bug to report.
     """
     _register()
     try:
-        app()
+        code = app(standalone_mode=False)
     except (UserError, ConfigError) as exc:
         _fail("error", str(exc), EXIT_BAD_INPUT)
     except TrainingDiverged as exc:
         _fail("diverged", str(exc), EXIT_DIVERGED)
     except TrainingInterrupted as exc:
         _fail("interrupted", str(exc), EXIT_INTERRUPTED)
+    except typer.Abort:
+        _fail("interrupted", "aborted", EXIT_INTERRUPTED)
+    except OSError as exc:
+        _fail("error", _os_error(exc), EXIT_BAD_INPUT)
+    except Exception as exc:
+        if not _usage_error(exc):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":   # a bare command: its help, as before
+            print(exc.format_message(), file=sys.stderr)
+            sys.exit(exc.exit_code)
+        _fail("error", " ".join(exc.format_message().split()) + " (see --help)", exc.exit_code)
+    if code == EXIT_INTERRUPTED:   # Ctrl-C outside training (typer turns it into this exit code)
+        _fail("interrupted", "interrupted by Ctrl-C; files this command had finished writing are kept, "
+                             "nothing else", EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
