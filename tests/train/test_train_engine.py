@@ -398,3 +398,25 @@ def test_the_precision_trial_leaves_the_model_and_rng_unchanged(monkeypatch):
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert all(p.grad is None for p in m.parameters())
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_resume_applies_a_changed_lr_and_refuses_what_cannot_change(tmp_path):
+    """--resume optim.lr=... is applied for real (the optimizer's lr follows it, not the checkpoint's);
+    changing the optimizer family or the batch is refused before anything in the run is rewritten."""
+    ds, aug = toy_dataset(), ToyAugment()
+    cfg = _cfg(epochs=2, schedule=ScheduleConfig(name="constant"))
+    with pytest.raises(Killed):
+        train(cfg, _method(), ds, aug, tmp_path / "cut", callbacks=[kill_after(1)])
+    saved = (tmp_path / "cut" / "config.yaml").read_bytes()
+    for bad, key in ((dict(optim=OptimConfig(name="adamw", lr=0.5, weight_decay=1e-4)), "optim.name"),
+                     (dict(batch_size=32), "batch_size")):
+        with pytest.raises(UserError, match=f"cannot change {key}"):
+            train(_cfg(epochs=2, schedule=ScheduleConfig(name="constant"), **bad), _method(), ds, aug,
+                  tmp_path / "cut", resume=True)
+        assert (tmp_path / "cut" / "config.yaml").read_bytes() == saved
+    faster = _cfg(epochs=2, schedule=ScheduleConfig(name="constant"),
+                  optim=OptimConfig(name="sgd", lr=0.05, weight_decay=1e-4))
+    resumed = train(faster, _method(), ds, aug, tmp_path / "cut", resume=True)
+    lrs = [s["lr"] for s in resumed["steps"]]
+    assert lrs[:4] == [0.5 * 16 / 256] * 4                 # epoch 1, as trained (scaled by batch/256)
+    assert lrs[4:] == [pytest.approx(0.05 * 16 / 256)] * 4   # epoch 2 under the new lr

@@ -103,12 +103,17 @@ def restore(ckpt: dict[str, Any], method: torch.nn.Module, probe: torch.nn.Modul
             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
             steps_per_epoch: int) -> dict[str, Any]:
     """Load a training checkpoint (:func:`load_training_checkpoint`) into the objects and the RNGs;
-    returns its ``epoch``, ``step``, ``history`` and ``step_log``. A checkpoint whose step count does
+    returns its ``epoch``, ``step``, ``history`` and ``step_log``. The optimizer keeps the settings
+    it was built with (the resumed run's config: a changed ``optim.lr`` applies) and takes the
+    checkpoint's state. A checkpoint whose step count does
     not fit ``steps_per_epoch`` (the batch size or the data changed) is a UserError."""
     method.load_state_dict(ckpt["model"])
     if probe is not None and ckpt.get("probe") is not None:
         probe.load_state_dict(ckpt["probe"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(ckpt["optimizer"])   # its state (momentum, Adam moments) ...
+    for group, settings in zip(optimizer.param_groups, fresh):
+        group.update(settings)                     # ... under this run's settings (lr, weight decay, betas)
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
@@ -118,3 +123,31 @@ def restore(ckpt: dict[str, Any], method: torch.nn.Module, probe: torch.nn.Modul
                         f"steps per epoch x {epoch} epochs; batch_size or data changed")
     return {"epoch": epoch, "step": step, "history": list(ckpt["history"]),
             "step_log": list(ckpt.get("step_log", []))}
+
+
+# what a resumed run may not change: the model, the data, the batch geometry, the optimizer family
+FIXED_ON_RESUME = ("method_name", "backbone", "data", "image_size", "batch_size", "accumulate", "seed", "optim.name")
+FIXED_PREFIXES = ("method.", "vit.")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings a resumed run changes, as ``key old -> new`` lines; a UserError naming every
+    change that cannot happen mid-run (:data:`FIXED_ON_RESUME`, ``method.*``, ``vit.*``)."""
+    old, new = _flat(saved), _flat(current)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    fixed = [k for k in changed if k in FIXED_ON_RESUME or k.startswith(FIXED_PREFIXES)]
+    if fixed:
+        what = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in fixed)
+        raise UserError(f"--resume: cannot change {what} in the middle of a run; drop these overrides, or start "
+                        f"a new run in another folder")
+    return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed]

@@ -31,7 +31,14 @@ from torch import nn
 from simxir.config import save_recipe, to_dict
 from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
 from simxir.progress import log, progress
-from simxir.train.checkpoint import CHECKPOINT, load_training_checkpoint, plain, restore, save_checkpoint
+from simxir.train.checkpoint import (
+    CHECKPOINT,
+    load_training_checkpoint,
+    plain,
+    restore,
+    resume_changes,
+    save_checkpoint,
+)
 from simxir.train.config import TrainConfig
 from simxir.train.export import save_predictor, write_run_encoder
 from simxir.train.logging import TensorBoard, write_csv
@@ -95,6 +102,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "step_log": []}
     if ckpt is not None:
+        for change in resume_changes(ckpt.get("config") or {}, to_dict(cfg)):
+            log(f"resume applies {change}")
         state = restore(ckpt, trainable.method, probe, optimizer, scaler, plan.steps_per_epoch)
         del ckpt   # its tensors are in the model and optimizer now
         log(f"resuming {run_dir} after epoch {state['epoch']} (step {state['step']})")
