@@ -293,6 +293,8 @@ def _start_line(plan: Plan, name: str, n_train: int) -> str:
 
 def _epoch_line(m: dict[str, Any]) -> str:
     parts = [f"epoch {m['epoch']}", f"loss {m['loss']:.4f}"]
+    if "train_time_s" in m:
+        parts.append(f"{m['train_time_s']:.1f} s")
     for k in ("probe_train_top1", "probe_test_top1", "knn_top1", "z_std", "z_spread_ratio", "feat_erank",
               "decorrelation"):
         if k in m and isinstance(m[k], float):
