@@ -6,7 +6,7 @@ it (command, start time, pid, host). A second run on the folder is refused with 
 the holder. A folder that already holds run outputs is refused unless the run resumes it or is
 told to ``overwrite`` them; no input of the run may be one of the files the run writes; an empty
 ``--out`` (an unset shell variable) is refused; temporaries left by an atomic write that was killed
-(``.NAME.*.tmp``) are removed. Under torchrun rank 0 owns the folder.
+(``.NAME.*.tmp``) are removed. Under torchrun rank 0 (``RANK``) owns the folder.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from simxir import distributed
 from simxir.errors import UserError
 from simxir.io import atomic_write_json
 
@@ -68,7 +67,7 @@ def own_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool = F
         p = Path(inp).expanduser()
         if p.exists() and p.parent.resolve() == folder.resolve() and _is_output(p.name):
             raise UserError(f"{option} {folder}: the run would overwrite its input {p}; choose another folder")
-    if not distributed.is_main():
+    if int(os.environ.get("RANK", "0")) != 0:   # torchrun's other ranks (maybe before the group is up)
         yield folder
         return
     try:
