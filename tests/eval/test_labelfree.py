@@ -106,8 +106,8 @@ def test_paired_change_verdicts():
     after = {"features": after_f, "view1": after_f, "view2": after_f + 0.1}
     cfg = lf.LabelFreeConfig(blocks=10)
     got = lf.paired(before, after, groups, cfg)
-    assert got["within"]["verdict"] == "better" and got["within"]["ci_high"] < 0
-    assert got["ratio"]["verdict"] == "better"
+    assert got["within"]["verdict"] == "fell" and got["within"]["ci_high"] < 0
+    assert got["ratio"]["verdict"] == "fell" and got["ratio"]["better_if"] == "lower"
     assert got["rankme"]["change"] == pytest.approx(lf.rankme(after_f) - lf.rankme(before_f))
     same = lf.paired(before, before, groups, cfg)
     assert all(v["change"] == 0 and v["verdict"] == "within noise" for v in same.values())
