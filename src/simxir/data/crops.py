@@ -82,9 +82,22 @@ def decode_rgb(im, scale: int = 1) -> torch.Tensor:  # noqa: ANN001 - a PIL imag
     if scale > 1 and im.format == "JPEG":
         w, h = im.size
         im.draft(im.mode, (math.ceil(w / scale), math.ceil(h / scale)))
+    return torch.from_numpy(to_rgb(im)).permute(2, 0, 1)
+
+
+def to_rgb(im) -> np.ndarray:  # noqa: ANN001 - a PIL image
+    """``im`` as a uint8 (H, W, 3) RGB array: palette and alpha images through RGBA, 16- and 32-bit
+    grayscale (PNG ``I;16``, ``I``) scaled to 8 bits (x 255 / 65535, rounded) instead of being
+    clipped at 255 by Pillow's own conversion, float images (``F``) clipped to 0..255."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode != "F":
+            a = a * (255.0 / 65535.0)
+        g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
     if im.mode != "RGB":
         im = im.convert("RGBA").convert("RGB") if im.mode == "P" else im.convert("RGB")
-    return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1)
+    return np.array(im, dtype=np.uint8)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from simxir.data.crops import to_rgb
 from simxir.data.dataset import ImageDataset, Split
 from simxir.data.index import FolderIndex, FolderSplit, folder_index
 from simxir.errors import UserError
@@ -41,7 +42,7 @@ def _decode(p: Path, size: int) -> np.ndarray:
 
     try:
         with Image.open(p) as im:
-            im = im.convert("RGB")
+            im = Image.fromarray(to_rgb(im))
             w, h = im.size
             if (w, h) != (size, size):
                 s = min(w, h)

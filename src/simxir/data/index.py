@@ -282,7 +282,8 @@ def read_val_labels(path: str | Path) -> dict[str, str]:
 def arrange_val(val_dir: str | Path, labels: str | Path) -> dict[str, int]:
     """Move the flat images of ``val_dir`` into ``val_dir/<wnid>/`` by the ground-truth file.
 
-    Every image must have a label (else nothing is moved). Returns ``{"images", "classes"}``.
+    Every image must have a label that is a plain folder name, and no destination may exist (else
+    nothing is moved). Returns ``{"images", "classes"}``.
     """
     d = Path(val_dir).expanduser()
     if not d.is_dir():
@@ -301,6 +302,13 @@ def arrange_val(val_dir: str | Path, labels: str | Path) -> dict[str, int]:
         if missing:
             raise UserError(f"--labels {labels}: no label for {len(missing)} images of {d} (first: {missing[0]})")
         plan = {f: truth[Path(f).stem] for f in files}
+    for f, wnid in plan.items():   # every label and destination checked before anything moves
+        if not wnid or wnid in (".", "..") or "/" in wnid or os.sep in wnid or "\0" in wnid:
+            raise UserError(f"--labels {labels}: label {wnid!r} of {f} is not a folder name; nothing was moved")
+        if (d / wnid).exists() and not (d / wnid).is_dir():
+            raise UserError(f"{d / wnid}: is a file, not a class folder for {f}; nothing was moved")
+        if (d / wnid / f).exists():
+            raise UserError(f"{d / wnid / f}: already exists; nothing was moved")
     for f, wnid in plan.items():
         (d / wnid).mkdir(exist_ok=True)
         os.replace(d / f, d / wnid / f)

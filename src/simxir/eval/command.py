@@ -8,6 +8,7 @@ test_features, test_labels).
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import typer
@@ -89,6 +90,15 @@ def eval_command(
         raise UserError(f"--batch-size: expected a positive integer, got {batch_size}")
     if backend == "faiss" and not faiss_available():
         raise UserError("--knn-backend faiss: faiss is not installed (pip install faiss-cpu)")
+    finite = "a finite number > 0"
+    for name, value, ok, expected in (
+            ("--linear-lr", linear_lr, math.isfinite(linear_lr) and linear_lr > 0, finite),
+            ("--linear-wd", linear_wd, math.isfinite(linear_wd) and linear_wd >= 0, "a finite number >= 0"),
+            ("--temperature", temperature, math.isfinite(temperature) and temperature > 0, finite),
+            ("--linear-epochs", linear_epochs, linear_epochs >= 1, "a positive integer"),
+            ("--linear-batch-size", linear_batch_size, linear_batch_size >= 1, "a positive integer")):
+        if not ok:
+            raise UserError(f"{name}: expected {expected}, got {value}")
     ks = parse_ks(knn)
     if not ks and not linear:
         raise UserError("--knn none with --no-linear: nothing to evaluate")

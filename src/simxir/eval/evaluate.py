@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from simxir.errors import UserError
 from simxir.eval.features import dataset_features, model_device
 from simxir.eval.knn import DEFAULT_KS, METRICS, knn_classify
 from simxir.eval.linear import LinearProbeConfig, linear_probe
+
+
+def check_features(train_f: torch.Tensor, test_f: torch.Tensor) -> None:
+    """Both splits non-empty with at least one dimension, every value finite (an encoder with NaN
+    weights, or features that overflowed float32)."""
+    for name, f in (("train", train_f), ("test", test_f)):
+        if f.ndim != 2 or f.shape[0] == 0 or f.shape[1] == 0:
+            raise UserError(f"{name} features: expected a non-empty (N, d) matrix, got shape {tuple(f.shape)} "
+                            f"(an empty split cannot be scored)")
+        bad = int((~torch.isfinite(f)).any(dim=1).sum())
+        if bad:
+            raise UserError(f"{name} features: {bad} of {f.shape[0]} rows hold NaN or inf (the encoder's output "
+                            f"is not finite, or the values overflow float32)")
 
 
 def evaluate_features(
@@ -30,8 +45,12 @@ def evaluate_features(
 ) -> dict[str, Any]:
     """``{"knn": ..., "knn_weighted": ..., "linear": {"top1", "top5"}}`` from frozen features.
 
-    ``knn_ks`` empty skips kNN; ``linear=False`` leaves out the "linear" key.
+    ``knn_ks`` empty skips kNN; ``linear=False`` leaves out the "linear" key. Empty splits and
+    non-finite features are refused (a UserError), never scored as 0 or chance.
     """
+    check_features(train_f, test_f)
+    if weighted_temperature is not None and not (math.isfinite(weighted_temperature) and weighted_temperature > 0):
+        raise UserError(f"--temperature: expected a finite number > 0, got {weighted_temperature}")
     if device is not None:
         dev = torch.device(device)
         train_f, train_y, test_f, test_y = (t.to(dev) for t in (train_f, train_y, test_f, test_y))

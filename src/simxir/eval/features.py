@@ -187,6 +187,7 @@ def dataset_features(model: nn.Module, dataset: Any, transform: object | None = 
 
 
 FEATURE_KEYS = ("train_features", "train_labels", "test_features", "test_labels")
+MAX_CLASSES = 1_000_000   # a label beyond this is a mistake, not a class (one-hot and probe weights would not fit)
 
 
 def load_features_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -211,8 +212,15 @@ def load_features_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, tor
     if arrs["train_features"].shape[1] != arrs["test_features"].shape[1]:
         raise UserError(f"--features {p}: train_features dim {arrs['train_features'].shape[1]} != "
                         f"test_features dim {arrs['test_features'].shape[1]}")
-    if arrs["train_features"].shape[0] == 0:
-        raise UserError(f"--features {p}: train_features is empty")
+    for split in ("train", "test"):
+        f, y = arrs[f"{split}_features"], arrs[f"{split}_labels"]
+        if f.shape[0] == 0 or f.shape[1] == 0:
+            raise UserError(f"--features {p}: {split}_features is empty (shape {f.shape})")
+        if int(y.max()) >= MAX_CLASSES:
+            raise UserError(f"--features {p}: {split}_labels holds class {int(y.max())}; expected class indices "
+                            f"below {MAX_CLASSES}")
+        if not np.isfinite(f.astype(np.float32)).all():
+            raise UserError(f"--features {p}: {split}_features overflow float32 (values beyond 3.4e38)")
     return (torch.from_numpy(np.ascontiguousarray(arrs["train_features"], dtype=np.float32)),
             torch.from_numpy(arrs["train_labels"].astype(np.int64)),
             torch.from_numpy(np.ascontiguousarray(arrs["test_features"], dtype=np.float32)),

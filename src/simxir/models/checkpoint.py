@@ -150,6 +150,10 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
                  for name, lst in (("missing", hard), ("shape-mismatched", mismatched),
                                    ("unexpected", unexpected)) if lst]
         raise UserError(f"{where}: {ex.format} backbone does not fit {arch}: " + "; ".join(parts))
+    bad = [k for k, v in ex.tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UserError(f"{where}: {len(bad)} backbone tensors hold NaN or inf (first: {bad[0]}); the encoder "
+                        f"cannot be evaluated or trained (was it saved from a diverged run?)")
     model.load_state_dict({k: v for k, v in ex.tensors.items()}, strict=False)
     notes = list(ex.notes)
     if tolerated:

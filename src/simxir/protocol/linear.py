@@ -15,6 +15,8 @@ stays the default on small data; results say which protocol produced them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,17 @@ def build_classifier(dim: int, num_classes: int, bn: bool, seed: int) -> nn.Modu
     return nn.Sequential(nn.BatchNorm1d(dim, affine=False), lin) if bn else nn.Sequential(lin)
 
 
+def fingerprint(backbone: nn.Module, settings: dict[str, Any]) -> str:
+    """sha256 of the encoder's tensors (names, dtypes, shapes, bytes) and the protocol's settings: a
+    resumed probe continues only the probe of the same encoder under the same settings."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, t in sorted(backbone.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: ProtocolConfig | None = None,
                    out_dir: str | Path | None = None, resume: bool = False,
                    feature_batch: int = 256) -> dict[str, Any]:
@@ -117,12 +130,16 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
     opt = build_optimizer(cfg.optim, classifier, plan.peak_lr)
     ckpt = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     start = 0
+    owner = fingerprint(backbone, to_dict(cfg))
     if resume and ckpt is not None and ckpt.is_file():
         state = load_checkpoint(ckpt)
-        classifier.load_state_dict(state["classifier"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["epoch"])
-        log(f"linear protocol: resuming {ckpt} after epoch {start}")
+        if state.get("owner") != owner:
+            log(f"linear protocol: {ckpt} holds a probe of another encoder or other settings; starting over")
+        else:
+            classifier.load_state_dict(state["classifier"])
+            opt.load_state_dict(state["optimizer"])
+            start = int(state["epoch"])
+            log(f"linear protocol: resuming {ckpt} after epoch {start}")
     was = backbone.training
     backbone.eval()
     amp = feature_autocast(device)
@@ -146,7 +163,7 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
                 step += 1
             if ckpt is not None and plan.main:
                 atomic_save({"classifier": classifier.state_dict(), "optimizer": opt.state_dict(),
-                             "epoch": epoch + 1}, ckpt)
+                             "epoch": epoch + 1, "owner": owner}, ckpt)
             if epoch + 1 == cfg.epochs or (epoch + 1) % 10 == 0:
                 log(f"linear protocol epoch {epoch + 1}: train loss {float(loss_sum) / plan.steps_per_epoch:.4f}")
     finally:

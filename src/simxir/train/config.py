@@ -8,10 +8,12 @@ addressed on the command line as ``method.KEY=VALUE``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from simxir.data.stream import LoaderConfig
+from simxir.errors import UserError
 
 
 @dataclass
@@ -124,3 +126,37 @@ class TrainConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     method: dict[str, Any] = field(default_factory=dict)
+
+
+def _finite(v: float) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Every number's range, checked where the config enters the engine, so that torch never sees a
+    bad one; a UserError naming the key, the value and what was expected."""
+    o, sc, mon, pr = cfg.optim, cfg.schedule, cfg.monitor, cfg.probe
+    rules = [
+        ("optim.lr", o.lr, _finite(o.lr) and o.lr >= 0, "a finite number >= 0"),
+        ("optim.weight_decay", o.weight_decay, _finite(o.weight_decay) and o.weight_decay >= 0, "a finite number >= 0"),
+        ("optim.momentum", o.momentum, _finite(o.momentum) and 0 <= o.momentum < 1, "a number in [0, 1)"),
+        ("optim.betas", list(o.betas), len(o.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in o.betas),
+         "two numbers in [0, 1)"),
+        ("optim.eta", o.eta, _finite(o.eta) and o.eta > 0, "a finite number > 0"),
+        ("schedule.warmup_epochs", sc.warmup_epochs, _finite(sc.warmup_epochs) and sc.warmup_epochs >= 0,
+         "a finite number >= 0"),
+        ("schedule.final_lr_ratio", sc.final_lr_ratio, _finite(sc.final_lr_ratio) and 0 <= sc.final_lr_ratio <= 1,
+         "a number in [0, 1]"),
+        ("probe.lr", pr.lr, _finite(pr.lr) and pr.lr >= 0, "a finite number >= 0"),
+        ("probe.weight_decay", pr.weight_decay, _finite(pr.weight_decay) and pr.weight_decay >= 0,
+         "a finite number >= 0"),
+        ("log_every", cfg.log_every, cfg.log_every >= 1, "an integer >= 1"),
+        ("checkpoint_interval_s", cfg.checkpoint_interval_s,
+         _finite(cfg.checkpoint_interval_s) and cfg.checkpoint_interval_s >= 0, "a finite number >= 0"),
+        ("monitor.every", mon.every, mon.every >= 1, "an integer >= 1"),
+        ("monitor.eval_size", mon.eval_size, mon.eval_size >= 2, "an integer >= 2 (images the monitors see)"),
+        ("monitor.eval_batch_size", mon.eval_batch_size, mon.eval_batch_size >= 1, "an integer >= 1"),
+    ]
+    for key, value, ok, expected in rules:
+        if not ok:
+            raise UserError(f"{key}: expected {expected}, got {value}")

@@ -14,7 +14,7 @@ from simxir import distributed
 from simxir.device import bf16_supported, parse_device
 from simxir.errors import UserError
 from simxir.progress import log
-from simxir.train.config import TrainConfig
+from simxir.train.config import TrainConfig, check_train_config
 from simxir.train.schedule import auto_epochs
 
 PROBE_STREAM = 2**31
@@ -110,6 +110,7 @@ def plan_run(cfg: TrainConfig, n_train: int, device: torch.device | None = None)
     thread count, and resolve everything else."""
     device = device or resolve_device(cfg)
     rank, world = distributed.rank(), distributed.world_size()
+    check_train_config(cfg)
     if cfg.epochs is not None and cfg.epochs < 1:
         raise UserError(f"epochs: expected >= 1 (or null for the automatic length), got {cfg.epochs}")
     if cfg.batch_size < 1:
@@ -125,6 +126,9 @@ def plan_run(cfg: TrainConfig, n_train: int, device: torch.device | None = None)
                         f"= {world} x {cfg.accumulate}")
     cfg = resolve_length(cfg, n_train)
     micro = cfg.batch_size // (world * cfg.accumulate)
+    if micro < 2:
+        raise UserError(f"batch_size: {cfg.batch_size} over {world} processes x {cfg.accumulate} accumulation steps "
+                        f"leaves {micro} image per forward pass; BatchNorm needs at least 2")
     steps_per_epoch = n_train // cfg.batch_size
     if device.type == "cuda":   # every step has the same shapes: let cuDNN time its kernels once
         torch.backends.cudnn.benchmark = True

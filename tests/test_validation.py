@@ -1,0 +1,142 @@
+"""Every number is validated where it enters (issue 30): config ranges, non-finite encoders and
+features, empty splits, absurd labels, 16-bit images, ImageNet validation labels, and a resumed
+linear probe that belongs to another encoder."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from simxir.errors import UserError
+from simxir.models import build_backbone, save_encoder
+
+
+def _main(argv, monkeypatch, capsys) -> tuple[int, str]:
+    from simxir.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["simxir", *argv, "--json"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr()
+    assert json.loads(out.out)["exit_code"] == exc.value.code
+    errors = [line for line in out.err.splitlines() if line.startswith("error: ")]
+    return int(exc.value.code), errors[0] if errors else ""
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=-1", "optim.lr: expected a finite number >= 0, got -1"),
+    ("optim.lr=nan", "optim.lr: expected a finite number >= 0, got nan"),
+    ("optim.betas=[2,3]", "optim.betas: expected two numbers in [0, 1)"),
+    ("optim.momentum=-1", "optim.momentum: expected a number in [0, 1)"),
+    ("optim.weight_decay=-1", "optim.weight_decay: expected a finite number >= 0"),
+    ("batch_size=1", "BatchNorm needs at least 2"),
+    ("log_every=0", "log_every: expected an integer >= 1"),
+    ("monitor.eval_size=0", "monitor.eval_size: expected an integer >= 2"),
+])
+def test_config_numbers_are_refused_before_torch_sees_them(tmp_path, monkeypatch, capsys, override, message):
+    code, err = _main(["pretrain", "--method", "simsiam", "--data", "digits", "--out", str(tmp_path / "r"),
+                       "epochs=1", override], monkeypatch, capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_a_nan_encoder_is_refused_not_scored_at_chance(tmp_path, monkeypatch, capsys):
+    enc = build_backbone("convnet-small")
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.fill_(float("nan"))
+    save_encoder(enc, tmp_path / "nan.safetensors")
+    code, err = _main(["eval", "--encoder", str(tmp_path / "nan.safetensors"), "--data", "digits"], monkeypatch,
+                      capsys)
+    assert code == 2 and "hold NaN or inf" in err and "nan.safetensors" in err
+
+
+def _features(path, tr, ytr, te, yte):
+    np.savez(path, train_features=tr, train_labels=ytr, test_features=te, test_labels=yte)
+    return str(path)
+
+
+def test_features_that_cannot_be_scored_are_refused(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    f, y = rng.normal(size=(20, 4)), np.arange(20) % 2
+    cases = [
+        (_features(tmp_path / "big.npz", f * 1e300, y, f, y), "overflow float32"),
+        (_features(tmp_path / "zero.npz", f[:, :0], y, f[:, :0], y), "train_features is empty"),
+        (_features(tmp_path / "label.npz", f, y + 2**40, f, y), "expected class indices below"),
+        (_features(tmp_path / "notest.npz", f, y, f[:0], y[:0]), "test_features is empty"),
+    ]
+    for path, message in cases:
+        code, err = _main(["eval", "--features", path], monkeypatch, capsys)
+        assert code == 2 and message in err, (path, err)
+    ok = _features(tmp_path / "ok.npz", f, y, f, y)
+    for option, value, message in (("--temperature", "nan", "--temperature: expected a finite number > 0"),
+                                   ("--linear-lr", "inf", "--linear-lr: expected a finite number > 0")):
+        code, err = _main(["eval", "--features", ok, option, value], monkeypatch, capsys)
+        assert code == 2 and message in err
+
+
+def test_evaluate_features_refuses_non_finite_and_empty_input():
+    from simxir.eval import evaluate_features
+
+    f, y = torch.randn(10, 3), torch.arange(10) % 2
+    bad = f.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(UserError, match="1 of 10 rows hold NaN"):
+        evaluate_features(bad, y, f, y, knn_ks=(3,), linear=False)
+    with pytest.raises(UserError, match="empty split cannot be scored"):
+        evaluate_features(f, y, f[:0], y[:0], knn_ks=(3,), linear=False)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from simxir.data import LoaderConfig, open_dataset
+
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    d = tmp_path / "photos"
+    d.mkdir()
+    Image.fromarray(ramp).save(d / "gray16.png")
+    Image.fromarray(ramp[::-1].copy()).save(d / "gray16b.png")
+    mem = open_dataset(f"images:{d}", 32)
+    assert abs(mem.train.images.float().mean().item() / 255 - 0.5) < 0.01   # Pillow's convert("RGB"): 0.998
+    streamed = open_dataset(f"images:{d}", 32, LoaderConfig(stream="on", workers=0, stats_sample=2))
+    assert abs(streamed.mean[0] - 0.5) < 0.01
+
+
+def test_arrange_val_checks_every_label_before_moving_anything(tmp_path):
+    from PIL import Image
+
+    from simxir.data.index import arrange_val
+
+    val = tmp_path / "val"
+    val.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(val / f"ILSVRC2012_val_{i:08d}.JPEG")
+    (tmp_path / "labels.txt").write_text("n01\nn02\nn0/3\n")
+    with pytest.raises(UserError, match="is not a folder name; nothing was moved"):
+        arrange_val(val, tmp_path / "labels.txt")
+    assert sorted(p.name for p in val.iterdir()) == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(3)]
+
+
+def test_a_resumed_probe_of_another_encoder_starts_over(tmp_path):
+    from simxir.augment import build_augment
+    from simxir.data import load_dataset, subset
+    from simxir.protocol import protocol_config, protocol_probe
+
+    ds = subset(load_dataset("digits"), 200, 60, seed=0)
+    aug = build_augment("tiny", ds.image_size, ds.mean, ds.std)
+    cfg = protocol_config(None, {"epochs": 2, "batch_size": 50})
+    torch.manual_seed(0)
+    a = build_backbone("convnet-small")
+    torch.manual_seed(1)
+    b = build_backbone("convnet-small")
+    protocol_probe(a, ds, aug, cfg, tmp_path / "probe")                    # leaves A's finished probe
+    fresh_b = protocol_probe(b, ds, aug, cfg, tmp_path / "fresh")
+    resumed_b = protocol_probe(b, ds, aug, cfg, tmp_path / "probe", resume=True)
+    assert resumed_b["top1"] == fresh_b["top1"] and resumed_b["top5"] == fresh_b["top5"]
+    again_b = protocol_probe(b, ds, aug, cfg, tmp_path / "probe", resume=True)   # now B's own: continued
+    assert again_b["top1"] == fresh_b["top1"]
