@@ -117,6 +117,7 @@ def _readme(r: dict) -> str:
     lines = ["# Label-free numbers against kNN accuracy (CIFAR-10 12k subset, convnet-small)", "",
              "Made by `python benchmarks/experiments/labelfree_encoders.py --root ROOT` and",
              "`python benchmarks/experiments/labelfree_relation.py --root ROOT --out results/labelfree`.",
+             "Files: README.md (these tables), relation.json (every number, the encoders' and the pairs').",
              f"Encoders: {len(r['encoders'])} (random init; SimSiam, BYOL, MoCo v2, SimCLR after 1, 3, 8, 15 epochs, "
              "seed 0, 32 px). Label-free numbers on 1,000 train images (`simxir.eval.labelfree`); kNN top-1 cosine "
              "k = 11 on the 2,000 test images (10,000 train images as the bank).",
