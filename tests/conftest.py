@@ -36,3 +36,36 @@ def cifar1k() -> Path:
     if not path.is_file():
         pytest.skip(f"needs the shared CIFAR-10 subset at {path} (../shared/data beside the repo)")
     return path
+
+
+class CliResult:
+    """What ``simxir ARGV`` did in this process: exit ``code``, ``out`` (stdout), ``err`` lines,
+    the ``error:`` line (or ""), and ``json`` (stdout parsed, when --json was given)."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err_lines = code, out, err.splitlines()
+        self.error = next((line for line in self.err_lines if line.startswith("error: ")), "")
+
+    @property
+    def json(self):
+        import json
+
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``cli(argv)``: run simxir.cli.main in-process with ``argv`` (the CLI contract as users get it:
+    one error line, the exit code, the JSON object under --json), no subprocess."""
+    import sys
+
+    from simxir.cli import main
+
+    def run(argv: list[str]) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["simxir", *map(str, argv)])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        got = capsys.readouterr()
+        return CliResult(int(exc.value.code or 0), got.out, got.err)
+
+    return run

@@ -4,20 +4,8 @@ training end as one line and the exit code, with the JSON object under --json.""
 from __future__ import annotations
 
 import errno
-import json
-import sys
 
 import pytest
-
-
-def _main(argv, monkeypatch, capsys) -> tuple[int, list[str], str]:
-    from simxir.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["simxir", *argv])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.err.splitlines(), out.out
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -25,14 +13,14 @@ def _main(argv, monkeypatch, capsys) -> tuple[int, list[str], str]:
     (["eval", "--batch-size", "abc"], "Invalid value for '--batch-size'"),
     (["pretrain", "--method", "simsiam"], "Missing option '--out'"),
 ])
-def test_usage_errors_are_one_line_and_json(argv, message, monkeypatch, capsys):
-    code, err, out = _main([*argv, "--json"], monkeypatch, capsys)
-    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
-    obj = json.loads(out)
+def test_usage_errors_are_one_line_and_json(argv, message, cli):
+    r = cli([*argv, "--json"])
+    assert r.code == 2 and len(r.err_lines) == 1 and message in r.error
+    obj = r.json
     assert obj["status"] == "error" and obj["exit_code"] == 2 and message in obj["error"]
 
 
-def test_a_full_disk_names_the_path(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_names_the_path(tmp_path, monkeypatch, cli):
     import simxir.eval.features as features
 
     target = tmp_path / "feats.npz"
@@ -41,22 +29,21 @@ def test_a_full_disk_names_the_path(tmp_path, monkeypatch, capsys):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(features, "atomic_write_bytes", full)
-    code, err, out = _main(["eval", "--encoder", _encoder(tmp_path), "--data", "digits", "--no-linear", "--knn", "5",
-                            "--save-features", str(target), "--json"], monkeypatch, capsys)
-    assert code == 2 and err[-1] == f"error: {target}: No space left on device [ENOSPC] (the disk is full)"
-    assert json.loads(out)["exit_code"] == 2
+    r = cli(["eval", "--encoder", _encoder(tmp_path), "--data", "digits", "--no-linear", "--knn", "5",
+             "--save-features", target, "--json"])
+    assert r.code == 2 and r.err_lines[-1] == f"error: {target}: No space left on device [ENOSPC] (the disk is full)"
+    assert r.json["exit_code"] == 2
 
 
-def test_ctrl_c_during_evaluation_is_interrupted_130(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_during_evaluation_is_interrupted_130(tmp_path, monkeypatch, cli):
     import simxir.eval.command as command
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(command, "evaluate_features", interrupted)
-    code, err, out = _main(["eval", "--encoder", _encoder(tmp_path), "--data", "digits", "--json"], monkeypatch,
-                           capsys)
-    assert code == 130 and err[-1].startswith("interrupted: ") and json.loads(out)["exit_code"] == 130
+    r = cli(["eval", "--encoder", _encoder(tmp_path), "--data", "digits", "--json"])
+    assert r.code == 130 and r.err_lines[-1].startswith("interrupted: ") and r.json["exit_code"] == 130
 
 
 def _encoder(tmp_path) -> str:

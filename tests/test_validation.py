@@ -4,9 +4,6 @@ linear probe that belongs to another encoder."""
 
 from __future__ import annotations
 
-import json
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -15,16 +12,15 @@ from simxir.errors import UserError
 from simxir.models import build_backbone, save_encoder
 
 
-def _main(argv, monkeypatch, capsys) -> tuple[int, str]:
-    from simxir.cli import main
+@pytest.fixture
+def fails(cli):
+    """``fails(argv)``: run with --json; the exit code (the JSON object's too) and the error line."""
+    def run(argv):
+        r = cli([*argv, "--json"])
+        assert r.json["exit_code"] == r.code
+        return r.code, r.error
 
-    monkeypatch.setattr(sys, "argv", ["simxir", *argv, "--json"])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    assert json.loads(out.out)["exit_code"] == exc.value.code
-    errors = [line for line in out.err.splitlines() if line.startswith("error: ")]
-    return int(exc.value.code), errors[0] if errors else ""
+    return run
 
 
 @pytest.mark.parametrize("override,message", [
@@ -37,21 +33,20 @@ def _main(argv, monkeypatch, capsys) -> tuple[int, str]:
     ("log_every=0", "log_every: expected an integer >= 1"),
     ("monitor.eval_size=0", "monitor.eval_size: expected an integer >= 2"),
 ])
-def test_config_numbers_are_refused_before_torch_sees_them(tmp_path, monkeypatch, capsys, override, message):
-    code, err = _main(["pretrain", "--method", "simsiam", "--data", "digits", "--out", str(tmp_path / "r"),
-                       "epochs=1", override], monkeypatch, capsys)
+def test_config_numbers_are_refused_before_torch_sees_them(tmp_path, fails, override, message):
+    code, err = fails(["pretrain", "--method", "simsiam", "--data", "digits", "--out", tmp_path / "r", "epochs=1",
+                       override])
     assert code == 2 and message in err
     assert not (tmp_path / "r" / "config.yaml").exists()
 
 
-def test_a_nan_encoder_is_refused_not_scored_at_chance(tmp_path, monkeypatch, capsys):
+def test_a_nan_encoder_is_refused_not_scored_at_chance(tmp_path, fails):
     enc = build_backbone("convnet-small")
     with torch.no_grad():
         for p in enc.parameters():
             p.fill_(float("nan"))
     save_encoder(enc, tmp_path / "nan.safetensors")
-    code, err = _main(["eval", "--encoder", str(tmp_path / "nan.safetensors"), "--data", "digits"], monkeypatch,
-                      capsys)
+    code, err = fails(["eval", "--encoder", tmp_path / "nan.safetensors", "--data", "digits"])
     assert code == 2 and "hold NaN or inf" in err and "nan.safetensors" in err
 
 
@@ -60,7 +55,7 @@ def _features(path, tr, ytr, te, yte):
     return str(path)
 
 
-def test_features_that_cannot_be_scored_are_refused(tmp_path, monkeypatch, capsys):
+def test_features_that_cannot_be_scored_are_refused(tmp_path, fails):
     rng = np.random.default_rng(0)
     f, y = rng.normal(size=(20, 4)), np.arange(20) % 2
     cases = [
@@ -70,12 +65,12 @@ def test_features_that_cannot_be_scored_are_refused(tmp_path, monkeypatch, capsy
         (_features(tmp_path / "notest.npz", f, y, f[:0], y[:0]), "test_features is empty"),
     ]
     for path, message in cases:
-        code, err = _main(["eval", "--features", path], monkeypatch, capsys)
+        code, err = fails(["eval", "--features", path])
         assert code == 2 and message in err, (path, err)
     ok = _features(tmp_path / "ok.npz", f, y, f, y)
     for option, value, message in (("--temperature", "nan", "--temperature: expected a finite number > 0"),
                                    ("--linear-lr", "inf", "--linear-lr: expected a finite number > 0")):
-        code, err = _main(["eval", "--features", ok, option, value], monkeypatch, capsys)
+        code, err = fails(["eval", "--features", ok, option, value])
         assert code == 2 and message in err
 
 

@@ -4,8 +4,6 @@ training data beside a labelled ``--eval-data``."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,17 +162,7 @@ def test_a_small_collection_gets_a_batch_that_fits(tmp_path):
         fitting_batch(256, 3, 2)
 
 
-def _main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    from simxir.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["simxir", *argv])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return int(exc.value.code), out.out, out.err
-
-
-def test_bad_collections_get_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+def test_bad_collections_get_one_line_naming_the_file(tmp_path, cli):
     empty = tmp_path / "empty"
     empty.mkdir()
     no_images = tmp_path / "noimg" / "deep"
@@ -207,10 +195,10 @@ def test_bad_collections_get_one_line_naming_the_file(tmp_path, monkeypatch, cap
          "nope: no such folder"),
     ]
     for argv, message in cases:
-        code, out, err = _main([*argv, "--json"], monkeypatch, capsys)
-        assert code == 2, (argv, err)
-        errors = [line for line in err.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1 and message in errors[0] and err.splitlines()[-1] == errors[0], (argv, err)
-        assert json.loads(out)["exit_code"] == 2
+        r = cli([*argv, "--json"])
+        assert r.code == 2, (argv, r.err_lines)
+        errors = [line for line in r.err_lines if line.startswith("error: ")]
+        assert len(errors) == 1 and message in r.error and r.err_lines[-1] == r.error, (argv, r.err_lines)
+        assert r.json["exit_code"] == 2
     for run in ("r1", "r2", "r3", "r4", "r5", "r6"):   # refused before anything was written
         assert not (tmp_path / run / "config.yaml").exists()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from stream_helpers import jpeg_folder
@@ -14,18 +13,19 @@ from simxir.eval.labelfree import METRICS
 from simxir.models import build_backbone, load_encoder, save_encoder
 
 
-def _main(argv, monkeypatch, capsys) -> dict:
-    from simxir.cli import main
+@pytest.fixture
+def finetune(cli):
+    """``finetune(argv)``: simxir finetune ARGV --json, which must succeed; its JSON object."""
+    def run(argv):
+        r = cli(["finetune", *argv, "--json"])
+        assert r.code == 0, r.err_lines[-5:]
+        return r.json
 
-    monkeypatch.setattr(sys, "argv", ["simxir", *argv, "--json"])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    assert exc.value.code == 0
-    return json.loads(capsys.readouterr().out)
+    return run
 
 
 @pytest.mark.slow
-def test_finetune_on_unlabelled_photos_reports_label_free_numbers(tmp_path, monkeypatch, capsys):
+def test_finetune_on_unlabelled_photos_reports_label_free_numbers(tmp_path, finetune):
     photos = tmp_path / "photos"
     photo_folder(photos, 24, side=24)
     labelled = jpeg_folder(tmp_path / "lab", 12, 6, w=24, h=20)
@@ -33,7 +33,7 @@ def test_finetune_on_unlabelled_photos_reports_label_free_numbers(tmp_path, monk
     save_encoder(build_backbone("convnet-small"), enc)
     common = ["--encoder", str(enc), "--data", f"folder:{photos}", "--label-free-images", "16", "epochs=1",
               "image_size=16", "tensorboard=false", "precision=fp32"]
-    alone = _main(["finetune", *common, "--out", str(tmp_path / "a")], monkeypatch, capsys)
+    alone = finetune([*common, "--out", tmp_path / "a"])
     assert alone["before"].keys() == {"label_free"} and alone["after"].keys() == {"label_free"}
     change = alone["label_free_change"]
     assert set(change) == set(METRICS)
@@ -50,8 +50,8 @@ def test_finetune_on_unlabelled_photos_reports_label_free_numbers(tmp_path, monk
     tuned, _ = load_encoder(tmp_path / "a" / "encoder.safetensors")
     assert tuned.arch == "convnet-small"
 
-    with_eval = _main(["finetune", *common, "--eval-data", f"folder:{labelled}", "--knn", "3", "--linear-epochs",
-                       "2", "--out", str(tmp_path / "b")], monkeypatch, capsys)
+    with_eval = finetune([*common, "--eval-data", f"folder:{labelled}", "--knn", "3", "--linear-epochs", "2",
+                          "--out", tmp_path / "b"])
     assert "knn" in with_eval["before"] and "linear" in with_eval["after"] and "label_free" in with_eval["after"]
     # the same images, encoder and seed: the label-free numbers before do not depend on --eval-data
     for m in METRICS:
