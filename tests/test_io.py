@@ -82,3 +82,26 @@ def test_read_npz_errors_name_option_path_and_keys(tmp_path):
     (tmp_path / "t.npz").write_text("not a zip")
     with pytest.raises(UserError, match="t.npz: not a readable .npz"):
         read_npz(tmp_path / "t.npz", ("x",))
+
+
+def test_ctrl_c_during_a_checkpoint_write_waits_for_a_complete_file(tmp_path, monkeypatch):
+    """A SIGINT that arrives while torch.save writes is delivered after the file is complete."""
+    import os
+    import signal
+
+    import torch
+
+    from simxir.io import atomic_save, load_checkpoint
+
+    real_save = torch.save
+
+    def interrupted_save(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C arrives in the middle of the write
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"w": torch.arange(5)}, tmp_path / "checkpoint.pt")
+    assert torch.equal(load_checkpoint(tmp_path / "checkpoint.pt")["w"], torch.arange(5))
+    assert signal.getsignal(signal.SIGINT) is before      # the handler is put back

@@ -135,3 +135,27 @@ def test_a_resumed_probe_of_another_encoder_starts_over(tmp_path):
     assert resumed_b["top1"] == fresh_b["top1"] and resumed_b["top5"] == fresh_b["top5"]
     again_b = protocol_probe(b, ds, aug, cfg, tmp_path / "probe", resume=True)   # now B's own: continued
     assert again_b["top1"] == fresh_b["top1"]
+
+
+def test_damaged_run_files_under_resume_are_one_line_or_rebuilt(tmp_path):
+    from PIL import Image
+
+    from simxir.data.index import folder_index
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(d / f"{i}.png")
+    cache = tmp_path / "data-index.npz"
+    assert len(folder_index(d, cache=cache, labels="off").train) == 3
+    cache.write_bytes(b"PK\x03\x04 damaged")                       # a half-written or edited cache
+    assert len(folder_index(d, cache=cache, labels="off").train) == 3   # scanned again, written again
+    assert len(folder_index(d, cache=cache, labels="off").train) == 3
+
+
+def test_binary_recipes_and_zero_widths_are_one_line(tmp_path, fails):
+    (tmp_path / "r.yaml").write_bytes(bytes(range(256)))
+    code, err = fails(["pretrain", "--method", "simsiam", "--recipe", tmp_path / "r.yaml", "--out", tmp_path / "a"])
+    assert code == 2 and "not valid YAML text" in err
+    code, err = fails(["pretrain", "--method", "simsiam", "--out", tmp_path / "b", "method.proj_dim=-5"])
+    assert code == 2 and "method.proj_dim: expected a positive width, got -5" in err

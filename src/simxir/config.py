@@ -190,8 +190,8 @@ def read_recipe(path: str | Path, what: str = "configuration") -> dict[str, Any]
         raise ConfigError(f"recipe {p}: no such file (expected a YAML mapping of {what} fields)")
     try:
         data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {p}: not valid YAML ({exc.__class__.__name__})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"recipe {p}: not valid YAML text ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {p}: expected a YAML mapping of {what} fields")
     return data

@@ -7,7 +7,9 @@ import json
 import math
 import os
 import pickle
+import signal
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,24 @@ from simxir.errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Ctrl-C waits until the block is done, then raises KeyboardInterrupt: a checkpoint being written
+    is finished (torch's writer turns an interrupt midway into an unrelated RuntimeError). Only in
+    the main thread, where Python delivers signals; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -61,8 +81,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` made atomic: a temp file in the same folder, fsync, then ``os.replace``."""
-    with _atomic_file(path) as f:
+    """``torch.save`` made atomic: a temp file in the same folder, fsync, then ``os.replace``; a
+    Ctrl-C meanwhile takes effect once the file is complete (:func:`sigint_deferred`)."""
+    with sigint_deferred(), _atomic_file(path) as f:
         torch.save(obj, f)
 
 
@@ -106,7 +127,8 @@ def read_npz(path: str | Path, required: tuple[str, ...], optional: tuple[str, .
     except UserError:
         raise
     except ValueError as exc:
-        what = "pickled or object data, which is never unpickled" if "pickle" in str(exc).lower() else "ValueError"
+        what = ("pickled or object data, which is never unpickled" if "pickle" in str(exc).lower()
+                and zipfile.is_zipfile(p) else "not a zip archive of .npy arrays")
         raise UserError(f"{who}: not a readable .npz of numeric arrays ({what})") from None
     except Exception as exc:  # noqa: BLE001 - zipfile, OS and EOF errors for damaged files
         raise UserError(f"{who}: not a readable .npz of numeric arrays ({exc.__class__.__name__})") from None

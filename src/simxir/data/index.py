@@ -26,6 +26,7 @@ import torch
 from simxir.data.dataset import UNLABELLED
 from simxir.errors import UserError
 from simxir.io import atomic_write_bytes
+from simxir.progress import log
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")   # compared lower-cased: .JPEG counts
 INDEX_VERSION = 2
@@ -225,13 +226,16 @@ def folder_index(path: str | Path, classes_file: str | Path | None = None,
                         f"unlabelled collection")
     key = f"{labels}|{root.resolve()}|{Path(classes_file).expanduser().resolve() if classes_file else ''}"
     if cache is not None and Path(cache).is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            if int(z["version"]) == INDEX_VERSION and str(z["key"]) == key:
-                classes = [str(c) for c in z["classes"]]
-                base = root.parent if labels == "list" else root   # a list's paths are relative to its folder
-                return FolderIndex(base, classes,
-                                   FolderSplit(base, z["train_files"], torch.from_numpy(z["train_labels"])),
-                                   FolderSplit(base, z["test_files"], torch.from_numpy(z["test_labels"])))
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                if int(z["version"]) == INDEX_VERSION and str(z["key"]) == key:
+                    classes = [str(c) for c in z["classes"]]
+                    base = root.parent if labels == "list" else root   # a list's paths are relative to its folder
+                    return FolderIndex(base, classes,
+                                       FolderSplit(base, z["train_files"], torch.from_numpy(z["train_labels"])),
+                                       FolderSplit(base, z["test_files"], torch.from_numpy(z["test_labels"])))
+        except Exception as exc:  # noqa: BLE001 - a damaged cache (zipfile, KeyError, ValueError...) is rebuilt
+            log(f"{cache}: damaged index cache ({type(exc).__name__}); scanning {root} again")
     if labels == "on":
         index = scan_folder(root, classes_file)
     else:

@@ -227,7 +227,11 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
     main = distributed.is_main()
     before_path = run_dir / "before.json"
     if resume and before_path.is_file():
-        before = json.loads(before_path.read_text())
+        try:
+            before = json.loads(before_path.read_text())
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{before_path}: damaged ({type(exc).__name__}); delete it and rerun with --resume to "
+                            f"evaluate the encoder before fine-tuning again") from None
     else:
         if (run_dir / "checkpoint.pt").exists():
             raise UserError(f"--out {run_dir}: already holds a checkpoint; pass --resume to continue it "

@@ -49,6 +49,10 @@ def build_method(name: str, backbone: nn.Module, cfg: Any = None) -> Method:
             raise UserError(f"method config: {exc}") from None
     elif not (dataclasses.is_dataclass(cfg) and isinstance(cfg, cfg_cls)):
         raise UserError(f"method {name!r} config: expected {cfg_cls.__name__}, got {type(cfg).__name__}")
+    for f in dataclasses.fields(cfg):   # layer widths: a negative or zero size is a typo, not a network
+        v = getattr(cfg, f.name)
+        if f.name.endswith(("_dim", "_hidden")) and isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise UserError(f"method.{f.name}: expected a positive width, got {v}")
     return cls(backbone, cfg)
 
 
