@@ -159,3 +159,9 @@ def test_binary_recipes_and_zero_widths_are_one_line(tmp_path, fails):
     assert code == 2 and "not valid YAML text" in err
     code, err = fails(["pretrain", "--method", "simsiam", "--out", tmp_path / "b", "method.proj_dim=-5"])
     assert code == 2 and "method.proj_dim: expected a positive width, got -5" in err
+
+
+def test_an_unrecognised_checkpoint_layout_names_the_file(tmp_path, fails):
+    torch.save({"state_dict": {"foo.weight": torch.zeros(2)}}, tmp_path / "weird.pt")
+    code, err = fails(["inspect-encoder", tmp_path / "weird.pt"])
+    assert code == 2 and err.startswith(f"error: {tmp_path / 'weird.pt'}: unrecognised checkpoint layout")

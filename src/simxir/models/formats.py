@@ -409,7 +409,10 @@ def extract(obj: Any, where: str, fmt: str | None = None) -> Extracted:
     sd, path = find_state_dict(obj, where)
     keys = list(sd)
     if fmt is None:
-        fmt, prefix = detect_format(obj, sd)
+        try:
+            fmt, prefix = detect_format(obj, sd)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None   # the detector does not know the file's name
     else:
         prefix = backbone_prefix(fmt, obj, keys)
     lay = BY_NAME[fmt]
