@@ -52,3 +52,35 @@ def _encoder(tmp_path) -> str:
     path = tmp_path / "enc.safetensors"
     save_encoder(build_backbone("convnet-small"), path)
     return str(path)
+
+
+def test_a_full_disk_during_training_names_the_checkpoint_and_leaves_no_temporary(tmp_path, monkeypatch, cli):
+    import os
+
+    import simxir.io
+
+    real_fsync = os.fsync
+
+    def full(fd):   # the disk fills up when the first checkpoint is written
+        if ".checkpoint.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(simxir.io.os, "fsync", full)
+    run = tmp_path / "run"
+    r = cli(["pretrain", "--method", "simsiam", "--data", "digits", "--out", run, "epochs=1", "tensorboard=false",
+             "--json"])
+    assert r.code == 2 and r.json["exit_code"] == 2
+    assert r.error == f"error: {run / 'checkpoint.pt'}: No space left on device [ENOSPC] (the disk is full)"
+    assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
+
+
+def test_an_output_path_that_is_a_directory_is_one_line(tmp_path, cli):
+    enc = _encoder(tmp_path)
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    for argv in (["eval", "--encoder", enc, "--data", "digits", "--no-linear", "--knn", "5", "--save-features", folder],
+                 ["export-encoder", enc, folder, "--to", "torchvision"]):
+        r = cli([*argv, "--json"])
+        assert r.code == 2 and r.error == f"error: {folder}: Is a directory [EISDIR]", r.err_lines[-2:]
+        assert r.json["exit_code"] == 2 and not list(folder.iterdir())

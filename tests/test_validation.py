@@ -165,3 +165,20 @@ def test_an_unrecognised_checkpoint_layout_names_the_file(tmp_path, fails):
     torch.save({"state_dict": {"foo.weight": torch.zeros(2)}}, tmp_path / "weird.pt")
     code, err = fails(["inspect-encoder", tmp_path / "weird.pt"])
     assert code == 2 and err.startswith(f"error: {tmp_path / 'weird.pt'}: unrecognised checkpoint layout")
+
+
+def test_skip_unreadable_also_applies_to_folders_decoded_into_memory(tmp_path):
+    from PIL import Image
+
+    from simxir.data import LoaderConfig, open_dataset
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(d / f"{i}.png")
+    (d / "2.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(UserError, match="2.png: not a readable image"):
+        open_dataset(f"images:{d}", 8, LoaderConfig(stream="off"))
+    ds = open_dataset(f"images:{d}", 8, LoaderConfig(stream="off", skip_unreadable=True))
+    assert len(ds.train) == 3
+    assert sorted(int(v) for v in ds.train.images[:, 0, 0, 0]) == [0, 40, 120]   # the readable ones, in order

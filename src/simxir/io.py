@@ -56,9 +56,11 @@ def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):   # name the file being written, not the temporary
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 
 

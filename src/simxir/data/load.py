@@ -125,7 +125,7 @@ def open_dataset(spec: str, image_size: int = 0, loader: LoaderConfig | None = N
         f"{'streamed from disk' if stream else 'decoded into memory'} ({reason})")
     if stream:
         return streamed_folder(index, scheme, image_size, loader)
-    return load_folder(arg, image_size or None, index=index, name=scheme)
+    return load_folder(arg, image_size or None, index=index, name=scheme, skip_unreadable=loader.skip_unreadable)
 
 
 def describe_index(index, scheme: str) -> str:  # noqa: ANN001 - a FolderIndex

@@ -219,7 +219,9 @@ def load_features_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, tor
         if int(y.max()) >= MAX_CLASSES:
             raise UserError(f"--features {p}: {split}_labels holds class {int(y.max())}; expected class indices "
                             f"below {MAX_CLASSES}")
-        if not np.isfinite(f.astype(np.float32)).all():
+        with np.errstate(over="ignore"):
+            overflow = not np.isfinite(f.astype(np.float32)).all()
+        if overflow:
             raise UserError(f"--features {p}: {split}_features overflow float32 (values beyond 3.4e38)")
     return (torch.from_numpy(np.ascontiguousarray(arrs["train_features"], dtype=np.float32)),
             torch.from_numpy(arrs["train_labels"].astype(np.int64)),
