@@ -54,7 +54,9 @@ def _encoder(tmp_path) -> str:
     return str(path)
 
 
-def test_a_full_disk_during_training_names_the_checkpoint_and_leaves_no_temporary(tmp_path, monkeypatch, cli):
+@pytest.mark.parametrize("code,reason,hint", [(errno.ENOSPC, "No space left on device", "the disk is full"),
+                                              (errno.EROFS, "Read-only file system", "a read-only file system")])
+def test_a_full_or_read_only_disk_during_training_names_the_checkpoint(tmp_path, monkeypatch, cli, code, reason, hint):
     import os
 
     import simxir.io
@@ -63,7 +65,7 @@ def test_a_full_disk_during_training_names_the_checkpoint_and_leaves_no_temporar
 
     def full(fd):   # the disk fills up when the first checkpoint is written
         if ".checkpoint.pt." in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, reason)
         real_fsync(fd)
 
     monkeypatch.setattr(simxir.io.os, "fsync", full)
@@ -71,7 +73,7 @@ def test_a_full_disk_during_training_names_the_checkpoint_and_leaves_no_temporar
     r = cli(["pretrain", "--method", "simsiam", "--data", "digits", "--out", run, "epochs=1", "tensorboard=false",
              "--json"])
     assert r.code == 2 and r.json["exit_code"] == 2
-    assert r.error == f"error: {run / 'checkpoint.pt'}: No space left on device [ENOSPC] (the disk is full)"
+    assert r.error == f"error: {run / 'checkpoint.pt'}: {reason} [{errno.errorcode[code]}] ({hint})"
     assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
 
 

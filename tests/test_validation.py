@@ -105,7 +105,7 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
 def test_arrange_val_checks_every_label_before_moving_anything(tmp_path):
     from PIL import Image
 
-    from simxir.data.index import arrange_val
+    from simxir.data.index import arrange_val, undo_arrange_val
 
     val = tmp_path / "val"
     val.mkdir()
@@ -114,7 +114,14 @@ def test_arrange_val_checks_every_label_before_moving_anything(tmp_path):
     (tmp_path / "labels.txt").write_text("n01\nn02\nn0/3\n")
     with pytest.raises(UserError, match="is not a folder name; nothing was moved"):
         arrange_val(val, tmp_path / "labels.txt")
-    assert sorted(p.name for p in val.iterdir()) == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(3)]
+    flat = [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(3)]
+    assert sorted(p.name for p in val.iterdir()) == flat
+    # a good arrangement, then its undo: the flat folder as it was
+    (tmp_path / "labels.txt").write_text("n01\nn02\nn01\n")
+    assert arrange_val(val, tmp_path / "labels.txt") == {"images": 3, "classes": 2}
+    assert sorted(p.name for p in (val / "n01").iterdir()) == [flat[0], flat[2]]
+    assert undo_arrange_val(val) == {"images": 3, "classes": 2}
+    assert sorted(p.name for p in val.iterdir()) == flat
 
 
 def test_a_resumed_probe_of_another_encoder_starts_over(tmp_path):
@@ -182,3 +189,16 @@ def test_skip_unreadable_also_applies_to_folders_decoded_into_memory(tmp_path):
     ds = open_dataset(f"images:{d}", 8, LoaderConfig(stream="off", skip_unreadable=True))
     assert len(ds.train) == 3
     assert sorted(int(v) for v in ds.train.images[:, 0, 0, 0]) == [0, 40, 120]   # the readable ones, in order
+
+
+def test_a_symbolic_link_loop_in_a_folder_is_passed_over(tmp_path):
+    from PIL import Image
+
+    from simxir.data import open_dataset
+
+    d = tmp_path / "photos" / "sub"
+    d.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / "a.png")
+    (d / "loop").symlink_to(d / "loop")                  # a link to itself
+    (d / "up").symlink_to(tmp_path / "photos")          # a link to an ancestor: not followed
+    assert len(open_dataset(f"images:{tmp_path / 'photos'}", 8).train) == 1

@@ -8,7 +8,7 @@ import json
 import typer
 
 from simxir.data.dataset import dataset_info
-from simxir.data.index import arrange_val
+from simxir.data.index import arrange_val, undo_arrange_val
 from simxir.data.load import SCHEMES, open_dataset
 from simxir.data.stream import LoaderConfig
 from simxir.errors import UserError
@@ -54,13 +54,18 @@ def info_command(
 @data_app.command("arrange-val")
 def arrange_val_command(
     val_dir: str = typer.Argument(..., help="ImageNet's flat validation folder (ILSVRC2012_val_*.JPEG)"),
-    labels: str = typer.Option(..., "--labels", help="ground truth: LOC_val_solution.csv, 'FILE WNID' lines, "
+    labels: str = typer.Option(None, "--labels", help="ground truth: LOC_val_solution.csv, 'FILE WNID' lines, "
                                "or one WNID per line in sorted file order"),
+    undo: bool = typer.Option(False, "--undo", help="move the images an earlier arrange-val arranged back"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Move the flat validation images into VAL_DIR/<wnid>/ folders, the layout folder: reads."""
-    result = {"val_dir": val_dir, **arrange_val(val_dir, labels)}
+    """Move the flat validation images into VAL_DIR/<wnid>/ folders, the layout folder: reads (--undo: back)."""
+    if undo == bool(labels):
+        raise UserError("arrange-val: expected --labels FILE (arrange) or --undo (move them back), not both")
+    result = {"val_dir": val_dir, **(undo_arrange_val(val_dir) if undo else arrange_val(val_dir, labels))}
     if json_out:
         print(json.dumps(result))
+    elif undo:
+        print(f"moved {result['images']} images of {result['classes']} class folders back into {val_dir}")
     else:
         print(f"arranged {result['images']} images into {result['classes']} class folders of {val_dir}")

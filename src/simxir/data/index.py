@@ -14,8 +14,10 @@ and ``images:DIR`` force one):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")   # compared lower-cased: .JPEG 
 INDEX_VERSION = 2
 INDEX_CACHE = "data-index.npz"  # a folder's (file, label) index, kept in the run folder
 EVAL_INDEX_CACHE = "eval-data-index.npz"   # the same for the run's --eval-data
+ARRANGE_RECORD = ".simxir-arrange-val.json"   # arrange-val's moves, for --undo
 
 
 @dataclass
@@ -287,7 +290,8 @@ def arrange_val(val_dir: str | Path, labels: str | Path) -> dict[str, int]:
     """Move the flat images of ``val_dir`` into ``val_dir/<wnid>/`` by the ground-truth file.
 
     Every image must have a label that is a plain folder name, and no destination may exist (else
-    nothing is moved). Returns ``{"images", "classes"}``.
+    nothing is moved). The moves are recorded in ``val_dir/.simxir-arrange-val.json`` first, so
+    :func:`undo_arrange_val` can move them back. Returns ``{"images", "classes"}``.
     """
     d = Path(val_dir).expanduser()
     if not d.is_dir():
@@ -313,7 +317,30 @@ def arrange_val(val_dir: str | Path, labels: str | Path) -> dict[str, int]:
             raise UserError(f"{d / wnid}: is a file, not a class folder for {f}; nothing was moved")
         if (d / wnid / f).exists():
             raise UserError(f"{d / wnid / f}: already exists; nothing was moved")
+    atomic_write_bytes(d / ARRANGE_RECORD, json.dumps(plan, indent=0).encode())   # what undo_arrange_val moves back
     for f, wnid in plan.items():
         (d / wnid).mkdir(exist_ok=True)
         os.replace(d / f, d / wnid / f)
+    return {"images": len(plan), "classes": len(set(plan.values()))}
+
+
+def undo_arrange_val(val_dir: str | Path) -> dict[str, int]:
+    """Move the images :func:`arrange_val` arranged back to the flat folder (its record says which),
+    remove the class folders it left empty and the record. Returns ``{"images", "classes"}``."""
+    d = Path(val_dir).expanduser()
+    record = d / ARRANGE_RECORD
+    try:
+        plan = json.loads(record.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{record}: no readable record of an arrange-val in {d}; nothing to undo") from None
+    missing = [f for f, wnid in plan.items() if not (d / wnid / f).is_file() and not (d / f).is_file()]
+    if missing:
+        raise UserError(f"{d}: {len(missing)} arranged images are gone (first: {missing[0]}); nothing was moved")
+    for f, wnid in plan.items():
+        if (d / wnid / f).is_file():
+            os.replace(d / wnid / f, d / f)
+    for wnid in set(plan.values()):
+        with contextlib.suppress(OSError):
+            (d / wnid).rmdir()   # only when empty
+    record.unlink()
     return {"images": len(plan), "classes": len(set(plan.values()))}
