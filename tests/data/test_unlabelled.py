@@ -202,3 +202,21 @@ def test_bad_collections_get_one_line_naming_the_file(tmp_path, cli):
         assert r.json["exit_code"] == 2
     for run in ("r1", "r2", "r3", "r4", "r5", "r6"):   # refused before anything was written
         assert not (tmp_path / run / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_ablation_trains_on_unlabelled_photos_and_scores_on_eval_data(tmp_path):
+    from simxir.experiments.ablation import run_ablation, select_rows
+
+    root = tmp_path / "photos"
+    photo_folder(root, 16, side=20)
+    labelled = jpeg_folder(tmp_path / "lab", 8, 6, w=24, h=20)
+    over = ["epochs=1", "image_size=16", "batch_size=8", "tensorboard=false", "precision=fp32",
+            "monitor.eval_size=4"]
+    rows = select_rows(["paper-std"])
+    alone = run_ablation(rows, tmp_path / "a", overrides=over, data=f"folder:{root}", knn_k=3)
+    assert alone["rows"][0]["knn_top1"] != alone["rows"][0]["knn_top1"]          # nan: no labels, no accuracy
+    assert alone["rows"][0]["status"] in ("not collapsed (no labels)", "COLLAPSED")
+    scored = run_ablation(rows, tmp_path / "b", overrides=over, data=f"folder:{root}", knn_k=3,
+                          eval_data=f"folder:{labelled}")
+    assert 0.0 <= scored["rows"][0]["knn_top1"] <= 100.0 and scored["eval_data"] == f"folder:{labelled}"
