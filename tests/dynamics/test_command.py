@@ -147,3 +147,11 @@ def test_embeddings_raw_pixels_shared(tmp_path):
     assert tr.shape == (300, 3072) and tr.dtype == torch.float32
     r = embeddings_experiment(tr, a, te, b, src, None, steps=2, k_eval=5)
     assert len(r["knn_top1"]) == 3
+
+
+def test_the_default_output_is_a_folder_in_the_working_directory_not_the_checkouts_results(tmp_path, cli,
+                                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = cli(["dynamics", "iris", "--json"])
+    assert r.code == 0 and (tmp_path / "dynamics_out" / "iris.png").exists()
+    assert not (tmp_path / "results").exists()

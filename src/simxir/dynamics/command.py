@@ -63,7 +63,7 @@ def run_command(
           f"{max(d[0]):.4g} -> {max(d[-1]):.4g} after {steps} steps" + (f"; wrote {out}" if out else ""))
 
 
-def groups_command(out: str | None = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
+def groups_command(out: str | None = typer.Option("dynamics_out", "--out", help=OUT_DIR_HELP),
                    steps: int = typer.Option(500, "--steps"), eps: float = typer.Option(0.2, "--eps"),
                    seed: int = typer.Option(0, "--seed"),
                    json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
@@ -75,7 +75,7 @@ def groups_command(out: str | None = typer.Option("results/dynamics", "--out", h
     _emit(r, json_out, f"groups: {r['num_groups']} groups, {json.dumps(summary)}; files {r.get('files')}")
 
 
-def overlap_command(out: str | None = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
+def overlap_command(out: str | None = typer.Option("dynamics_out", "--out", help=OUT_DIR_HELP),
                     steps: int = typer.Option(500, "--steps"), eps: float = typer.Option(0.2, "--eps"),
                     seed: int = typer.Option(0, "--seed"),
                     json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
@@ -87,7 +87,7 @@ def overlap_command(out: str | None = typer.Option("results/dynamics", "--out", 
           f"intra msd fell at {r['intra_msd_fell_at_those_steps']} of those; files {r.get('files')}")
 
 
-def iris_command(out: str | None = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
+def iris_command(out: str | None = typer.Option("dynamics_out", "--out", help=OUT_DIR_HELP),
                  eps: float = typer.Option(0.4, "--eps"), seeds: int = typer.Option(10, "--seeds"),
                  json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Figure 3: k-means on Iris before and after neighbour averaging (N(x) = {||x'-x|| <= eps})."""
@@ -109,7 +109,7 @@ def embeddings_command(
     steps: int = typer.Option(20, "--steps"), every: int = typer.Option(1, "--every"),
     spherical: bool = typer.Option(False, "--spherical"),
     max_train: int | None = typer.Option(None, "--max-train"), max_test: int | None = typer.Option(None, "--max-test"),
-    out: str | None = typer.Option("results/dynamics", "--out", help=OUT_DIR_HELP),
+    out: str | None = typer.Option("dynamics_out", "--out", help=OUT_DIR_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """kNN accuracy of features smoothed by neighbour averaging, per step."""
