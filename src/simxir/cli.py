@@ -35,7 +35,10 @@ def _root() -> None:
 
 
 def _register() -> None:
-    """Attach every capability's commands to the app (each capability's command.py owns its options)."""
+    """Attach every capability's commands to the app (each capability's command.py owns its options);
+    once per process, also when main() runs several times in one (the tests' in-process CLI)."""
+    if app.registered_commands:
+        return
     app.command("demo")(experiments.demo_command)
     app.command("pretrain")(pretrain_command)
     app.command("finetune")(finetune_command)
