@@ -14,6 +14,7 @@ from simxir.eval.labelfree import LabelFreeConfig
 from simxir.finetune.report import format_report
 from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
 from simxir.io import json_safe
+from simxir.models import FORMATS
 from simxir.protocol import PROTOCOLS
 from simxir.train.checkpoint import resume_recipe
 
@@ -21,8 +22,7 @@ from simxir.train.checkpoint import resume_recipe
 def finetune_command(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. epochs=5 "
                                           "batch_size=256 optim.lr=1e-3 method.target_bn=running"),
-    encoder: str = typer.Option(..., "--encoder", help="encoder checkpoint: simxir, torchvision, "
-                                "solo-learn, mmselfsup, mmpretrain, lightly, moco, simsiam, bridge, vissl"),
+    encoder: str = typer.Option(..., "--encoder", help="encoder checkpoint, any layout: " + ", ".join(FORMATS)),
     data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, folder:DIR "
                              "labelled or not, files:LIST, ...)"),
     eval_data: str = typer.Option(None, "--eval-data", help="labelled dataset spec for kNN/linear before and "
