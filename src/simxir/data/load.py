@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from simxir.data.cifar import load_cifar
 from simxir.data.dataset import ImageDataset, Split, resize_images
 from simxir.data.digits import load_digits_dataset
@@ -144,10 +146,9 @@ def open_eval_dataset(spec: str, image_size: int, loader: LoaderConfig | None = 
     """A labelled dataset for evaluation apart from the training data, at the training crop size
     (``loader``'s streaming settings for image files, no class list); a UserError when ``spec`` has
     no labels."""
-    streams = parse_spec(spec)[0] in FOLDER_SCHEMES
-    loader = LoaderConfig(stream=loader.stream if streams else "auto", workers=loader.workers, prefetch=loader.prefetch,
-                          memory_fraction=loader.memory_fraction, skip_unreadable=loader.skip_unreadable,
-                          stats_sample=loader.stats_sample) if loader is not None else None
+    if loader is not None:   # the training data's class list selects nothing here
+        streams = parse_spec(spec)[0] in FOLDER_SCHEMES
+        loader = dataclasses.replace(loader, classes="", stream=loader.stream if streams else "auto")
     ds = open_dataset(spec, image_size, loader, index_cache=index_cache, device=device)
     if not ds.labelled:
         raise UserError(f"{option} {spec}: has no labels; expected a labelled spec (npz:FILE, cifar10:DIR, "
