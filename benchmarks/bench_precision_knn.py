@@ -4,7 +4,7 @@ Pretrains the same method/backbone on the shared CIFAR-10 subset with precision=
 precision=fp32 (channels_last both), for several seeds, then evaluates the exported encoders with
 cosine kNN (simxir.eval; k=21 and the best of its default ks) on the subset's test split. The
 spread over seeds is the run-to-run noise the bf16-fp32 difference is compared with. Prints a table
-and one JSON object on the last line.
+and one JSON object (--out DIR writes them).
 
     python benchmarks/bench_precision_knn.py                                # convnet-small, 1k subset
     python benchmarks/bench_precision_knn.py --data npz:../shared/data/cifar10-12k.npz \\
@@ -24,7 +24,9 @@ os.environ.setdefault("SIMXIR_QUIET", "1")
 
 from simxir.data import load_dataset  # noqa: E402
 from simxir.eval import evaluate_encoder  # noqa: E402
-from simxir.train.pretrain import build_config, run_pretrain  # noqa: E402
+from simxir.train.assemble import build_config  # noqa: E402
+from simxir.train.pretrain import run_pretrain  # noqa: E402
+from timing import add_out, report  # noqa: E402
 
 
 def main() -> None:
@@ -35,6 +37,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    add_out(ap)
     args = ap.parse_args()
     ds = load_dataset(args.data)
     from simxir.augment import build_augment
@@ -77,10 +80,10 @@ def main() -> None:
         out[key] = {p: {"mean": round(mean(p, key), 4), "seed_spread": round(spread(p, key), 4)}
                     for p in ("bf16", "fp32")}
         out[key]["bf16_minus_fp32"] = round(mean("bf16", key) - mean("fp32", key), 4)
-    print(f"{'seed':>4s} {'precision':>9s} {'loss':>8s} {'kNN cos':>8s}")
-    for r in rows:
-        print(f"{r['seed']:4d} {r['precision']:>9s} {r['loss']:8.4f} {r['knn_cos_k21']:8.3f}")
-    print(json.dumps(out))
+    lines = ["| seed | precision | loss | kNN cos (k=21) | seconds |", "|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['precision']} | {r['loss']:.4f} | {r['knn_cos_k21']:.3f} | {r['seconds']} |"
+              for r in rows]
+    report("bench_precision_knn", out, "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def _npz(path: Path, n: int = 4096, size: int = 32) -> str:
 
 
 def _pretrain(method: str, data: str, out: Path, **over) -> dict:
-    from simxir.train.pretrain import build_config, run_pretrain  # noqa: PLC0415
+    from simxir.train.assemble import build_config  # noqa: PLC0415
+    from simxir.train.pretrain import run_pretrain  # noqa: PLC0415
 
     settings = {"backbone": "resnet18-cifar", "epochs": 1, "batch_size": 256, "tensorboard": "false",
                 "log_every": 1000, **over}
@@ -55,25 +56,33 @@ def _syncs(fn) -> tuple[object, int]:
 
 
 def main() -> None:
-    from simxir.methods import METHODS  # noqa: PLC0415
+    import argparse  # noqa: PLC0415
+
+    from simxir.methods import PRETRAIN_METHODS  # noqa: PLC0415
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None, help="folder for gpu_check.json (default: print only)")
+    args = ap.parse_args()
 
     t0 = time.time()
     out: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     tmp = Path(tempfile.mkdtemp())
     data = _npz(tmp / "c.npz")
     out["methods"] = {}
-    for m in sorted(METHODS):
+    for m in sorted(PRETRAIN_METHODS):
         (r, n_sync) = _syncs(lambda m=m: _pretrain(m, data, tmp / m))
         e = r["epochs"][-1]
         steps = e["step"]
         out["methods"][m] = {"img_per_s": round(e["train_img_per_s"], 1), "loss": e["loss"],
                              "sync_warnings_per_step": round(n_sync / max(1, steps), 2)}
-    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune  # noqa: PLC0415
+    from simxir.eval.linear import LinearProbeConfig  # noqa: PLC0415
+    from simxir.finetune.run import build_finetune_config, run_finetune  # noqa: PLC0415
+    from simxir.protocol import EvalProtocol  # noqa: PLC0415
 
     t = time.time()
     cfg = build_finetune_config(None, ["epochs=1", "batch_size=256", "tensorboard=false"], data=data)
     ft = run_finetune(cfg, tmp / "simsiam" / "encoder.safetensors", tmp / "ft",
-                      protocol=EvalProtocol(linear_epochs=10))
+                      protocol=EvalProtocol(linear_cfg=LinearProbeConfig(epochs=10)))
     out["finetune"] = {"seconds": round(time.time() - t, 1), "knn5_before": ft["before"]["knn"]["cosine"]["5"],
                        "knn5_after": ft["after"]["knn"]["cosine"]["5"]}
     import torch.distributed as dist  # noqa: PLC0415
@@ -110,6 +119,9 @@ def main() -> None:
     out["resnet50_224_b128"] = {"img_per_s": round(r["epochs"][-1]["train_img_per_s"], 1)}
     out["seconds"] = round(time.time() - t0, 1)
     print(json.dumps(out))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "gpu_check.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

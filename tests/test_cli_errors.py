@@ -4,6 +4,12 @@ training end as one line and the exit code, with the JSON object under --json.""
 from __future__ import annotations
 
 import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -41,7 +47,7 @@ def test_ctrl_c_during_evaluation_is_interrupted_130(tmp_path, monkeypatch, cli)
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(command, "evaluate_features", interrupted)
+    monkeypatch.setattr(command, "evaluate", interrupted)
     r = cli(["eval", "--encoder", _encoder(tmp_path), "--data", "digits", "--json"])
     assert r.code == 130 and r.err_lines[-1].startswith("interrupted: ") and r.json["exit_code"] == 130
 
@@ -86,3 +92,31 @@ def test_an_output_path_that_is_a_directory_is_one_line(tmp_path, cli):
         r = cli([*argv, "--json"])
         assert r.code == 2 and r.error == f"error: {folder}: Is a directory [EISDIR]", r.err_lines[-2:]
         assert r.json["exit_code"] == 2 and not list(folder.iterdir())
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "simxir.cli", "pretrain", "--method", "simclr", "--out", str(out),
+                             "epochs=500", "tensorboard=false", "monitor.eval_size=64", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "SIMXIR_QUIET": "1"},
+                            # as from a shell: a pytest-xdist worker ignores SIGINT, and a child that
+                            # starts with SIGINT ignored never raises KeyboardInterrupt
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 300
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert (out / "checkpoint.pt").exists(), "no checkpoint within 300 s"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("interrupted:") and str(out / "checkpoint.pt") in line and "--resume" in line
+    assert json.loads(stdout)["status"] == "interrupted"
+    # and the run does continue from there
+    r = subprocess.run([sys.executable, "-m", "simxir.cli", "pretrain", "--out", str(out), "--resume", "epochs=3",
+                        "--json"], capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                       env={**os.environ, "SIMXIR_QUIET": "1"})
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["epochs"]) == 3

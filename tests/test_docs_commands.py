@@ -73,11 +73,11 @@ def test_every_documented_command_parses(where, line):
 
 
 def test_option_help_lists_come_from_the_registries():
-    from simxir.methods import METHODS
+    from simxir.methods import PRETRAIN_METHODS
     from simxir.models import FORMATS
 
     def help_of(command: str, option: str) -> str:
         return next(p.help for p in _click_root().commands[command].params if option in p.opts)
 
-    assert all(name in help_of("pretrain", "--method") for name in METHODS)
+    assert all(name in help_of("pretrain", "--method") for name in PRETRAIN_METHODS)
     assert all(name in help_of("finetune", "--encoder") for name in FORMATS)   # the ViT layouts too

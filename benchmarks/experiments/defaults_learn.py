@@ -30,7 +30,8 @@ from simxir.errors import TrainingDiverged  # noqa: E402
 from simxir.eval import evaluate_encoder  # noqa: E402
 from simxir.methods import METHODS  # noqa: E402
 from simxir.models import build_backbone  # noqa: E402
-from simxir.train.pretrain import build_config, run_pretrain  # noqa: E402
+from simxir.train.assemble import build_config  # noqa: E402
+from simxir.train.pretrain import run_pretrain  # noqa: E402
 
 KS = (5, 11, 21)
 

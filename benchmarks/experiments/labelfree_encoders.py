@@ -25,7 +25,7 @@ from simxir.data import open_dataset
 from simxir.methods import build_method
 from simxir.models import build_backbone, save_encoder
 from simxir.train import train
-from simxir.train.pretrain import build_config
+from simxir.train.assemble import build_config
 
 
 def main() -> None:

@@ -32,9 +32,10 @@ from simxir.data import open_dataset
 from simxir.eval.features import dataset_features
 from simxir.eval.knn import knn_classify
 from simxir.eval.labelfree import BETTER, METRICS, LabelFreeConfig, evaluate_label_free
-from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+from simxir.finetune.run import build_finetune_config, run_finetune
 from simxir.io import atomic_write_bytes, atomic_write_json, json_safe
 from simxir.models import load_encoder
+from simxir.protocol import EvalProtocol
 
 K = 11
 

@@ -191,7 +191,8 @@ def test_modes_and_uppercase_extension_decode_to_rgb(tmp_path):
 
 
 def test_unreadable_file_stops_with_its_path_or_is_skipped_and_counted(tmp_path):
-    from simxir.train.pretrain import build_config, run_pretrain
+    from simxir.train.assemble import build_config
+    from simxir.train.pretrain import run_pretrain
 
     root = jpeg_folder(tmp_path / "d", 16, 4)
     bad = root / "train" / "c0" / "00002.jpg"
@@ -218,6 +219,7 @@ def test_class_list_selects_a_subset(tmp_path):
         _stream(root, classes=str(tmp_path / "bad.txt"))
 
 
+@pytest.mark.slow
 def test_arrange_imagenet_val(tmp_path):
     from PIL import Image
 
@@ -251,7 +253,8 @@ def test_index_is_cached_and_reused(tmp_path):
 
 @pytest.mark.slow
 def test_streamed_resume_reproduces_the_uninterrupted_run(tmp_path):
-    from simxir.train.pretrain import build_config, run_pretrain
+    from simxir.train.assemble import build_config
+    from simxir.train.pretrain import run_pretrain
 
     root = jpeg_folder(tmp_path / "d", 32, 4)
     over = ["image_size=16", "loader.stream=on", "loader.workers=1", "loader.stats_sample=4", "batch_size=8",
@@ -320,7 +323,7 @@ def test_imagenet_recipes_build_their_config_and_streamed_pipeline(recipe, tmp_p
     """As shipped, with only --data pointing at a folder of the ImageNet layout."""
     from simxir.augment import build_augment
     from simxir.finetune.run import build_finetune_config
-    from simxir.train.pretrain import build_config
+    from simxir.train.assemble import build_config
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     root = jpeg_folder(tmp_path / "imagenet", 4, 2, ext=".JPEG")
@@ -358,8 +361,9 @@ def test_finetune_and_eval_read_a_streamed_folder(tmp_path):
     """simxir finetune (train + before/after evaluation) and simxir eval on a streamed folder."""
     import json
 
-    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+    from simxir.finetune.run import build_finetune_config, run_finetune
     from simxir.models import build_backbone, save_encoder
+    from simxir.protocol import EvalProtocol
 
     root = jpeg_folder(tmp_path / "d", 16, 8)
     enc = tmp_path / "enc.safetensors"

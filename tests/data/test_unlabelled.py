@@ -127,7 +127,8 @@ def _kill_after_one(epoch, metrics):
 def test_unlabelled_pretraining_resumes_bit_for_bit_and_evaluates_on_eval_data(tmp_path, stream):
     from simxir.errors import TrainingInterrupted
     from simxir.protocol.monitor import knn_monitor
-    from simxir.train.pretrain import build_config, run_pretrain
+    from simxir.train.assemble import build_config
+    from simxir.train.pretrain import run_pretrain
 
     root = tmp_path / "photos"
     photo_folder(root, 32, side=24)

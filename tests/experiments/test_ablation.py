@@ -13,7 +13,7 @@ from simxir.experiments.ablation import PAPER_ROWS, TABLE3_ROWS, AblationRow, fo
 
 def test_rows_set_the_bridge_switches():
     from simxir.methods.bridge import BridgeConfig
-    from simxir.train.pretrain import build_config
+    from simxir.train.assemble import build_config
 
     for row in TABLE3_ROWS:
         cfg = build_config("bridge", None, ["method.proj_sizes=[16,16]"] + row.method_overrides(), None)

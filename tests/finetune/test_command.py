@@ -62,15 +62,14 @@ def test_finetune_moco_checkpoint_end_to_end(tmp_path):
     assert not torch.equal(raw["module.encoder_q.features.0.weight"], enc.state_dict()["features.0.weight"])
 
 
-def test_finetune_bad_input_is_one_line(tmp_path):
-    r = _run(["finetune", "--encoder", "missing.pt", "--data", "digits", "--out", "run"], tmp_path)
-    assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and "missing.pt" in r.stderr
-    r = _run(["finetune", "--encoder", "x.pt", "--data", "digits", "--out", "run", "epochz=3"], tmp_path)
-    assert r.returncode == 2 and "unknown key 'epochz'" in r.stderr
-    r = _run(["finetune", "--encoder", "x.pt", "--data", "digits", "--out", "run", "--rounds", "3",
-              "epochs=4"], tmp_path)
-    assert r.returncode == 2 and "not a multiple" in r.stderr
-    r = _run(["finetune", "--encoder", "x.pt", "--data", "digits", "--out", "run", "--variant", "dagger"],
-             tmp_path)
-    assert r.returncode == 2 and "--variant" in r.stderr
+@pytest.mark.parametrize("extra,needle", [
+    (["--encoder", "missing.pt"], "missing.pt"),
+    (["--encoder", "x.pt", "epochz=3"], "unknown key 'epochz'"),
+    (["--encoder", "x.pt", "--rounds", "3", "epochs=4"], "not a multiple"),
+    (["--encoder", "x.pt", "--variant", "dagger"], "--variant"),
+])
+def test_finetune_bad_input_is_one_line(tmp_path, monkeypatch, cli, extra, needle):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SIMXIR_QUIET", "1")
+    r = cli(["finetune", "--data", "digits", "--out", "run", *extra])
+    assert r.code == 2 and r.err_lines == [r.error] and needle in r.error

@@ -29,7 +29,7 @@ def test_methods_json_lists_registry_defaults() -> None:
 
 
 def test_methods_show_their_training_defaults() -> None:
-    from simxir.train.pretrain import build_config
+    from simxir.train.assemble import build_config
 
     app = typer.Typer()
     app.command()(methods_command)

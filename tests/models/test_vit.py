@@ -154,10 +154,13 @@ def test_save_and_load_keep_the_vit_and_its_representation(tmp_path):
 def test_pretrain_then_simxir_on_a_vit_end_to_end(tmp_path):
     """SimSiam pretraining with backbone=vit-tiny-cifar records the representation; SimXIR
     fine-tunes the ViT (no BatchNorm: target_bn does not apply) and evaluates kNN + linear."""
-    from simxir.finetune.method import SimXIR
-    from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+    from simxir.eval.linear import LinearProbeConfig
+    from simxir.finetune.run import build_finetune_config, run_finetune
+    from simxir.methods import SimXIR
     from simxir.models import load_encoder
-    from simxir.train.pretrain import build_config, run_pretrain
+    from simxir.protocol import EvalProtocol
+    from simxir.train.assemble import build_config
+    from simxir.train.pretrain import run_pretrain
 
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny.npz"       # 4 classes of 16 px images that differ in colour
@@ -177,7 +180,8 @@ def test_pretrain_then_simxir_on_a_vit_end_to_end(tmp_path):
     assert not SimXIR(enc).target_bn_applies
     ft = build_finetune_config(None, ["epochs=1", "batch_size=32", "tensorboard=false", "vit.representation=cls+mean"],
                                f"npz:{data}")
-    out = run_finetune(ft, res["encoder"], tmp_path / "ft", protocol=EvalProtocol(knn_ks=(5,), linear_epochs=5))
+    out = run_finetune(ft, res["encoder"], tmp_path / "ft",
+                       protocol=EvalProtocol(knn_ks=(5,), linear_cfg=LinearProbeConfig(epochs=5)))
     for side in ("before", "after"):
         assert out[side]["knn"]["cosine"]["5"] > 60 and out[side]["linear"]["top1"] > 60   # colour classes
     tuned, _ = load_encoder(out["encoder"])
@@ -191,7 +195,8 @@ def test_pretrain_then_simxir_on_a_vit_end_to_end(tmp_path):
 
 
 def test_vit_options_are_refused_on_other_backbones():
-    from simxir.train.pretrain import build_config, run_pretrain
+    from simxir.train.assemble import build_config
+    from simxir.train.pretrain import run_pretrain
 
     cfg = build_config("simsiam", None, ["backbone=convnet-small", "vit.registers=4"], "digits")
     with pytest.raises(UserError, match="only apply to ViT"):

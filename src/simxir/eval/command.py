@@ -16,7 +16,6 @@ import typer
 from simxir.data import LoaderConfig
 from simxir.device import parse_device
 from simxir.errors import UserError
-from simxir.eval.evaluate import evaluate_features
 from simxir.eval.features import dataset_features, load_features_npz, open_encoder_data, save_features_npz
 from simxir.eval.knn import DEFAULT_KS, faiss_available, parse_ks
 from simxir.eval.labelfree import LabelFreeConfig, evaluate_label_free
@@ -24,7 +23,7 @@ from simxir.eval.linear import LinearProbeConfig
 from simxir.eval.report import format_label_free, format_tables
 from simxir.io import json_safe
 from simxir.progress import log
-from simxir.protocol import PROTOCOLS, encoder_protocol_probe, protocol_config
+from simxir.protocol import PROTOCOLS, EvalProtocol, evaluate, protocol_config, score_features
 
 
 def eval_command(
@@ -113,10 +112,17 @@ def eval_command(
         raise UserError("--eval-data and --label-free: need --encoder and --data, not --features")
     if label_free_images < 2:
         raise UserError(f"--label-free-images: expected at least 2, got {label_free_images}")
-    pcfg = protocol_config(linear_recipe) if augmented else None
+    if augmented:
+        protocol_config(linear_recipe)   # a bad recipe fails before any data is read
+    protocol = EvalProtocol(knn_ks=tuple(ks), weighted_temperature=temperature, knn_backend=backend, linear=linear,
+                            linear_cfg=LinearProbeConfig(epochs=linear_epochs, lr=linear_lr, weight_decay=linear_wd,
+                                                         batch_size=linear_batch_size, standardize=standardize,
+                                                         seed=seed),
+                            batch_size=batch_size, linear_protocol=linear_protocol, linear_recipe=linear_recipe,
+                            label_free=LabelFreeConfig(images=label_free_images))
     extra: dict[str, Any] = {}
     if features is not None:
-        tr, ytr, te, yte = load_features_npz(features)
+        result = score_features(*load_features_npz(features), protocol, device=dev)
     else:
         if stream not in ("auto", "on", "off"):
             raise UserError(f"--stream: expected auto, on or off, got {stream!r}")
@@ -125,8 +131,7 @@ def eval_command(
         model, ds, evaluation, aug = open_encoder_data(encoder, data, backbone, fmt, allow_pickle, augment,
                                                        image_size, dev, loader, eval_data)
         if label_free or (label_free is None and not ds.labelled):
-            summary, _, _ = evaluate_label_free(model, ds, aug, LabelFreeConfig(images=label_free_images),
-                                                batch_size=batch_size)
+            summary, _, _ = evaluate_label_free(model, ds, aug, protocol.label_free, batch_size=batch_size)
             extra["label_free"] = summary
         if not evaluation.labelled:
             if save_features or augmented:
@@ -134,20 +139,11 @@ def eval_command(
                                 f"labels (pass --eval-data SPEC)")
             _print(extra, json_out, markdown, f"simxir eval: {encoder} on {data} (unlabelled: label-free numbers)")
             return
-        tr, ytr, te, yte = dataset_features(model, evaluation, aug, batch_size, dev)
-    if save_features:
-        save_features_npz(save_features, tr, ytr, te, yte)
-        log(f"features written to {save_features}")
-    cfg = LinearProbeConfig(epochs=linear_epochs, lr=linear_lr, weight_decay=linear_wd,
-                            batch_size=linear_batch_size, standardize=standardize, seed=seed)
-    result: dict[str, Any] = evaluate_features(tr, ytr, te, yte, knn_ks=ks, linear=linear and not augmented,
-                                               linear_cfg=cfg, weighted_temperature=temperature, backend=backend,
-                                               device=dev)
-    if linear and not augmented:
-        result["linear"]["protocol"] = "fast"
-    if augmented:
-        result["linear"] = encoder_protocol_probe(encoder, eval_data or data, backbone, fmt, allow_pickle, augment,
-                                                  image_size, dev, loader, pcfg, linear_out, resume, batch_size)
+        feats = dataset_features(model, evaluation, aug, batch_size, dev)
+        if save_features:
+            save_features_npz(save_features, *feats)
+            log(f"features written to {save_features}")
+        result = evaluate(model, evaluation, aug, protocol, linear_out, resume=resume, features=feats)
     result.update(extra)
     title = f"simxir eval: {features or encoder}" + (f" on {eval_data or data}" if data else "")
     _print(result, json_out, markdown, title)

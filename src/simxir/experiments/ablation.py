@@ -19,20 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from simxir.augment import build_augment
-from simxir.data import open_dataset
-from simxir.data.index import INDEX_CACHE
 from simxir.errors import TrainingDiverged, UserError
 from simxir.eval import evaluate_encoder
 from simxir.io import atomic_write_json
-from simxir.methods import build_method
-from simxir.models import build_backbone
 from simxir.progress import log
 from simxir.rundir import own_run_folder
 from simxir.train import train
-from simxir.train.pretrain import build_config, open_eval_data
+from simxir.train.assemble import build_config, build_model, open_run_data
 
 
 @dataclass(frozen=True)
@@ -46,7 +39,7 @@ class AblationRow:
     paper: str | None = None       # the paper's Table 3 outcome for this row (None: not in it)
 
     def method_overrides(self) -> list[str]:
-        """``method.KEY=VALUE`` overrides for :func:`simxir.train.pretrain.build_config`."""
+        """``method.KEY=VALUE`` overrides for :func:`simxir.train.assemble.build_config`."""
         return [f"method.c_inv={self.c_inv}", f"method.c_cov={self.c_cov}",
                 f"method.standardize={str(self.standardize).lower()}",
                 f"method.predictor={'identity' if self.identity_predictor else 'linear'}",
@@ -135,20 +128,18 @@ def _run_ablation(rows: list[AblationRow], out: Path, recipe: str | None, base: 
                   knn_k: int, eval_data: str | None) -> dict[str, Any]:
     cfgs = {r.name: build_config("bridge", recipe, base + r.method_overrides(), data, eval_data) for r in rows}
     first = next(iter(cfgs.values()))
-    dataset = open_dataset(first.data, first.image_size, first.loader, index_cache=str(out / INDEX_CACHE))
-    evaluation = open_eval_data(first, dataset, out)
-    augment = build_augment(first.augment, dataset.image_size, dataset.mean, dataset.std)
+    run = open_run_data(first, out)     # one dataset for every row
+    dataset, evaluation, augment = run.dataset, run.evaluation, run.augment
     results = []
     epochs_run = first.epochs      # None (the automatic length) until a row has trained
     for row in rows:
         cfg = cfgs[row.name]
         log(f"ablation row {row.name}: {' '.join(row.method_overrides())}")
-        torch.manual_seed(cfg.seed)
-        method = build_method("bridge", build_backbone(cfg.backbone, **cfg.vit.options()), dict(cfg.method))
+        method = build_model(cfg)
         entry: dict[str, Any] = {"row": row.name, **row.switches(), "paper": row.paper,
                                  "run_dir": str(out / row.name)}
         try:
-            res = train(cfg, method, dataset, augment, out / row.name)
+            res = train(cfg, method, dataset, method.views_of(augment), out / row.name, device=run.device)
         except TrainingDiverged as exc:  # nan/inf loss: the engine kept the last good checkpoint
             # a row the paper reports as collapsing has collapsed when its loss blows up; any
             # other row has diverged (a training failure, not a finding)

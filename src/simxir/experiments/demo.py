@@ -28,12 +28,14 @@ from simxir.eval import (
 from simxir.eval.linear import linear_probe_predictions
 from simxir.eval.paired import paired_change, verdict
 from simxir.finetune.report import format_report
-from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+from simxir.finetune.run import build_finetune_config, run_finetune
 from simxir.io import atomic_write_bytes, atomic_write_json
 from simxir.models import build_backbone, load_encoder
 from simxir.plotting import figure, honest_ylim, save_figure
 from simxir.progress import log
-from simxir.train.pretrain import build_config, run_pretrain
+from simxir.protocol import EvalProtocol
+from simxir.train.assemble import build_config
+from simxir.train.pretrain import run_pretrain
 
 EXPECTED = "about 1-2 minutes on 2 idle CPU cores (longer when they are busy)"
 KNN_HEADLINE_K = 11          # the middle of the paper's k = 5..21
@@ -121,7 +123,8 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
     if (out / "pretrain" / "checkpoint.pt").exists() or (out / "finetune" / "checkpoint.pt").exists():
         raise UserError(f"--out {out}: already holds a demo run; choose another folder or remove it")
     t0 = time.perf_counter()
-    protocol = EvalProtocol(linear_epochs=linear_epochs, label_free=None)   # the demo judges by labels (paired tables)
+    # the demo judges by labels (paired tables)
+    protocol = EvalProtocol(linear_cfg=LinearProbeConfig(epochs=linear_epochs), label_free=None)
     common = [f"seed={seed}", "tensorboard=false", "monitor.eval_size=360"]
 
     log(f"[1/5] pretraining convnet-small with {method} on digits, {pretrain_epochs} epochs with its "
@@ -157,11 +160,10 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
     feats = {"random init": _features(build_backbone("convnet-small"), dataset, augment),
              "pretrained": _features(load_encoder(pre["encoder"])[0], dataset, augment),
              "+ SimXIR": _features(load_encoder(ft["encoder"])[0], dataset, augment)}
-    # the same protocol as finetune.run.evaluate, on the features already extracted
+    # the same protocol as simxir.protocol.evaluate, on the features already extracted
     random_tr, random_te = feats["random init"]
     random_eval = evaluate_features(random_tr, dataset.train.labels, random_te, dataset.test.labels,
-                                    knn_ks=protocol.knn_ks, linear=protocol.linear,
-                                    linear_cfg=LinearProbeConfig(epochs=protocol.linear_epochs))
+                                    knn_ks=protocol.knn_ks, linear=protocol.linear, linear_cfg=protocol.linear_cfg)
     paired = paired_tables(feats["pretrained"], feats["+ SimXIR"], dataset, protocol.knn_ks,
                            linear_epochs, seed)
     geometry = {n: class_geometry(f[1], dataset.test.labels) for n, f in feats.items()}

@@ -1,6 +1,7 @@
-"""SimXIR self-supervised fine-tuning (SimXIR paper, Algorithm 1) of any off-the-shelf encoder."""
+"""SimXIR self-supervised fine-tuning (SimXIR paper, Algorithm 1) of any off-the-shelf encoder: the run
+(evaluate, fine-tune on the engine, evaluate, export) and its report. The method itself is
+``simxir.methods.simxir``."""
 
-from simxir.finetune.loss import simxir_loss
-from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
+from simxir.methods.simxir import RawAnchorViews, SimXIR, SimXIRConfig, simxir_loss
 
 __all__ = ["RawAnchorViews", "SimXIR", "SimXIRConfig", "simxir_loss"]

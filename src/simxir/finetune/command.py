@@ -11,11 +11,12 @@ from simxir import distributed
 from simxir.errors import UserError
 from simxir.eval.knn import parse_ks
 from simxir.eval.labelfree import LabelFreeConfig
+from simxir.eval.linear import LinearProbeConfig
 from simxir.finetune.report import format_report
-from simxir.finetune.run import EvalProtocol, build_finetune_config, run_finetune
+from simxir.finetune.run import build_finetune_config, run_finetune
 from simxir.io import json_safe
 from simxir.models import FORMATS
-from simxir.protocol import PROTOCOLS
+from simxir.protocol import PROTOCOLS, EvalProtocol
 from simxir.train.checkpoint import resume_recipe
 
 
@@ -61,7 +62,8 @@ def finetune_command(
         raise UserError(f"--label-free-images: expected 0 (off) or at least 2, got {label_free_images}")
     cfg = build_finetune_config(resume_recipe(out, resume, recipe), list(overrides or []), data, rounds,
                                variant, loss, eval_data)
-    protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear, linear_epochs=linear_epochs,
+    protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear,
+                            linear_cfg=LinearProbeConfig(epochs=linear_epochs),
                             linear_protocol=linear_protocol, linear_recipe=linear_recipe,
                             label_free=LabelFreeConfig(images=label_free_images) if label_free_images else None)
     result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,

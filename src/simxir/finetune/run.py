@@ -19,134 +19,40 @@ import torch
 import torch.distributed as dist
 
 from simxir import distributed
-from simxir.augment import build_augment
-from simxir.config import (
-    ConfigError,
-    apply_overrides,
-    deep_update,
-    from_dict,
-    read_recipe,
-    to_dict,
-)
-from simxir.data import open_dataset, split_validation
-from simxir.data.index import INDEX_CACHE
+from simxir.config import to_dict
 from simxir.errors import UserError
-from simxir.eval import LinearProbeConfig, evaluate_features
-from simxir.eval.features import dataset_features, model_device
-from simxir.eval.labelfree import LabelFreeConfig, evaluate_label_free, paired
-from simxir.finetune.method import RawAnchorViews, SimXIR, SimXIRConfig
+from simxir.eval.labelfree import evaluate_label_free, paired
 from simxir.finetune.report import write_report
 from simxir.io import atomic_write_bytes, atomic_write_json, read_npz
 from simxir.models import export_encoder, load_encoder
 from simxir.progress import log
-from simxir.protocol import PROTOCOLS, protocol_config, protocol_probe
+from simxir.protocol import EvalProtocol, evaluate
 from simxir.rundir import own_run_folder
 from simxir.train import train
-from simxir.train.config import MonitorConfig, OptimConfig, ScheduleConfig, TrainConfig
-from simxir.train.plan import resolve_device, resolve_length
-from simxir.train.pretrain import open_eval_data
-
-
-def finetune_defaults() -> TrainConfig:
-    """The SimXIR paper's defaults: one round (T = 1) of 20 epochs, SGD lr 5e-4 (not scaled by
-    batch size), weight decay 1e-6, batch 512, constant lr; augmentations by image size
-    (``auto``: SimSiam's CIFAR recipe at 17-64 px, as the paper; ``tiny`` for digits-size images)."""
-    return TrainConfig(
-        method_name="simxir", data="", backbone="auto", augment="auto", epochs=20,
-        batch_size=512,
-        optim=OptimConfig(name="sgd", lr=5e-4, scale_lr=False, weight_decay=1e-6, momentum=0.9),
-        schedule=ScheduleConfig(name="constant", warmup_epochs=0.0),
-        monitor=MonitorConfig(save_predictor=False),
-        method=to_dict(SimXIRConfig()),
-    )
+from simxir.train.assemble import build_config, build_model, open_run_data
+from simxir.train.config import TrainConfig
+from simxir.train.plan import resolve_length
 
 
 def build_finetune_config(recipe: str | Path | None, overrides: list[str], data: str | None = None,
                           rounds: int | None = None, variant: str | None = None,
                           loss: str | None = None, eval_data: str | None = None) -> TrainConfig:
-    """Defaults, then the recipe (a YAML mapping laid over them), then ``key=value`` overrides
-    (``method.KEY=V`` for :class:`SimXIRConfig`), then the explicit options."""
-    data_dict = to_dict(finetune_defaults())
-    if recipe is not None:
-        data_dict = deep_update(data_dict, read_recipe(recipe, "finetune TrainConfig"))
-    method_ovr = [o for o in overrides if o.strip().startswith("method.")]
-    train_ovr = [o for o in overrides if not o.strip().startswith("method.")]
-    try:
-        cfg = apply_overrides(from_dict(TrainConfig, data_dict), train_ovr)
-    except ConfigError as exc:
-        raise ConfigError(f"recipe {recipe}: {exc}" if recipe and not train_ovr else str(exc)) from None
-    wrapper = dataclasses.make_dataclass("MethodSection", [("method", SimXIRConfig)])
-    mcfg = apply_overrides(from_dict(wrapper, {"method": dict(cfg.method)}), method_ovr).method
-    if variant is not None:
-        mcfg = apply_overrides(mcfg, [f"variant={variant}"])
-    if loss is not None:
-        mcfg = apply_overrides(mcfg, [f"loss={loss}"])
+    """:func:`simxir.train.assemble.build_config` for the ``simxir`` method (its ``train_defaults``
+    are the SimXIR paper's settings), then the explicit options ``--variant``, ``--loss`` and
+    ``--rounds`` (rounds T: the epochs split evenly)."""
+    extra = [f"method.{k}={v}" for k, v in (("variant", variant), ("loss", loss)) if v is not None]
+    cfg = build_config("simxir", recipe, [*overrides, *extra], data, eval_data)
     if rounds is not None:
         if rounds < 1:
             raise UserError(f"--rounds: expected >= 1, got {rounds}")
-        if mcfg.steps_per_round:
+        if cfg.method["steps_per_round"]:
             raise UserError("--rounds: cannot be combined with method.steps_per_round")
         if cfg.epochs % rounds:
             raise UserError(f"--rounds {rounds}: epochs={cfg.epochs} is not a multiple of it")
-        mcfg = dataclasses.replace(mcfg, epochs_per_round=cfg.epochs // rounds)
-    updates: dict[str, Any] = {"method_name": "simxir", "method": to_dict(mcfg)}
-    if data:
-        updates["data"] = data
-    if eval_data:
-        updates["eval_data"] = eval_data
-    cfg = dataclasses.replace(cfg, **updates)
+        cfg = dataclasses.replace(cfg, method={**cfg.method, "epochs_per_round": cfg.epochs // rounds})
     if not cfg.data:
         raise UserError("--data: required (a dataset spec such as digits, npz:FILE, cifar10:DIR)")
     return cfg
-
-
-@dataclasses.dataclass
-class EvalProtocol:
-    """The before/after evaluation, identical on both sides."""
-
-    knn_ks: tuple[int, ...] = (5, 7, 11, 15, 17, 21)
-    linear: bool = True
-    linear_epochs: int = 100
-    batch_size: int = 256
-    linear_protocol: str = "fast"          # or "augmented": simxir.protocol (the papers' protocol)
-    linear_recipe: str | None = None       # augmented: a recipes/linear/*.yaml file (None: its defaults)
-    label_free: LabelFreeConfig | None = dataclasses.field(default_factory=LabelFreeConfig)   # None: off
-
-
-def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: EvalProtocol,
-             linear_dir: Path | None = None) -> dict[str, Any]:
-    """The ``simxir eval --json`` object for ``backbone`` on ``dataset`` (same protocol every time).
-
-    Runs on the backbone's device. Under torchrun every process extracts its share of the features;
-    kNN and the fast linear probe run once, on rank 0, and every process returns rank 0's result;
-    the augmented protocol trains distributed like the engine (its checkpoint in ``linear_dir``)."""
-    if protocol.linear_protocol not in PROTOCOLS:
-        raise UserError(f"--linear-protocol: expected one of {', '.join(PROTOCOLS)}, "
-                        f"got {protocol.linear_protocol!r}")
-    augmented = protocol.linear and protocol.linear_protocol == "augmented"
-    if not getattr(dataset, "labelled", True):
-        return {}   # nothing to classify: the label-free numbers stand alone
-    was = backbone.training
-    tr, train_y, te, test_y = dataset_features(backbone, dataset, augment, protocol.batch_size)
-    result: dict[str, Any] = {}
-    if distributed.is_main():
-        result = evaluate_features(tr, train_y, te, test_y, knn_ks=protocol.knn_ks,
-                                   linear=protocol.linear and not augmented,
-                                   linear_cfg=LinearProbeConfig(epochs=protocol.linear_epochs),
-                                   device=model_device(backbone))
-        if "linear" in result:
-            result["linear"]["protocol"] = "fast"
-    backbone.train(was)
-    if distributed.world_size() > 1:
-        box = [result]
-        dist.broadcast_object_list(box, src=0)
-        result = box[0]
-    if augmented:
-        cfg = protocol_config(protocol.linear_recipe)
-        result["linear"] = protocol_probe(backbone, dataset, augment, cfg, linear_dir,
-                                          resume=linear_dir is not None, feature_batch=protocol.batch_size)
-        backbone.train(was)
-    return result
 
 
 LABEL_FREE_BEFORE = "label-free-before.npz"   # the before features, for the paired change after a resume
@@ -198,29 +104,12 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
         backbone.set_representation(cfg.vit.representation)
     log(report.summary() + (f"\n  representation {backbone.representation}" if hasattr(backbone, "representation")
                             else ""))
-    device = resolve_device(cfg)
-    dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(run_dir / INDEX_CACHE),
-                           device=device, on_device=cfg.data_on_device)
-    streamed = getattr(dataset, "streamed", False)
-    if val_fraction:
-        if not 0 < val_fraction < 1:
-            raise UserError(f"--val-fraction: expected a number in (0, 1), got {val_fraction}")
-        if streamed:
-            raise UserError("--val-fraction: not available for streamed folders; put the validation "
-                            "images in DIR/val/<class>/ instead")
-        if cfg.eval_data or not dataset.labelled:
-            raise UserError("--val-fraction: splits the labelled training data; with --eval-data or unlabelled "
-                            "--data, evaluation runs on the --eval-data set")
-        dataset = split_validation(dataset, val_fraction, cfg.seed)
-        log(f"evaluating on a validation split of {val_fraction:.0%} of the training data "
-            f"({len(dataset.test.labels)} images); the test split is not used")
+    run = open_run_data(cfg, run_dir, val_fraction)
+    dataset, evaluation, augment, device = run.dataset, run.evaluation, run.augment, run.device
     cfg = resolve_length(cfg, len(dataset.train))   # the batch and epochs the run trains with, for its report
-    evaluation = open_eval_data(cfg, dataset, run_dir, device)
     if not evaluation.labelled:
         log(f"data {cfg.data}: unlabelled and no --eval-data: the report holds the label-free numbers only")
-    augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
-    mcfg = from_dict(SimXIRConfig, dict(cfg.method))
-    if mcfg.variant == "raw-anchor" and streamed:
+    if cfg.method.get("variant") == "raw-anchor" and getattr(dataset, "streamed", False):
         raise UserError("method.variant=raw-anchor: needs in-memory data (its anchor is the whole "
                         "stored image); set loader.stream=off")
 
@@ -245,10 +134,8 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
             atomic_write_json(before, before_path)
         backbone = backbone.to("cpu")   # train() places the method (and its frozen target) itself
 
-    torch.manual_seed(cfg.seed)
-    method = SimXIR(backbone, mcfg)
-    views = RawAnchorViews(augment) if mcfg.variant == "raw-anchor" else augment
-    result = train(cfg, method, dataset, views, run_dir, resume=resume, device=device)
+    method = build_model(cfg, backbone)
+    result = train(cfg, method, dataset, method.views_of(augment), run_dir, resume=resume, device=device)
 
     tuned = method.backbone.to(memory_format=torch.contiguous_format).float()
     log("evaluating the encoder after fine-tuning")

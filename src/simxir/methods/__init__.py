@@ -21,13 +21,16 @@ from simxir.methods.byol import BYOL, BYOLConfig, byol_loss
 from simxir.methods.moco import MoCo, MoCoConfig, infonce_loss
 from simxir.methods.simclr import SimCLR, SimCLRConfig, nt_xent_loss
 from simxir.methods.simsiam import SimSiam, SimSiamConfig, simsiam_loss
+from simxir.methods.simxir import RawAnchorViews, SimXIR, SimXIRConfig, simxir_loss
 from simxir.methods.vicreg import VICReg, VICRegConfig, vicreg_loss
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (BYOL, SimSiam, BarlowTwins, VICReg, MoCo, SimCLR, Bridge)
+    for cls in (BYOL, SimSiam, BarlowTwins, VICReg, MoCo, SimCLR, Bridge, SimXIR)
 }
 CONFIGS: dict[str, type] = {name: cls.config_cls for name, cls in METHODS.items()}
+# the methods that train an encoder from scratch (``simxir pretrain``); the others fine-tune one
+PRETRAIN_METHODS: tuple[str, ...] = tuple(name for name, cls in METHODS.items() if not cls.fine_tunes)
 
 
 def build_method(name: str, backbone: nn.Module, cfg: Any = None) -> Method:
@@ -57,11 +60,11 @@ def build_method(name: str, backbone: nn.Module, cfg: Any = None) -> Method:
 
 
 __all__ = [
-    "BYOL", "BYOLConfig", "BarlowTwins", "BarlowTwinsConfig", "Bridge", "BridgeConfig", "CONFIGS",
-    "METHODS", "Method", "MoCo", "MoCoConfig", "SimCLR", "SimCLRConfig", "SimSiam",
-    "SimSiamConfig", "VICReg", "VICRegConfig", "barlow_twins_loss", "bridge_loss", "build_method",
-    "byol_loss", "cosine_tau", "ema_update_", "infonce_loss", "nt_xent_loss", "simsiam_loss",
-    "vicreg_loss",
+    "BYOL", "BYOLConfig", "BarlowTwins", "BarlowTwinsConfig", "Bridge", "BridgeConfig", "CONFIGS", "METHODS",
+    "Method", "MoCo", "MoCoConfig", "PRETRAIN_METHODS", "RawAnchorViews", "SimCLR", "SimCLRConfig", "SimSiam",
+    "SimSiamConfig", "SimXIR", "SimXIRConfig", "VICReg", "VICRegConfig", "barlow_twins_loss", "bridge_loss",
+    "build_method", "byol_loss", "cosine_tau", "ema_update_", "infonce_loss", "nt_xent_loss", "simsiam_loss",
+    "simxir_loss", "vicreg_loss",
 ]
 
 

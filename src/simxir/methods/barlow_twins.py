@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from simxir.distributed import gather_with_grad
 from simxir.errors import UserError
-from simxir.methods.base import Method, full_precision
+from simxir.methods.base import ADAMW_DEFAULTS, Method, full_precision
 from simxir.methods.heads import mlp
 
 
@@ -67,11 +66,7 @@ class BarlowTwins(Method):
 
     name = "barlow_twins"
     config_cls = BarlowTwinsConfig
-    # Adam-family optimizers are what these losses' large, badly scaled gradients need at CPU-scale
-    # batches: SGD lr 0.05 diverged (VICReg, bridge) or left a rank-4 backbone (Barlow Twins);
-    # AdamW 1e-3 learned for every one of them (results/pretrain/README.md). Papers' LARS: recipes.
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4}}
+    train_defaults = ADAMW_DEFAULTS
 
     def __init__(self, backbone: nn.Module, cfg: BarlowTwinsConfig | None = None) -> None:
         cfg = cfg or BarlowTwinsConfig()

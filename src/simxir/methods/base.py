@@ -8,6 +8,7 @@ A method wraps a backbone with its heads and loss. The engine only calls::
     method.predictor_weight()       # linear predictor matrix or None
     method.project(x)               # online projector output, for the analysis tools
     method.scale_sensitive          # True when shrinking z1/z2 towards zero lowers the loss
+    method.views_of(augment)        # the view maker the engine draws (v1, v2) from
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from simxir.errors import UserError
+
+# AdamW 1e-3: the optimizer that learned at CPU-scale batches for the losses with large, badly scaled
+# gradients (results/pretrain/README.md); the papers' LARS settings are in recipes/.
+ADAMW_DEFAULTS: dict[str, Any] = {"optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4}}
 
 
 def feature_dim_of(backbone: nn.Module) -> int:
@@ -98,6 +103,8 @@ class Method(nn.Module):
     # ``schedule``, ``method`` fields) laid over TrainConfig's defaults beneath any recipe, so that
     # ``simxir pretrain --method M`` without a recipe trains with settings that learn for M.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # True: the method continues training an existing encoder (``simxir finetune``), never a random one.
+    fine_tunes: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, cfg: Any) -> None:
         super().__init__()
@@ -113,6 +120,10 @@ class Method(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the engine at the start of each epoch."""
+
+    def views_of(self, augment: Any) -> Any:
+        """The view maker the engine draws (v1, v2) from: the augmentation itself, for most methods."""
+        return augment
 
     def predictor_weight(self) -> Tensor | None:
         """The linear predictor's matrix (out x in), or None when the method has none."""

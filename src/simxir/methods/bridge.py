@@ -4,28 +4,27 @@ explicit covariance-maintaining term replace BYOL/SimSiam's stop-gradient."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from simxir import distributed
 from simxir.errors import UserError
-from simxir.methods.base import Method, full_precision
+from simxir.methods.base import ADAMW_DEFAULTS, Method, full_precision
 from simxir.methods.heads import mlp
 
 
 @dataclass
 class BridgeConfig:
-    # d=128 below the batch size keeps each batch covariance full rank; the paper's 2048^3 and
-    # 8192^3 projectors are in recipes/pretrain/bridging-s5/. With 2048^3 on digits/CIFAR-size runs
-    # the backbone stayed at random-init kNN (it trains, finite loss, but does not learn there).
+    # d=128 below the batch size keeps each batch covariance full rank at CPU-scale batches; the
+    # paper's 2048^3 and 8192^3 projectors are in recipes/pretrain/bridging-s5/
     proj_sizes: list[int] = field(default_factory=lambda: [512, 512, 128])
     predictor: Literal["linear", "identity"] = "linear"   # "identity": the paper's I-PRED
     standardize: bool = True       # BatchNorm1d(affine=False) on each view's projector output
     stop_gradient: bool = False    # ablation: detach the target side, as BYOL/SimSiam
-    c_inv: float = 25.0            # the paper's best weights (Tables 2/4); 8/8 learned less in
-    c_cov: float = 1.0             # 117 CIFAR steps (+0.8 kNN over random init against +2.7)
+    c_inv: float = 25.0            # the paper's best weights (Tables 2/4)
+    c_cov: float = 1.0
     partitions: int = 1            # k of eq. 19 per process (W processes: k*W in all); 1 is eq. 17
     inv_per_sample: bool = False   # True: sum over dims, mean over samples (eq. 17 literally)
 
@@ -84,11 +83,7 @@ class Bridge(Method):
 
     name = "bridge"
     config_cls = BridgeConfig
-    # Adam-family optimizers are what these losses' large, badly scaled gradients need at CPU-scale
-    # batches: SGD lr 0.05 diverged (VICReg, bridge) or left a rank-4 backbone (Barlow Twins);
-    # AdamW 1e-3 learned for every one of them (results/pretrain/README.md). Papers' LARS: recipes.
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4}}
+    train_defaults = ADAMW_DEFAULTS
 
     def __init__(self, backbone: nn.Module, cfg: BridgeConfig | None = None) -> None:
         cfg = cfg or BridgeConfig()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from simxir.errors import UserError
 from simxir.methods.base import (
+    ADAMW_DEFAULTS,
     Method,
     cosine_tau,
     ema_update_,
@@ -30,10 +31,8 @@ class BYOLConfig:
     pred_hidden: int = 512
     predictor: Literal["mlp", "linear"] = "mlp"   # "linear": one bias-free Linear(d, d)
     tau_base: float = 0.99                        # EMA decay at step 0, cosine-scheduled to 1
-    proj_bn: bool = True                          # BN in the projector's hidden layer: the BYOL
-                                                  # paper's projector has it (SimXIR's C.2 has not:
-                                                  # its recipes set false); without it, 50-150 CPU
-                                                  # steps left the backbone below random init
+    proj_bn: bool = True                          # BN in the projector's hidden layer, as the BYOL
+                                                  # paper's (SimXIR's C.2 has none: its recipes say so)
 
 
 def byol_loss(p: Tensor, z: Tensor) -> Tensor:
@@ -53,11 +52,7 @@ class BYOL(Method):
 
     name = "byol"
     config_cls = BYOLConfig
-    # Adam-family optimizers are what these losses' large, badly scaled gradients need at CPU-scale
-    # batches: SGD lr 0.05 diverged (VICReg, bridge) or left a rank-4 backbone (Barlow Twins);
-    # AdamW 1e-3 learned for every one of them (results/pretrain/README.md). Papers' LARS: recipes.
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4}}
+    train_defaults = ADAMW_DEFAULTS
 
     def __init__(self, backbone: nn.Module, cfg: BYOLConfig | None = None) -> None:
         cfg = cfg or BYOLConfig()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 
 from simxir.distributed import gather_with_grad
 from simxir.errors import UserError
-from simxir.methods.base import Method, full_precision
+from simxir.methods.base import ADAMW_DEFAULTS, Method, full_precision
 from simxir.methods.heads import mlp
 
 
@@ -65,11 +64,7 @@ class VICReg(Method):
 
     name = "vicreg"
     config_cls = VICRegConfig
-    # Adam-family optimizers are what these losses' large, badly scaled gradients need at CPU-scale
-    # batches: SGD lr 0.05 diverged (VICReg, bridge) or left a rank-4 backbone (Barlow Twins);
-    # AdamW 1e-3 learned for every one of them (results/pretrain/README.md). Papers' LARS: recipes.
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4}}
+    train_defaults = ADAMW_DEFAULTS
     scale_sensitive = True   # unnormalized invariance term (the variance hinge is what stops shrinking)
 
     def __init__(self, backbone: nn.Module, cfg: VICRegConfig | None = None) -> None:

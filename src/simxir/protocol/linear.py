@@ -26,12 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from simxir.augment import Augment, ViewSpec, auto_recipe, build_augment
+from simxir.augment import Augment, ViewSpec
 from simxir.config import deep_update, from_dict, read_recipe, to_dict
-from simxir.data import open_dataset
 from simxir.eval.features import feature_autocast, model_device, split_features
 from simxir.io import atomic_save, load_checkpoint
-from simxir.models import load_encoder
 from simxir.progress import log, progress
 from simxir.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from simxir.train.monitors import topk_hits
@@ -180,19 +178,6 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
             "lr": plan.peak_lr, "bn": cfg.bn}
 
 
-def encoder_protocol_probe(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
-                           augment: str | None, image_size: int | None, device: torch.device,
-                           loader: Any, cfg: ProtocolConfig, out_dir: str | None = None,
-                           resume: bool = False, feature_batch: int = 256) -> dict[str, Any]:
-    """:func:`protocol_probe` of an encoder file over a dataset spec (``simxir eval --linear-protocol
-    augmented``)."""
-
-    ds = open_dataset(data, image_size or 0, loader, device=device)
-    model, _ = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
-    aug = build_augment(augment or auto_recipe(ds.image_size), ds.image_size, ds.mean, ds.std)
-    return protocol_probe(model.to(device), ds, aug, cfg, out_dir, resume, feature_batch)
-
-
 def protocol_config(recipe: str | Path | None, overrides: dict[str, Any] | None = None) -> ProtocolConfig:
     """A ProtocolConfig from a ``recipes/linear/*.yaml`` file (None: the defaults), then ``overrides``."""
 
@@ -204,5 +189,5 @@ def protocol_config(recipe: str | Path | None, overrides: dict[str, Any] | None 
     return from_dict(ProtocolConfig, data)
 
 
-__all__ = ["PROTOCOLS", "OneView", "ProtocolConfig", "build_classifier", "encoder_protocol_probe", "protocol_config",
+__all__ = ["PROTOCOLS", "OneView", "ProtocolConfig", "build_classifier", "protocol_config",
            "protocol_probe"]

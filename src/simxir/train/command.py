@@ -8,17 +8,18 @@ import typer
 
 from simxir import distributed
 from simxir.io import json_safe
-from simxir.methods import METHODS
+from simxir.methods import PRETRAIN_METHODS
 from simxir.protocol.monitor import knn_monitor
+from simxir.train.assemble import build_config
 from simxir.train.checkpoint import resume_recipe
 from simxir.train.monitors import collapse_label
-from simxir.train.pretrain import build_config, run_pretrain
+from simxir.train.pretrain import run_pretrain
 
 
 def pretrain_command(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. epochs=1 "
                                           "batch_size=128 optim.lr=0.1 method.proj_dim=256"),
-    method: str = typer.Option(None, "--method", help=", ".join(sorted(METHODS)) + " (default: the recipe's "
+    method: str = typer.Option(None, "--method", help=", ".join(sorted(PRETRAIN_METHODS)) + " (default: the recipe's "
                                "method_name)"),
     data: str = typer.Option(None, "--data", help="dataset spec (digits, npz:FILE, cifar10:DIR, folder:DIR "
                              "labelled or not, files:LIST, ...); overrides the recipe's"),

@@ -20,16 +20,32 @@ says so in its log.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simxir.config import from_dict
 from simxir.errors import UserError
-from simxir.finetune.loss import simxir_loss
 from simxir.methods.base import Method, make_target
 from simxir.progress import log
+
+
+def simxir_loss(online: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+    """mean_i ||f(a(x_i)) - f_{t-1}(a'(x_i))||_2^2 (eq. 3.1); the target side gets no gradient.
+
+    ``kind="cosine"`` l2-normalises both sides first (the spherical case, eq. 4.2), which equals
+    mean_i (2 - 2 cos(f_i, g_i)). Squared distances are summed over feature dimensions and
+    averaged over the batch.
+    """
+    target = target.detach()
+    if kind == "cosine":
+        online = F.normalize(online, dim=1)
+        target = F.normalize(target, dim=1)
+    elif kind != "l2":
+        raise ValueError(f"loss kind {kind!r}: expected 'l2' or 'cosine'")
+    return (online - target).pow(2).sum(dim=1).mean()
 
 
 @dataclass
@@ -49,6 +65,16 @@ class SimXIR(Method):
 
     name = "simxir"
     config_cls = SimXIRConfig
+    fine_tunes = True
+    # The SimXIR paper's settings: one round (T = 1) of 20 epochs, SGD lr 5e-4 (not scaled by batch
+    # size), weight decay 1e-6, batch 512, constant lr; augmentation and backbone from the data and
+    # the encoder (``auto``); ``data`` has no default (the user's images).
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "data": "", "backbone": "auto", "augment": "auto", "epochs": 20, "batch_size": 512,
+        "optim": {"name": "sgd", "lr": 5e-4, "scale_lr": False, "weight_decay": 1e-6, "momentum": 0.9},
+        "schedule": {"name": "constant", "warmup_epochs": 0.0},
+        "monitor": {"save_predictor": False},
+    }
 
     def __init__(self, backbone: nn.Module, cfg: SimXIRConfig | dict[str, Any] | None = None) -> None:
         if cfg is None:
@@ -114,6 +140,10 @@ class SimXIR(Method):
         with torch.no_grad():
             cos = torch.nn.functional.cosine_similarity(f1.float(), g2.float(), dim=1).mean()
         return self._outputs(loss, f1, g2, f1, cos_to_target=cos)
+
+    def views_of(self, augment: Any) -> Any:
+        """(un-augmented x, a'(x)) for the raw-anchor variant (eq. 3.2), else the augmentation's views."""
+        return RawAnchorViews(augment) if self.cfg.variant == "raw-anchor" else augment
 
     def project(self, x: Tensor) -> Tensor:
         """SimXIR has no projector: the representation is the encoder's output."""

@@ -12,7 +12,7 @@ from torch import nn
 from train_toys import Killed, kill_after
 
 from simxir.errors import UserError
-from simxir.finetune import RawAnchorViews, SimXIR, SimXIRConfig, simxir_loss
+from simxir.methods import RawAnchorViews, SimXIR, SimXIRConfig, simxir_loss
 
 
 def _loop_loss(f: torch.Tensor, g: torch.Tensor, kind: str) -> float:
@@ -257,13 +257,11 @@ def test_resume_across_a_round_boundary_reproduces_the_run(tmp_path):
     assert len(full["steps"]) == 12
 
 
-def test_every_finetune_recipe_builds():
-    from pathlib import Path
+def test_raw_anchor_views_come_from_the_method(convnet_small):
+    from simxir.augment import build_augment
 
-    from simxir.finetune.run import build_finetune_config
-
-    recipes = sorted((Path(__file__).resolve().parents[2] / "recipes" / "finetune").glob("*.yaml"))
-    assert len(recipes) >= 3
-    for path in recipes:
-        cfg = build_finetune_config(path, [], data="digits")
-        assert cfg.method_name == "simxir" and cfg.optim.scale_lr is False, path
+    aug = build_augment("tiny", 8, (0.5,) * 3, (0.25,) * 3)
+    assert SimXIR(convnet_small, SimXIRConfig()).views_of(aug) is aug
+    views = SimXIR(convnet_small, SimXIRConfig(variant="raw-anchor")).views_of(aug)
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    torch.testing.assert_close(views.views(x)[0], aug.eval(x))   # the anchor is the un-augmented image
