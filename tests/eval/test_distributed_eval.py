@@ -33,8 +33,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_finetune_under_two_process_torchrun_writes_one_report_equal_to_single_process(tmp_path):
-    from simxir.models import build_backbone
-    from simxir.models.checkpoint import save_encoder
+    from simxir.models import build_backbone, save_encoder
 
     torch.manual_seed(0)
     save_encoder(build_backbone("convnet-small"), tmp_path / "enc.safetensors")

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from simxir.errors import UserError
 from simxir.models import FORMATS, build_backbone, export_encoder, load_encoder, save_encoder
-from simxir.models.checkpoint import max_feature_difference
+from simxir.models.export import max_feature_difference
 from simxir.models.vit import VisionTransformer
 
 
@@ -461,3 +461,27 @@ def test_export_into_template_replaces_only_the_online_backbone(tmp_path, layout
                                for k in changed)
         kept = [k for k in before[key] if k not in changed]
         assert any("momentum" in k or "encoder_k" in k for k in kept)
+
+
+def test_export_to_solo_learn_keeps_the_features_or_refuses(tmp_path):
+    from simxir.models import build_backbone, export_encoder, load_encoder
+    from simxir.models.export import max_feature_difference, verify_export
+
+    ours = build_backbone("resnet18-cifar")            # simxir's CIFAR stem: conv1 padding 1
+    with pytest.raises(UserError, match="padding 1.*padding 2"):
+        export_encoder(ours, tmp_path / "solo.ckpt", "solo-learn")
+    assert not (tmp_path / "solo.ckpt").exists()
+    export_encoder(ours, tmp_path / "tv.pth", "torchvision")
+    _, diff = verify_export(ours, tmp_path / "tv.pth", "torchvision")
+    assert diff == 0.0
+    solo = build_backbone("resnet18-cifar")
+    solo.conv1.padding = (2, 2)                        # an encoder that came from solo-learn
+    export_encoder(solo, tmp_path / "solo.ckpt", "solo-learn")
+    back, _ = load_encoder(tmp_path / "solo.ckpt")
+    assert back.conv1.padding == (2, 2) and max_feature_difference(solo, back) == 0.0
+    # the check compares features, not only tensors: same weights under another padding differ
+    shifted, _ = load_encoder(tmp_path / "solo.ckpt")
+    shifted.conv1.padding = (1, 1)
+    assert max_feature_difference(solo, shifted) > 1e-3
+    with pytest.raises(UserError, match="padding 2.*padding 1"):
+        export_encoder(solo, tmp_path / "tv2.pth", "torchvision")

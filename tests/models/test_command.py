@@ -67,3 +67,17 @@ def test_errors_are_one_line(monkeypatch, capsys, solo_ckpt, tmp_path):
     assert code == 2 and out == "" and "no such checkpoint" in err and err.count("\n") == 1
     code, out, err = run(monkeypatch, capsys, "export-encoder", str(path), str(path), "--to", "moco")
     assert code == 2 and "overwrite" in err
+
+
+def test_export_command_verifies_features(tmp_path, cli):
+    from simxir.models import build_backbone, save_encoder
+
+    solo = build_backbone("resnet18-cifar")
+    solo.conv1.padding = (2, 2)
+    save_encoder(solo, tmp_path / "enc.safetensors")
+    r = cli(["export-encoder", tmp_path / "enc.safetensors", tmp_path / "out.ckpt", "--to", "solo-learn", "--json"])
+    assert r.code == 0, r.err_lines
+    res = r.json
+    assert res["verified"] and res["max_feature_difference"] == 0.0
+    r = cli(["export-encoder", tmp_path / "enc.safetensors", tmp_path / "out.pth", "--to", "torchvision", "--json"])
+    assert r.code == 2 and "padding 2" in r.json["error"]

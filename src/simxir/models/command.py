@@ -9,8 +9,7 @@ from pathlib import Path
 import typer
 
 from simxir.errors import UserError
-from simxir.models.checkpoint import export_encoder, load_encoder, verify_export
-from simxir.models.formats import FORMATS
+from simxir.models import FORMATS, export_encoder, load_encoder, verify_export
 from simxir.progress import log
 
 _FMT_HELP = f"source layout, detected when omitted: {', '.join(FORMATS)}"
