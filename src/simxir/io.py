@@ -89,17 +89,24 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, f)
 
 
+def to_python(value: Any, finite_only: bool = False) -> Any:
+    """A copy of ``value`` in plain Python, recursively: numpy and one-element tensor scalars become
+    numbers, tuples lists, mapping keys strings (what ``weights_only`` checkpoints and JSON hold);
+    ``finite_only``: nan/inf become None (null), as strict JSON needs."""
+    if isinstance(value, dict):
+        return {str(k): to_python(v, finite_only) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_python(v, finite_only) for v in value]
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.numel() == 1):
+        value = value.item()
+    if finite_only and isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def json_safe(value: Any) -> Any:
     """A copy of ``value`` that strict JSON can hold: nan/inf become None (null)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    return value
+    return to_python(value, finite_only=True)
 
 
 def atomic_write_json(obj: Any, path: str | Path) -> None:

@@ -86,19 +86,6 @@ def load_training_checkpoint(run_dir: Path) -> dict[str, Any]:
     return ckpt
 
 
-def plain(v: Any) -> Any:
-    """numpy/tensor scalars -> Python numbers, recursively, so checkpoints load with weights_only."""
-    if isinstance(v, dict):
-        return {str(k): plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    if isinstance(v, torch.Tensor) and v.numel() == 1:
-        return v.item()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
 def restore(ckpt: dict[str, Any], method: torch.nn.Module, probe: torch.nn.Module | None,
             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
             steps_per_epoch: int) -> dict[str, Any]:

@@ -77,9 +77,7 @@ class MonitorConfig:
     term, e.g. bridge without STD), the last epoch's mean batch std of the embeddings the loss
     compares (``z_spread``, training mode) falls below ``collapse_spread_ratio`` times its value at
     the first step (scale collapse: outputs shrinking towards zero, which the normalized std cannot
-    see). The 0.1 default: the bridging paper's collapsing rows (no STD, no stop-gradient) shrank
-    their outputs ~30x on CIFAR in 10 epochs (results/analysis/README.md) while every other row
-    kept its scale; a first 0.01 missed them.
+    see; the 0.1 default and what it was measured on: results/analysis/README.md).
     """
 
     every: int = 1                     # epochs between monitor/probe evaluations (last epoch always)
@@ -112,8 +110,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool | Literal["auto"] = "auto"
     device: str = "auto"              # auto | cpu | cuda | cuda:N (torchrun picks LOCAL_RANK)
-    threads: int = 0                  # intra-op CPU threads (torch.set_num_threads); 0: torch's default.
-                                      # On a shared CPU, 1 thread per run was 3-5x faster than 2
+    threads: int = 0                  # intra-op CPU threads (torch.set_num_threads); 0: torch's default
     data_on_device: bool = True       # move the whole uint8 train set to the device once
     find_unused_parameters: bool = False
     log_every: int = 10               # steps between step-log rows (steps.csv) and bar updates

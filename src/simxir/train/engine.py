@@ -8,9 +8,10 @@ Data comes from a source (``simxir.train.source``: in memory, or streamed from f
 workers). Each epoch draws one global permutation from ``(seed, epoch)`` (identical on every rank);
 step ``i`` takes the global batch ``perm[i*B:(i+1)*B]`` and rank ``r`` its ``r``-th slice; the source
 yields its augmented views on the device; the engine runs forward/backward and steps. The
-augmentation RNG (torch's global generator) is re-seeded at every epoch start from
-``(seed, epoch, rank)`` (streamed crops are seeded per sample), so a run resumed from an
-epoch-boundary checkpoint reproduces the uninterrupted run bit for bit.
+augmentation draws from its own generator on the device, seeded at every epoch start from
+``(seed, epoch)`` alike on every rank (``source.seed_augment``; streamed crops are seeded per
+sample), and torch's, numpy's and Python's generators from ``(seed, epoch, rank)``, so a run resumed
+from an epoch-boundary checkpoint reproduces the uninterrupted run bit for bit.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from torch import nn
 
 from simxir.config import save_recipe, to_dict
 from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
+from simxir.io import to_python
 from simxir.progress import log, progress
 from simxir.train.checkpoint import (
     CHECKPOINT,
     load_training_checkpoint,
-    plain,
     restore,
     resume_changes,
     save_checkpoint,
@@ -127,7 +128,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
             if plan.main and ((epoch + 1) % max(1, cfg.monitor.every) == 0 or epoch + 1 == cfg.epochs):
                 metrics.update(_monitors(run, metrics, history))
                 if evaluator is not None:
-                    metrics.update(plain(evaluator(trainable.method.backbone, epoch + 1)))
+                    metrics.update(to_python(evaluator(trainable.method.backbone, epoch + 1)))
             history.append(metrics)
             if plan.main:
                 _log_epoch(run, run_dir, history, step)

@@ -4,10 +4,9 @@
   channels_last on (what cuDNN's convolutions want under autocast).
 * A CPU without AVX512-BF16/AMX: fp32, NCHW unless ``channels_last`` is set (bf16 there is
   emulated and several times slower; fp32 NCHW is the baseline the choice must not lose to).
-* A CPU with bf16: a short measured trial, as ``cudnn.benchmark`` does for kernels. On such a
-  CPU bf16 autocast + channels_last was 2.8x faster than fp32 for the CIFAR-stem ResNet-18 but ~5%
-  slower for the ImageNet-stem ResNet-18 at 32 px (lightly's SimSiam example), so no rule by
-  device alone holds for both. The trial times forward + backward of a copy of the method on one
+* A CPU with bf16: a short measured trial, as ``cudnn.benchmark`` does for kernels (which of
+  bf16 + channels_last and fp32 is faster depends on the model, not only on the device:
+  docs/decisions.md). The trial times forward + backward of a copy of the method on one
   micro-batch (at most 64 images of the training size) for each candidate, the first step of each
   a warm-up, and keeps the fastest when it beats the fp32 baseline by ``MARGIN`` (else the
   baseline: near ties would make two runs of one command choose differently, and a run's seed
