@@ -175,3 +175,19 @@ def test_features_from_a_plain_npy_and_bad_npy(tmp_path):
         runs.load_features(tmp_path / "bad.npy")
     with pytest.raises(UserError, match="no such file"):
         runs.load_features(tmp_path / "absent.npy")
+
+
+def test_analyze_reads_the_features_file_that_eval_writes(tmp_path, cli):
+    from simxir.analysis.runs import load_features
+    from simxir.eval.features import save_features_npz
+
+    tr, te = torch.randn(20, 6), torch.randn(8, 6)
+    save_features_npz(tmp_path / "feats.npz", tr, torch.zeros(20, dtype=torch.long), te,
+                      torch.zeros(8, dtype=torch.long))
+    np.testing.assert_array_equal(load_features(tmp_path / "feats.npz"), tr.numpy())
+    r = cli(["analyze", "--features", tmp_path / "feats.npz", "--json"])
+    assert r.code == 0, r.err_lines
+    assert "decorrelation" in r.out
+    np.savez(tmp_path / "other.npz", x=np.zeros((3, 2)))
+    with pytest.raises(UserError, match="missing key.*features.*found x"):
+        load_features(tmp_path / "other.npz")

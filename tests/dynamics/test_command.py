@@ -26,19 +26,20 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO / ".." / "shared" / "data" / "cifar10-1k.npz"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
+def entry_point(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, SIMXIR_QUIET="1")
     return subprocess.run([sys.executable, "-m", "simxir.cli", *args], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=120)
 
 
+@pytest.mark.slow
 def test_run_json_and_out(tmp_path):
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.uniform(0, 0.3, (40, 2)), rng.uniform(0.7, 1.0, (30, 2))])
     reps = rng.standard_normal((70, 3))
     np.savez(tmp_path / "pts.npz", inputs=x, reps=reps)
     out = tmp_path / "out.npz"
-    r = cli("dynamics", "run", "--input", str(tmp_path / "pts.npz"), "--eps", "0.2", "--steps", "6",
+    r = entry_point("dynamics", "run", "--input", str(tmp_path / "pts.npz"), "--eps", "0.2", "--steps", "6",
             "--every", "2", "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)                         # exactly one JSON object on stdout
@@ -66,11 +67,11 @@ def test_run_knn_groups_spherical_in_process(tmp_path, capsys):
     assert not obj["groups_closed"] or obj["num_components"] == 1
 
 
-def test_run_errors_exit_code(tmp_path):
+def test_run_errors_exit_code(tmp_path, cli):
     np.savez(tmp_path / "p.npz", inputs=np.random.default_rng(0).random((10, 2)))
-    r = cli("dynamics", "run", "--input", str(tmp_path / "p.npz"), "--eps", "0.1", "--knn", "3", "--json")
-    assert r.returncode == 2 and r.stderr.startswith("error:") and "exactly one" in r.stderr
-    assert json.loads(r.stdout)["error"] == r.stderr.strip().removeprefix("error: ")   # --json: one object
+    r = cli(["dynamics", "run", "--input", tmp_path / "p.npz", "--eps", "0.1", "--knn", "3", "--json"])
+    assert r.code == 2 and "exactly one" in r.error
+    assert r.json["error"] == r.error.removeprefix("error: ")   # --json: one object
 
 
 def _run(path, **kw):

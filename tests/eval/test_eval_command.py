@@ -39,6 +39,7 @@ def _app() -> typer.Typer:
     return app
 
 
+@pytest.mark.slow
 def test_features_json_end_to_end_via_real_entry_point(tmp_path):
     arrays = _write(tmp_path / "f.npz")
     env = dict(os.environ, SIMXIR_QUIET="0")   # progress bars on: they must still stay off stdout

@@ -99,6 +99,7 @@ def test_lightly_generator_stem_survives_simxir_files_and_refuses_other_layouts(
     assert keys == {k for k in fx["file_keys"] if k.startswith("backbone.")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["moco-v2", "simsiam"])
 def test_official_moco_v2_and_simsiam(name, tmp_path):
     fx = json.loads((FIX / "official" / f"{name}.json").read_text())
@@ -118,6 +119,7 @@ def test_solo_learn_through_lightning(name, tmp_path):
     assert ("padding 2" in report.network) == cifar and ("max-pool 3x3/2" in report.network) == (not cifar)
 
 
+@pytest.mark.slow
 def test_mmpretrain_mocov2_in_mmengines_runner_dict(tmp_path):
     fx = json.loads((FIX / "mmpretrain" / "mocov2.json").read_text())
     torch.save({"meta": fx["meta"], "state_dict": _weights(fx), "message_hub": {}, "optimizer": {}},

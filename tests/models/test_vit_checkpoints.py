@@ -46,6 +46,7 @@ def _features(model, fx):
             torch.testing.assert_close(model.eval()(x[:n]), torch.tensor(want)[:n], rtol=0, atol=ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,fmt,arch", [("dino-full", "dino", "vit-small"), ("dino-backbone", "dino", "vit-small"),
                                            ("dinov2", "dinov2", "vit-small-p14-518"),
                                            ("dinov2-reg", "dinov2", "vit-small-p14-518")])
@@ -117,6 +118,7 @@ def _backbone_keys(name: str, obj: dict, fx: dict) -> set[str]:
     return set(obj[part])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TIMM_SOURCES))
 def test_mocov3_ibot_mae_features_and_strict_export(tmp_path, name):
     fmt, forced, arch = TIMM_SOURCES[name]

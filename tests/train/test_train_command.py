@@ -15,7 +15,7 @@ import torch
 
 from simxir.config import ConfigError
 from simxir.errors import UserError
-from simxir.train.pretrain import build_config
+from simxir.train.assemble import build_config
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes" / "pretrain").rglob("*.yaml"))
@@ -103,22 +103,71 @@ def test_overrides_reach_the_config():
     assert cfg.method["lambd"] == 0.005 and cfg.optim.name == "lars" and cfg.channels_last is False
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes" / "pretrain")))
-def test_every_recipe_builds(recipe):
+def _recipe_cases():
+    """(recipe, method) pairs: a recipe without method_name is run with every pretraining method."""
     import yaml
 
+    from simxir.methods import PRETRAIN_METHODS
+
+    for recipe in RECIPES:
+        raw = yaml.safe_load(recipe.read_text())
+        name = str(recipe.relative_to(REPO / "recipes" / "pretrain"))
+        for m in [raw["method_name"]] if raw.get("method_name") else sorted(PRETRAIN_METHODS):
+            widths = [v for k, v in (raw.get("method") or {}).items() if k.endswith(("_sizes", "_dim", "_hidden"))]
+            big = any(max(w if isinstance(w, list) else [w]) >= 4096 for w in widths)   # 8192^3 heads: GBs
+            yield pytest.param(recipe, m, id=f"{name}-{m}", marks=[pytest.mark.slow] if big else [])
+
+
+@pytest.mark.parametrize("recipe,method", list(_recipe_cases()))
+def test_every_recipe_builds_and_takes_a_step(recipe, method):
+    """What the recipe names exists, its method builds with the recipe's heads, and one optimizer step
+    with its optimizer and augmentation (on a small backbone and batch) changes the weights, finitely."""
     from simxir.augment import RECIPES as AUGMENTS
+    from simxir.augment import build_augment
     from simxir.data.load import parse_spec
-    from simxir.methods import CONFIGS, build_method
-    from simxir.models import ARCHS
-    raw = yaml.safe_load(recipe.read_text())
-    methods = [raw["method_name"]] if raw.get("method_name") else sorted(CONFIGS)
-    for m in methods:
-        cfg = build_config(m, recipe, [])
-        assert cfg.backbone in ARCHS and cfg.augment in AUGMENTS
-        parse_spec(cfg.data)
-        build_method(m, _Stub(), dict(cfg.method))   # heads build from the recipe's method section
+    from simxir.methods import build_method
+    from simxir.models import ARCHS, build_backbone
+    from simxir.train.optim import build_optimizer
+
+    cfg = build_config(method, recipe, [])
+    assert cfg.backbone in ARCHS and cfg.augment in AUGMENTS
+    parse_spec(cfg.data)
+    torch.manual_seed(0)
+    m = build_method(method, build_backbone("convnet-small"), dict(cfg.method))
+    opt = build_optimizer(cfg.optim, m, cfg.optim.lr)
+    aug = build_augment(cfg.augment, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    v1, v2 = aug.views(torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8))
+    before = [p.detach().clone() for p in m.backbone.parameters()]
+    loss = m(v1, v2)["loss"]
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    after = list(m.backbone.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
 
 
-class _Stub(torch.nn.Module):
-    feature_dim = 8
+def test_batch_size_zero_is_one_line_and_exit_2(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("SIMXIR_QUIET", "1")
+    r = cli(["pretrain", "--method", "simsiam", "--out", tmp_path / "r", "batch_size=0", "tensorboard=false", "--json"])
+    assert r.code == 2 and r.err_lines == [r.error] and "batch_size" in r.error
+    assert r.json["error"].startswith("batch_size: expected a positive integer")
+
+
+def test_resume_without_checkpoint_names_the_checkpoint(tmp_path, cli):
+    r = cli(["pretrain", "--out", tmp_path / "nonexistent", "--resume"])
+    assert r.code == 2 and "--method" not in r.error
+    assert str(tmp_path / "nonexistent" / "checkpoint.pt") in r.error and "no checkpoint" in r.error
+    r = cli(["finetune", "--encoder", "x.pt", "--data", "digits", "--out", tmp_path / "nope", "--resume"])
+    assert r.code == 2 and "checkpoint.pt" in r.error
+
+
+@pytest.mark.slow
+def test_collapse_is_reported_alike_in_epoch_lines_and_final_json(tmp_path, cli):
+    # an erank threshold no encoder meets: every epoch's monitors say COLLAPSED
+    r = cli(["pretrain", "--method", "simsiam", "--out", tmp_path / "r", "epochs=2",
+             "monitor.collapse_erank=1e9", "tensorboard=false", "--json"])
+    assert r.code == 0, r.err_lines
+    res = r.json
+    assert res["collapsed"] is True and res["collapsed_epochs"] == [1, 2]
+    assert [m["collapsed"] for m in res["epochs"]] == [True, True]

@@ -36,6 +36,7 @@ def test_ddp_step_equals_single_process_step(tmp_path):
         assert moved > 0, name
 
 
+@pytest.mark.slow
 def test_every_rank_names_the_epoch_rank_0s_checkpoint_holds(tmp_path):
     out = tmp_path / "msg"
     mp.spawn(nan_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out)), nprocs=2, join=True)

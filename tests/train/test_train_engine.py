@@ -420,3 +420,57 @@ def test_resume_applies_a_changed_lr_and_refuses_what_cannot_change(tmp_path):
     lrs = [s["lr"] for s in resumed["steps"]]
     assert lrs[:4] == [0.5 * 16 / 256] * 4                 # epoch 1, as trained (scaled by batch/256)
     assert lrs[4:] == [pytest.approx(0.05 * 16 / 256)] * 4   # epoch 2 under the new lr
+
+
+def test_missing_tensorboard_is_said_once(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    from simxir.train.logging import TensorBoard
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ModuleNotFoundError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    monkeypatch.delenv("SIMXIR_QUIET", raising=False)
+    tb = TensorBoard(tmp_path / "tb", enabled=True)
+    assert tb.writer is None
+    err = capsys.readouterr().err
+    assert "tensorboard: not written" in err and "tensorboard=false" in err
+    TensorBoard(tmp_path / "tb", enabled=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_shows_the_epoch_mean_loss(tmp_path, monkeypatch):
+    from simxir.augment import build_augment
+    from simxir.data import load_dataset
+    from simxir.methods import build_method
+    from simxir.models import build_backbone
+    from simxir.train import engine
+    from simxir.train.assemble import build_config
+
+    shown: list[float] = []
+
+    class Bar:
+        def __init__(self, it, **_):
+            self.it = it
+
+        def __iter__(self):
+            return iter(self.it)
+
+        def set_postfix(self, **kw):
+            shown.append(float(kw["loss"]))
+
+    monkeypatch.setattr(engine, "progress", Bar)
+    cfg = build_config("byol", None, ["epochs=1", "batch_size=64", "log_every=5", "tensorboard=false",
+                                      "monitor.eval_size=64"])
+    ds = load_dataset("digits")
+    torch.manual_seed(0)
+    method = build_method("byol", build_backbone(cfg.backbone), dict(cfg.method))
+    res = engine.train(cfg, method, ds, build_augment(cfg.augment, ds.image_size, ds.mean, ds.std), tmp_path / "r")
+    steps = res["steps"]
+    assert len(steps) >= 2 and steps[0]["loss"] != steps[-1]["loss"]
+    assert shown[-1] == pytest.approx(res["epochs"][0]["loss"], abs=1e-4)   # the epoch mean, not one step

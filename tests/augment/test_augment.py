@@ -450,7 +450,7 @@ def test_tiny_recipe_never_flips_and_stays_mild():
 
 
 def test_real_cifar_views_are_standardized_by_dataset_stats():
-    path = Path(__file__).resolve().parents[1] / "../shared/data/cifar10-1k.npz"
+    path = Path(__file__).resolve().parents[2] / "../shared/data/cifar10-1k.npz"
     if not path.exists():
         pytest.skip(f"real CIFAR-10 sample not found at {path} (see ../shared/data/README.md)")
     with np.load(path, allow_pickle=False) as z:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from simxir.errors import UserError
 from simxir.experiments.demo import run_demo
@@ -35,3 +37,18 @@ def test_demo_pipeline_short(tmp_path):
         assert g["within_class_msd"] > 0 and g["between_class_msd"] > 0 and g["ratio"] > 0
     with pytest.raises(UserError, match="already holds a demo run"):
         run_demo(out, pretrain_epochs=1, finetune_epochs=1)
+
+
+def test_class_geometry_matches_a_direct_computation():
+    from simxir.experiments.demo import class_geometry
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(60, 5, generator=g)
+    y = torch.arange(60) % 3
+    u = torch.nn.functional.normalize(f.double(), dim=1).numpy()
+    lab = y.numpy()
+    within = np.mean([((u[lab == c][:, None] - u[lab == c][None]) ** 2).sum(-1).mean() for c in range(3)])
+    between = np.mean([((u[lab == a][:, None] - u[lab == b][None]) ** 2).sum(-1).mean()
+                       for a in range(3) for b in range(a + 1, 3)])
+    res = class_geometry(f, y)
+    assert res["within_class_msd"] == pytest.approx(within) and res["between_class_msd"] == pytest.approx(between)
