@@ -1,4 +1,4 @@
-"""Cost of the per-epoch decorrelation monitor vs numpy's np.corrcoef (same run; min of repeats).
+"""Cost of the per-epoch decorrelation monitor vs numpy's np.corrcoef (same run; timing.py's rounds).
 
 The engine calls ``simxir.analysis.decorrelation`` once per monitored epoch on the projector outputs
 of a fixed eval set (n x d). Baseline: ``((np.corrcoef(x, rowvar=False) - I)**2).sum()`` in float64
@@ -6,7 +6,7 @@ on the same array (the obvious implementation). Both values must agree to 1e-9 r
 Also times the predictor diagnostics of one d x d matrix (all four, as ``simxir analyze --predictor``).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_analysis.py [--repeats 5] [--shapes 512x128,512x1024]
-        [--pred-dim-max 512] [--threads N]
+        [--pred-dim-max 512] [--threads N] [--out results/analysis]
 
 On a CPU loaded by other processes torch's 2-thread OpenMP pool stalls on its barriers (100x slower
 small ops here); compare with one thread for both (OMP_NUM_THREADS=1) when the machine is shared.
@@ -15,23 +15,12 @@ small ops here); compare with one thread for both (OMP_NUM_THREADS=1) when the m
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import numpy as np
 import torch
 
 from simxir.analysis import decorrelation, predictor_diagnostics
-
-
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)  # the least-disturbed run: the CPU is shared
+from timing import add_out, measure, median, paired_ratio, report
 
 
 def main() -> None:
@@ -40,6 +29,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--shapes", default="512x128,512x1024")
     ap.add_argument("--pred-dim-max", type=int, default=512, help="skip predictor timing above this d")
+    add_out(ap)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,19 +46,17 @@ def main() -> None:
 
         ours, ref = decorrelation(xt), baseline()
         assert abs(ours - ref) <= 1e-9 * abs(ref), (ours, ref)
-        t_ours = _time(lambda xt=xt: decorrelation(xt), args.repeats)
-        t_base = _time(baseline, args.repeats)
+        ts = measure({"ours": lambda xt=xt: decorrelation(xt), "base": baseline}, args.repeats)
         w = rng.standard_normal((d, d))
-        t_pred = (_time(lambda w=w: predictor_diagnostics(w), max(1, args.repeats // 2))
+        t_pred = (median(measure({"pred": lambda w=w: predictor_diagnostics(w)}, max(1, args.repeats // 2))["pred"])
                   if d <= args.pred_dim_max else float("nan"))
-        rows.append({"n": n, "d": d, "decorrelation_s": t_ours, "np_corrcoef_s": t_base,
-                     "speedup_vs_corrcoef": t_base / t_ours, "predictor_diagnostics_s": t_pred})
-    print(f"{'n':>6} {'d':>6} {'decorrelation':>14} {'np.corrcoef':>12} {'ratio':>7} {'W_p diag.':>10}")
-    for r in rows:
-        print(f"{r['n']:6d} {r['d']:6d} {r['decorrelation_s'] * 1e3:11.1f} ms {r['np_corrcoef_s'] * 1e3:9.1f} ms "
-              f"{r['speedup_vs_corrcoef']:6.2f}x {r['predictor_diagnostics_s'] * 1e3:7.1f} ms")
-    clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
-    print(json.dumps({"benchmark": "analysis", "torch_threads": torch.get_num_threads(), "rows": clean}))
+        rows.append({"n": n, "d": d, "decorrelation_s": median(ts["ours"]), "np_corrcoef_s": median(ts["base"]),
+                     "speedup_vs_corrcoef": paired_ratio(ts["base"], ts["ours"]), "predictor_diagnostics_s": t_pred})
+    lines = ["| n | d | decorrelation | np.corrcoef | speed-up | W_p diagnostics |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['n']} | {r['d']} | {r['decorrelation_s'] * 1e3:.1f} ms | {r['np_corrcoef_s'] * 1e3:.1f} ms | "
+              f"{r['speedup_vs_corrcoef']:.2f}x | {r['predictor_diagnostics_s'] * 1e3:.1f} ms |" for r in rows]
+    report("bench_analysis", {"torch_threads": torch.get_num_threads(), "repeats": args.repeats, "rows": rows},
+           "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

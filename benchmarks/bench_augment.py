@@ -8,19 +8,16 @@ Baselines, timed in the same process, runs interleaved:
             ColorJitter in random order, grayscale, flip, to-tensor, normalize), one image at a time;
   * kornia: kornia.augmentation's RandomResizedCrop/ColorJitter/RandomGrayscale/RandomHorizontalFlip/
             Normalize on the batch.
-Also a per-op table (simxir vs kornia). Prints a table, then one JSON object on the last line.
+Also a per-op table (simxir vs kornia). Prints the tables, then one JSON object (timing.py's report).
 
-    python benchmarks/bench_augment.py [--batch 256] [--repeats 5] [--threads N]
+    python benchmarks/bench_augment.py [--batch 256] [--repeats 5] [--threads N] [--out results/augment]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +25,7 @@ import torch
 from PIL import Image, ImageEnhance
 
 from simxir.augment import build_augment, ops, params
+from timing import add_out, measure, median, paired_ratio, report
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -114,29 +112,6 @@ def kornia_pipeline(size: int):
     )
 
 
-def timeit(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def interleaved(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per function, runs interleaved so that load changes hit all of them alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def per_op_table(x: torch.Tensor, repeats: int) -> list[dict]:
     import kornia.augmentation as K
     n, size = x.shape[0], x.shape[-1]
@@ -161,8 +136,9 @@ def per_op_table(x: torch.Tensor, repeats: int) -> list[dict]:
     ]
     out = []
     for name, ours, theirs in rows:
-        a, b = timeit(ours, repeats), timeit(theirs, repeats)
-        out.append({"op": name, "simxir_ms": a * 1e3, "kornia_ms": b * 1e3, "speedup": b / a})
+        ts = measure({"simxir": ours, "kornia": theirs}, repeats)
+        out.append({"op": name, "simxir_ms": median(ts["simxir"]) * 1e3, "kornia_ms": median(ts["kornia"]) * 1e3,
+                    "speedup": paired_ratio(ts["kornia"], ts["simxir"])})
     return out
 
 
@@ -171,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add_out(ap)
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -185,12 +162,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     random.seed(0)
 
-    t = interleaved({"simxir": lambda: aug.views(x),
-                     "simxir_all_threads": lambda: aug_all.views(x),
-                     "kornia": lambda: (kp(xf), kp(xf)),
-                     "pil_per_image": lambda: pil_views(x_nhwc)}, args.repeats)
-    t_ours, t_kornia, t_pil = t["simxir"], t["kornia"], t["pil_per_image"]
-    t_all = t["simxir_all_threads"]
+    rounds = measure({"simxir": lambda: aug.views(x),
+                      "simxir_all_threads": lambda: aug_all.views(x),
+                      "kornia": lambda: (kp(xf), kp(xf)),
+                      "pil_per_image": lambda: pil_views(x_nhwc)}, args.repeats)
+    t = {k: median(v) for k, v in rounds.items()}
+    t_ours = t["simxir"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # per-op comparison at one thread: fair, and quick on a busy CPU
     ops_rows = per_op_table(x, args.repeats)
@@ -198,7 +175,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     n2 = 2 * args.batch  # images produced per call (two views)
     result = {
-        "benchmark": "augment",
         "recipe": "simsiam-cifar",
         "data": source,
         "batch": args.batch,
@@ -206,22 +182,20 @@ def main(argv: list[str] | None = None) -> dict:
         "torch_threads": torch.get_num_threads(),
         "seconds_two_views": t,
         "view_images_per_s": {k: n2 / v for k, v in t.items()},
-        "speedup_vs_pil": t_pil / t_ours,
-        "speedup_vs_kornia": t_kornia / t_ours,
-        "speedup_of_auto_threads": t_all / t_ours,
+        "speedup_vs_pil": paired_ratio(rounds["pil_per_image"], rounds["simxir"]),
+        "speedup_vs_kornia": paired_ratio(rounds["kornia"], rounds["simxir"]),
+        "speedup_of_auto_threads": paired_ratio(rounds["simxir_all_threads"], rounds["simxir"]),
         "fraction_of_1.1s_train_step": t_ours / STEP_SECONDS,
         "per_op": ops_rows,
     }
-    print(f"augment benchmark: {args.batch} x {size}x{size} ({source}), two views of simsiam-cifar, "
-          f"median of {args.repeats} interleaved runs, {torch.get_num_threads()} torch threads")
-    print(f"{'pipeline':<20}{'s / 2 views':>12}{'view imgs/s':>13}{'vs simxir':>11}")
-    for k in t:
-        print(f"{k:<20}{t[k]:>12.4f}{n2 / t[k]:>13.0f}{t[k] / t_ours:>10.1f}x")
-    print(f"simxir two views = {100 * t_ours / STEP_SECONDS:.1f}% of a {STEP_SECONDS} s training step")
-    print(f"\n{'op (batch, 1 thread)':<24}{'simxir ms':>10}{'kornia ms':>11}{'speedup':>9}")
-    for r in ops_rows:
-        print(f"{r['op']:<24}{r['simxir_ms']:>10.2f}{r['kornia_ms']:>11.2f}{r['speedup']:>8.1f}x")
-    print(json.dumps(result))
+    lines = [f"augment benchmark: {args.batch} x {size}x{size} ({source}), two views of simsiam-cifar, "
+             f"median of {args.repeats} interleaved rounds, {torch.get_num_threads()} torch threads", "",
+             "| pipeline | s / 2 views | view imgs/s | vs simxir (paired) |", "|---|---|---|---|"]
+    lines += [f"| {k} | {t[k]:.4f} | {n2 / t[k]:.0f} | {paired_ratio(rounds[k], rounds['simxir']):.1f}x |" for k in t]
+    lines += ["", f"simxir two views = {100 * t_ours / STEP_SECONDS:.1f}% of a {STEP_SECONDS} s training step", "",
+              "| op (batch, 1 thread) | simxir ms | kornia ms | speed-up |", "|---|---|---|---|"]
+    lines += [f"| {r['op']} | {r['simxir_ms']:.2f} | {r['kornia_ms']:.2f} | {r['speedup']:.1f}x |" for r in ops_rows]
+    report("bench_augment", result, "\n".join(lines), args.out)
     return result
 
 

@@ -29,20 +29,14 @@ import time
 import numpy as np
 import torch
 
+from timing import add_out, measure, median, report
+
 os.environ.setdefault("SIMXIR_QUIET", "1")
 
 from simxir.dynamics.groups import components  # noqa: E402
 from simxir.dynamics.metrics import GroupMetrics  # noqa: E402
 from simxir.dynamics.neighbourhoods import knn_operator, radius_operator  # noqa: E402
 from simxir.dynamics.steps import literal_step, run  # noqa: E402
-
-
-def _time(fn, repeat: int) -> float:
-    fn()
-    t = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t) / repeat
 
 
 def part_vectorized(n: int, eps: float, literal_steps: int, seed: int = 0) -> dict:
@@ -68,7 +62,7 @@ def part_vectorized(n: int, eps: float, literal_steps: int, seed: int = 0) -> di
             for _ in range(literal_steps):
                 g = op.apply(g)
             diff = float(np.abs(g.double().numpy() - lit).max())
-            per = _time(lambda op=op, f=f: op.apply(f), 20)
+            per = median(measure({"apply": lambda op=op, f=f: op.apply(f)}, 20)["apply"])
             name = f"{backend}_{str(dtype).split('.')[-1]}"
             res[name] = {"s_per_step": per, "speedup_vs_literal": t_lit / per, "max_abs_diff_vs_literal": diff}
     return res
@@ -149,6 +143,7 @@ def main() -> None:
     ap.add_argument("--compare-subsample", action="store_true", help="also run 2-D with subsampled metrics")
     ap.add_argument("--faiss-n", type=int, default=0, help="also time a 128-D-input faiss graph build at this n")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    add_out(ap)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(scale_child(**json.loads(a.child))))
@@ -169,27 +164,28 @@ def main() -> None:
         result["scale"].append(spawn(n=a.faiss_n, k=10, steps=0, every=10, dim=2, index="faiss", input_dim=128))
     result["loadavg_end"] = os.getloadavg()
 
+    lines: list[str] = []
     v = result["vectorized"]
-    print(f"# vectorized vs literal: n={v['n']}, eps={v['eps']}, {v['mean_neighbours']:.0f} neighbours/point, "
+    lines.append(f"# vectorized vs literal: n={v['n']}, eps={v['eps']}, {v['mean_neighbours']:.0f} neighbours/point, "
           f"graph build {v['graph_build_s']:.3f}s")
-    print(f"{'method':<16}{'s/step':>12}{'speedup':>12}{'max|diff|':>12}")
-    print(f"{'literal loop':<16}{v['literal_s_per_step']:>12.4f}{1.0:>12.1f}{0.0:>12.1e}")
+    lines.append(f"{'method':<16}{'s/step':>12}{'speedup':>12}{'max|diff|':>12}")
+    lines.append(f"{'literal loop':<16}{v['literal_s_per_step']:>12.4f}{1.0:>12.1f}{0.0:>12.1e}")
     for name in ("scipy_float64", "scipy_float32", "torch_float64", "torch_float32"):
         r = v[name]
-        print(f"{name:<16}{r['s_per_step']:>12.5f}{r['speedup_vs_literal']:>12.1f}{r['max_abs_diff_vs_literal']:>12.1e}")
-    print("# scale (each row its own process)")
-    print(f"{'n':>9}{'in_d':>6}{'rep_d':>6}{'steps':>6}{'subsmp':>7}{'index':>8}{'graph s':>9}{'s/step':>9}"
+        lines.append(f"{name:<16}{r['s_per_step']:>12.5f}{r['speedup_vs_literal']:>12.1f}{r['max_abs_diff_vs_literal']:>12.1e}")
+    lines.append("# scale (each row its own process)")
+    lines.append(f"{'n':>9}{'in_d':>6}{'rep_d':>6}{'steps':>6}{'subsmp':>7}{'index':>8}{'graph s':>9}{'s/step':>9}"
           f"{'metric s/call':>14}"
           f"{'whole s':>9}{'peak MB':>9}{'exact':>7}")
     for r in result["scale"]:
         if "error" in r:
-            print(f"error: {r}")
+            lines.append(f"error: {r}")
             continue
-        print(f"{r['n']:>9}{r['input_dim']:>6}{r['reps_dim']:>6}{r['steps']:>6}{str(r['metrics_subsample']):>7}{r['index']:>8}{r['graph_build_s']:>9.2f}"
+        lines.append(f"{r['n']:>9}{r['input_dim']:>6}{r['reps_dim']:>6}{r['steps']:>6}{str(r['metrics_subsample']):>7}{r['index']:>8}{r['graph_build_s']:>9.2f}"
               f"{r.get('s_per_step', float('nan')):>9.4f}{r.get('metrics_s_per_call', float('nan')):>14.3f}"
               f"{r.get('whole_run_s', float('nan')):>9.2f}{r['peak_rss_mb']:>9.0f}"
               f"{str(r.get('diameter_exact', '-'))[0] + '/' + str(r.get('min_distance_exact', '-'))[0]:>7}")
-    print(json.dumps(result))
+    report("bench_dynamics", result, "\n".join(lines), a.out)
 
 
 if __name__ == "__main__":

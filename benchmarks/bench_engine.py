@@ -8,10 +8,10 @@
 
 Throughput is source images per second (each image gives two augmented views), the first
 (warm-up) step excluded; with --repeats R each configuration is measured in R interleaved rounds
-and the best kept (use --repeats 2 or more on a shared, loaded machine). Alternating the two
+(timing.py: medians, ratios paired within a round; use --repeats 3 or more on a shared machine). Alternating the two
 precisions step by step is NOT a fair way to cancel load drift on CPU: each switch between a
-bf16 and an fp32 model made both many times slower here (oneDNN re-creates its kernels). Prints a table, then
-one JSON object on the last line.
+bf16 and an fp32 model made both many times slower here (oneDNN re-creates its kernels). Prints a table and
+one JSON object; --out DIR also writes them (bench_engine.json, .md).
 
     python benchmarks/bench_engine.py                     # ResNet-18 CIFAR stem, SimSiam, batch 64
     python benchmarks/bench_engine.py --backbone convnet-small --batch 256 --steps 6
@@ -20,12 +20,13 @@ one JSON object on the last line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 
 import torch
+
+from timing import add_out, collect, median, paired_ratio, report
 
 os.environ.setdefault("SIMXIR_QUIET", "1")
 
@@ -105,7 +106,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=1, help="rounds over all configurations (best kept)")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds over all configurations (medians kept)")
+    add_out(ap)
     args = ap.parse_args()
     device = default_device()
     bf16 = bf16_supported(device)
@@ -115,31 +117,24 @@ def main() -> None:
         ("engine default (bf16 channels_last)", lambda: engine(args, "bf16", True, device)),
         ("engine fp32 NCHW", lambda: engine(args, "fp32", False, device)),
     ]
-    best: dict[str, float] = {}
-    for _ in range(args.repeats):          # rounds over all configurations; best of the rounds
-        for name, fn in configs:
-            best[name] = max(best.get(name, 0.0), fn())
-    rows = [(name, best[name]) for name, _ in configs]
-    r = dict(rows)
+    rounds = collect(dict(configs), args.repeats)
+    r = {name: median(v) for name, v in rounds.items()}
+    eng, eng32 = rounds["engine default (bf16 channels_last)"], rounds["engine fp32 NCHW"]
     result = {
         "device": str(device), "bf16_supported": bf16, "backbone": args.backbone, "method": args.method,
         "batch": args.batch, "steps": args.steps, "threads": torch.get_num_threads(),
         "img_per_s": {k: round(v, 2) for k, v in r.items()},
-        "a_engine_over_bare_bf16_cl": round(r["engine default (bf16 channels_last)"] / r["bare bf16 channels_last"], 3),
-        "b_engine_bf16_cl_over_engine_fp32_nchw": round(r["engine default (bf16 channels_last)"]
-                                                        / r["engine fp32 NCHW"], 3),
-        "b_engine_bf16_cl_over_bare_fp32_nchw": round(r["engine default (bf16 channels_last)"] / r["bare fp32 NCHW"],
-                                                      3),
+        "a_engine_over_bare_bf16_cl": round(paired_ratio(eng, rounds["bare bf16 channels_last"]), 3),
+        "b_engine_bf16_cl_over_engine_fp32_nchw": round(paired_ratio(eng, eng32), 3),
+        "b_engine_bf16_cl_over_bare_fp32_nchw": round(paired_ratio(eng, rounds["bare fp32 NCHW"]), 3),
         "repeats": args.repeats,
         "targets": {"a": 0.85, "b": 2.0},
     }
-    print(f"{'configuration':40s} {'img/s':>9s}")
-    for name, v in rows:
-        print(f"{name:40s} {v:9.1f}")
-    print(f"(a) engine / bare, bf16 channels_last:      {result['a_engine_over_bare_bf16_cl']:.3f}  (target >= 0.85)")
-    print(f"(b) engine bf16+CL / engine fp32 NCHW:      "
-          f"{result['b_engine_bf16_cl_over_engine_fp32_nchw']:.3f}  (target >= 2)")
-    print(json.dumps(result))
+    lines = ["| configuration | img/s |", "|---|---|"] + [f"| {name} | {v:.1f} |" for name, v in r.items()]
+    lines += ["", f"(a) engine / bare, bf16 channels_last: {result['a_engine_over_bare_bf16_cl']:.3f} (target >= 0.85)",
+              f"(b) engine bf16+CL / engine fp32 NCHW: {result['b_engine_bf16_cl_over_engine_fp32_nchw']:.3f} "
+              f"(target >= 2)"]
+    report("bench_engine", result, "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Both run in the same invocation on the same random features (10 classes, Gaussia
 its own child process, timed by wall clock and by the child's CPU time (user + sys, less sensitive
 to other load on a shared machine), so that its peak RSS (resource.getrusage(RUSAGE_SELF).ru_maxrss at the end
 of the child, which includes the interpreter, torch and the feature arrays) is measured alone.
-Prints a table and one JSON object (last line). Default 10,000 train / 2,000 test, dim 512;
+Prints a table and one JSON object (--out DIR writes them). Default 10,000 train / 2,000 test, dim 512;
 ``--full`` is 50,000 / 10,000 (the size of CIFAR-10), which takes several minutes for sklearn.
 
     python benchmarks/bench_knn.py            # ~30 s
@@ -21,6 +21,8 @@ import resource
 import subprocess
 import sys
 import time
+
+from timing import add_out, collect, median, paired_ratio, report
 
 KS = (5, 7, 11, 15, 17, 21)
 METRICS = ("cosine", "euclidean")
@@ -99,6 +101,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=None, help="test rows per block (default: simxir's)")
     ap.add_argument("--worker", choices=("simxir", "sklearn"), help=argparse.SUPPRESS)
     ap.add_argument("--weighted", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved rounds of the three children")
+    add_out(ap)
     args = ap.parse_args()
     args.n_train = args.n_train or (50_000 if args.full else 10_000)
     args.n_test = args.n_test or (10_000 if args.full else 2_000)
@@ -106,40 +110,42 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.n_train, args.n_test, args.dim, args.chunk, args.weighted)))
         return
 
-    ours = _child("simxir", args, weighted=False)
-    ours_w = _child("simxir", args, weighted=True)
-    skl = _child("sklearn", args, weighted=False)
+    runs: dict[str, list[dict]] = {"simxir": [], "simxir_w": [], "sklearn": []}
+    collect({"simxir": lambda: runs["simxir"].append(_child("simxir", args, weighted=False)) or 0.0,
+             "simxir_w": lambda: runs["simxir_w"].append(_child("simxir", args, weighted=True)) or 0.0,
+             "sklearn": lambda: runs["sklearn"].append(_child("sklearn", args, weighted=False)) or 0.0}, args.repeats)
+    wall = {k: [r["seconds"] for r in v] for k, v in runs.items()}
+    cpu = {k: [r["cpu_seconds"] for r in v] for k, v in runs.items()}
+    ours, ours_w, skl = runs["simxir"][-1], runs["simxir_w"][-1], runs["sklearn"][-1]
     diffs = [abs(ours["acc"][m][str(k)] - skl["acc"][m][str(k)]) for m in METRICS for k in KS]
-    rows = [
-        ("sklearn brute, 12 fits (k x metric)", skl),
-        ("simxir one pass, 12 columns", ours),
-        ("simxir one pass, 12 columns + 6 weighted", ours_w),
-    ]
-    print(f"kNN table: {args.n_train} train x {args.n_test} test, dim {args.dim}, ks {list(KS)}, "
-          f"torch threads={os.environ.get('OMP_NUM_THREADS', 'default')}")
-    print(f"{'method':<42} {'wall s':>8} {'speed-up':>9} {'CPU s':>8} {'CPU ratio':>9} {'peak RSS MB':>12} "
-          f"{'extra MB':>9}")
-    for name, r in rows:
-        print(f"{name:<42} {r['seconds']:>8.3f} {skl['seconds'] / r['seconds']:>8.1f}x {r['cpu_seconds']:>8.2f} "
-              f"{skl['cpu_seconds'] / r['cpu_seconds']:>8.1f}x {r['peak_rss_mb']:>12.0f} "
-              f"{r['peak_rss_mb'] - r['rss_before_mb']:>9.0f}")
-    print(f"max |acc simxir - acc sklearn| over the 12 columns: {max(diffs):.3f} points "
-          f"(vote ties: sklearn takes the smallest label, simxir the tied class nearest)")
-    print(json.dumps({
-        "benchmark": "knn_table", "n_train": args.n_train, "n_test": args.n_test, "dim": args.dim,
+    rows = [("sklearn brute, 12 fits (k x metric)", "sklearn"), ("simxir one pass, 12 columns", "simxir"),
+            ("simxir one pass, 12 columns + 6 weighted", "simxir_w")]
+    lines = [f"kNN table: {args.n_train} train x {args.n_test} test, dim {args.dim}, ks {list(KS)}, "
+             f"torch threads={os.environ.get('OMP_NUM_THREADS', 'default')}, {args.repeats} round(s)", "",
+             "| method | wall s | speed-up | CPU s | CPU ratio | peak RSS MB | extra MB |",
+             "|---|---|---|---|---|---|---|"]
+    for name, k in rows:
+        r = runs[k][-1]
+        lines.append(f"| {name} | {median(wall[k]):.3f} | {paired_ratio(wall['sklearn'], wall[k]):.1f}x | "
+                     f"{median(cpu[k]):.2f} | {paired_ratio(cpu['sklearn'], cpu[k]):.1f}x | {r['peak_rss_mb']:.0f} | "
+                     f"{r['peak_rss_mb'] - r['rss_before_mb']:.0f} |")
+    lines.append(f"max |acc simxir - acc sklearn| over the 12 columns: {max(diffs):.3f} points "
+                 f"(vote ties: sklearn takes the smallest label, simxir the tied class nearest)")
+    report("bench_knn", {
+        "n_train": args.n_train, "n_test": args.n_test, "dim": args.dim, "repeats": args.repeats,
         "ks": list(KS), "metrics": list(METRICS),
-        "sklearn_s": round(skl["seconds"], 4), "simxir_s": round(ours["seconds"], 4),
-        "simxir_with_weighted_s": round(ours_w["seconds"], 4),
-        "speedup": round(skl["seconds"] / ours["seconds"], 2),
-        "speedup_with_weighted": round(skl["seconds"] / ours_w["seconds"], 2),
-        "sklearn_cpu_s": round(skl["cpu_seconds"], 3), "simxir_cpu_s": round(ours["cpu_seconds"], 3),
-        "cpu_time_ratio": round(skl["cpu_seconds"] / ours["cpu_seconds"], 2),
+        "sklearn_s": round(median(wall["sklearn"]), 4), "simxir_s": round(median(wall["simxir"]), 4),
+        "simxir_with_weighted_s": round(median(wall["simxir_w"]), 4),
+        "speedup": round(paired_ratio(wall["sklearn"], wall["simxir"]), 2),
+        "speedup_with_weighted": round(paired_ratio(wall["sklearn"], wall["simxir_w"]), 2),
+        "sklearn_cpu_s": round(median(cpu["sklearn"]), 3), "simxir_cpu_s": round(median(cpu["simxir"]), 3),
+        "cpu_time_ratio": round(paired_ratio(cpu["sklearn"], cpu["simxir"]), 2),
         "simxir_peak_rss_mb": round(ours_w["peak_rss_mb"], 1),
         "simxir_extra_rss_mb": round(ours_w["peak_rss_mb"] - ours_w["rss_before_mb"], 1),
         "sklearn_peak_rss_mb": round(skl["peak_rss_mb"], 1),
         "max_acc_diff_points": round(max(diffs), 4),
         "target_speedup": 15.0, "target_peak_rss_mb": 2048,
-    }))
+    }, "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,6 @@ the ratios. Prints a table and one JSON object (last line).
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 
 import torch
 
@@ -29,6 +26,7 @@ from simxir.methods import METHODS, build_method
 from simxir.methods.base import ema_update_, make_target
 from simxir.methods.bridge import bridge_loss
 from simxir.models import build_backbone
+from timing import add_out, measure, median, paired_ratio, report
 
 
 def _step_fn(model, v1, v2, baseline: bool):
@@ -56,30 +54,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--bridge-dim", type=int, default=2048)
+    add_out(ap)
     args = ap.parse_args()
     torch.manual_seed(0)
     v1 = torch.randn(args.batch, 3, args.size, args.size)
     v2 = torch.randn(args.batch, 3, args.size, args.size)
 
-    # Interleaved rounds: in each round the baseline and every method run once, so that load
-    # from other processes hits them alike; per-round ratios, then their median.
     steps = {"backbone only (baseline)": _step_fn(build_backbone(args.backbone), v1, v2, True)}
     for name in args.methods.split(","):
         steps[name] = _step_fn(build_method(name, build_backbone(args.backbone)), v1, v2, False)
-    for fn in steps.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(args.repeats):
-        for name, fn in steps.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    times = measure(steps, args.repeats)
     base_times = times["backbone only (baseline)"]
-    base = statistics.median(base_times)
-    rows = []
-    for name, ts in times.items():
-        ratio = statistics.median(t / b for t, b in zip(ts, base_times))
-        rows.append((name, statistics.median(ts), ratio))
+    base = median(base_times)
+    rows = [(name, median(ts), paired_ratio(ts, base_times)) for name, ts in times.items()]
 
     online = build_backbone("resnet18-cifar")
     target = make_target(online)
@@ -92,15 +79,9 @@ def main() -> None:
     def fused() -> None:
         ema_update_(target, online, 0.99)
 
-    loop(), fused()
-    ema_times: dict[str, list[float]] = {"loop": [], "fused": []}
-    for _ in range(max(args.repeats, 7)):
-        for key, fn in (("loop", loop), ("fused", fused)):
-            t0 = time.perf_counter()
-            fn()
-            ema_times[key].append(time.perf_counter() - t0)
-    t_loop, t_foreach = statistics.median(ema_times["loop"]), statistics.median(ema_times["fused"])
-    ema_ratio = statistics.median(a / b for a, b in zip(ema_times["loop"], ema_times["fused"]))
+    ema_times = measure({"loop": loop, "fused": fused}, max(args.repeats, 7))
+    t_loop, t_foreach = median(ema_times["loop"]), median(ema_times["fused"])
+    ema_ratio = paired_ratio(ema_times["loop"], ema_times["fused"])
 
     def bridge_literal(z1, z2, w):
         total = z1.new_zeros(())
@@ -124,37 +105,29 @@ def main() -> None:
         return go
 
     fast, literal = run(lambda a, b, w: bridge_loss(a, b, w, c_inv=8.0, c_cov=8.0)), run(bridge_literal)
-    fast(), literal()
     torch.testing.assert_close(bridge_loss(zb1, zb2, wb, c_inv=8.0, c_cov=8.0), bridge_literal(zb1, zb2, wb),
                                rtol=1e-3, atol=1e-3)
-    b_times: dict[str, list[float]] = {"fast": [], "literal": []}
-    for _ in range(args.repeats):
-        for key, fn in (("literal", literal), ("fast", fast)):
-            t0 = time.perf_counter()
-            fn()
-            b_times[key].append(time.perf_counter() - t0)
-    t_fast, t_lit = statistics.median(b_times["fast"]), statistics.median(b_times["literal"])
-    bridge_ratio = statistics.median(a / b for a, b in zip(b_times["literal"], b_times["fast"]))
+    b_times = measure({"literal": literal, "fast": fast}, args.repeats)
+    t_fast, t_lit = median(b_times["fast"]), median(b_times["literal"])
+    bridge_ratio = paired_ratio(b_times["literal"], b_times["fast"])
 
-    print(f"training step, {args.backbone}, batch {args.batch} x 2 views, {args.size}px, "
-          f"{torch.get_num_threads()} threads (median of {args.repeats})")
-    print(f"{'method':<28} {'seconds':>9} {'x baseline (median of per-round ratios)':>40}")
-    for name, t, r in rows:
-        print(f"{name:<28} {t:>9.3f} {r:>39.2f}x")
     n_params = sum(p.numel() for p in online.parameters())
-    print(f"EMA update, resnet18-cifar ({n_params / 1e6:.1f}M params): foreach lerp {t_foreach * 1e3:.2f} ms, "
-          f"per-parameter t = tau*t + (1-tau)*o {t_loop * 1e3:.2f} ms, speed-up {ema_ratio:.2f}x")
-    print(f"bridge loss fwd+bwd, n={n}, d={d}: P^T P/n form {t_fast * 1e3:.1f} ms, literal W C W^T "
-          f"{t_lit * 1e3:.1f} ms, speed-up {bridge_ratio:.2f}x")
-    print(json.dumps({
-        "benchmark": "methods_step_overhead", "backbone": args.backbone, "batch": args.batch,
-        "size": args.size, "threads": torch.get_num_threads(),
-        "baseline_seconds": base,
+    lines = [f"training step, {args.backbone}, batch {args.batch} x 2 views, {args.size}px, "
+             f"{torch.get_num_threads()} threads (median of {args.repeats} interleaved rounds)", "",
+             "| method | seconds | x baseline (median of per-round ratios) |", "|---|---|---|"]
+    lines += [f"| {name} | {t:.3f} | {r:.2f}x |" for name, t, r in rows]
+    lines += ["", f"EMA update, resnet18-cifar ({n_params / 1e6:.1f}M params): foreach lerp {t_foreach * 1e3:.2f} ms, "
+              f"per-parameter t = tau*t + (1-tau)*o {t_loop * 1e3:.2f} ms, speed-up {ema_ratio:.2f}x",
+              f"bridge loss fwd+bwd, n={n}, d={d}: P^T P/n form {t_fast * 1e3:.1f} ms, literal W C W^T "
+              f"{t_lit * 1e3:.1f} ms, speed-up {bridge_ratio:.2f}x"]
+    report("bench_methods", {
+        "backbone": args.backbone, "batch": args.batch, "size": args.size, "threads": torch.get_num_threads(),
+        "repeats": args.repeats, "baseline_seconds": base,
         "methods": {name: {"seconds": t, "ratio_to_backbone": r} for name, t, r in rows[1:]},
         "ema": {"foreach_ms": t_foreach * 1e3, "loop_ms": t_loop * 1e3, "speedup": ema_ratio},
         "bridge_loss": {"n": n, "d": d, "fast_ms": t_fast * 1e3, "literal_ms": t_lit * 1e3,
                         "speedup": bridge_ratio},
-    }))
+    }, "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -7,43 +7,21 @@
    backbone + momentum copy + heads (the baseline there also strips ``backbone.`` by hand).
 2. forward: CPU images/s of ``convnet-small`` vs ``resnet18-cifar`` (eval mode, batch 32).
 
-Prints two tables, then one JSON object on the last line. Ratios are what count (shared CPU).
+Prints two tables and one JSON object (--out DIR writes them). Ratios are what count (shared CPU).
 
-    python benchmarks/bench_models.py [--repeats 5] [--threads N]
+    python benchmarks/bench_models.py [--repeats 5] [--threads N] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from simxir.models import build_backbone, load_encoder
-
-
-def timed(fn, repeats: int) -> float:
-    return timed_pair(fn, None, repeats)[0]
-
-
-def timed_pair(fa, fb, repeats: int) -> tuple[float, float]:
-    """Median seconds of fa and fb, interleaved (a, b, a, b, ...) so CPU contention hits both."""
-    fa()
-    if fb is not None:
-        fb()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, out in ((fa, ta), (fb, tb)):
-            if fn is None:
-                continue
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return statistics.median(ta), (statistics.median(tb) if tb else float("nan"))
+from timing import add_out, measure, median, paired_ratio, report
 
 
 def bench_load(tmp: Path, repeats: int) -> list[dict]:
@@ -69,24 +47,21 @@ def bench_load(tmp: Path, repeats: int) -> list[dict]:
                                if k.startswith("backbone.")}, strict=True)
 
         for layout, path, base in (("torchvision", plain, base_plain), ("solo-learn", solo, base_solo)):
-            t_base, t_ours = timed_pair(base, lambda path=path: load_encoder(path), repeats)
-            rows.append({"arch": arch, "layout": layout, "baseline_s": t_base, "load_encoder_s": t_ours,
-                         "ratio": t_ours / t_base})
+            ts = measure({"base": base, "ours": lambda path=path: load_encoder(path)}, repeats)
+            rows.append({"arch": arch, "layout": layout, "baseline_s": median(ts["base"]),
+                         "load_encoder_s": median(ts["ours"]), "ratio": paired_ratio(ts["ours"], ts["base"])})
     return rows
 
 
 def bench_forward(repeats: int) -> list[dict]:
     rows = []
     x = torch.randn(32, 3, 32, 32)
-    speeds = {}
-    for arch in ("resnet18-cifar", "convnet-small"):
-        m = build_backbone(arch).eval()
-        with torch.inference_mode():
-            t = timed(lambda m=m: m(x), repeats)
-        speeds[arch] = x.shape[0] / t
-    for arch, ips in speeds.items():
-        rows.append({"arch": arch, "images_per_s": ips,
-                     "speedup_vs_resnet18_cifar": ips / speeds["resnet18-cifar"]})
+    models = {arch: build_backbone(arch).eval() for arch in ("resnet18-cifar", "convnet-small")}
+    with torch.inference_mode():
+        ts = measure({arch: lambda m=m: m(x) for arch, m in models.items()}, repeats)
+    for arch, t in ts.items():
+        rows.append({"arch": arch, "images_per_s": x.shape[0] / median(t),
+                     "speedup_vs_resnet18_cifar": paired_ratio(ts["resnet18-cifar"], t)})
     return rows
 
 
@@ -94,22 +69,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
+    add_out(ap)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as d:
         load_rows = bench_load(Path(d), args.repeats)
     fwd_rows = bench_forward(args.repeats)
-    print(f"{'arch':<10} {'layout':<12} {'baseline s':>11} {'load_encoder s':>15} {'ratio':>6}")
-    for r in load_rows:
-        print(f"{r['arch']:<10} {r['layout']:<12} {r['baseline_s']:>11.3f} {r['load_encoder_s']:>15.3f} "
-              f"{r['ratio']:>6.2f}")
-    print()
-    print(f"{'arch (32x32, batch 32, CPU)':<28} {'images/s':>10} {'vs resnet18-cifar':>18}")
-    for r in fwd_rows:
-        print(f"{r['arch']:<28} {r['images_per_s']:>10.0f} {r['speedup_vs_resnet18_cifar']:>17.1f}x")
-    print(json.dumps({"benchmark": "models", "threads": torch.get_num_threads(), "load": load_rows,
-                      "forward": fwd_rows}))
+    lines = ["| arch | layout | baseline s | load_encoder s | ratio (paired) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['arch']} | {r['layout']} | {r['baseline_s']:.3f} | {r['load_encoder_s']:.3f} | {r['ratio']:.2f} |"
+              for r in load_rows]
+    lines += ["", "| arch (32x32, batch 32, CPU) | images/s | vs resnet18-cifar |", "|---|---|---|"]
+    lines += [f"| {r['arch']} | {r['images_per_s']:.0f} | {r['speedup_vs_resnet18_cifar']:.1f}x |" for r in fwd_rows]
+    report("bench_models", {"threads": torch.get_num_threads(), "repeats": args.repeats, "load": load_rows,
+                            "forward": fwd_rows}, "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

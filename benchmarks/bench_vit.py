@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from simxir.methods import build_method
 from simxir.models import build_backbone
 from simxir.train import TrainConfig, train
 from simxir.train.config import MonitorConfig, OptimConfig, ViTConfig
+from timing import collect, median, paired_ratio
 
 SIZE, BATCH, ARCH = 32, 64, "vit-tiny-cifar"
 HEADS = {"proj_hidden": 512, "proj_dim": 128, "pred_hidden": 64}
@@ -96,18 +96,14 @@ def main() -> None:
     native = _bf16_native()
     # bf16 without native support is emulated (many times slower): it is measured only where native
     precisions = ("fp32", "bf16") if native or a.bf16 else ("fp32",)
-    runs: dict[str, list[float]] = {}
-    for r in range(a.repeats):
-        for precision in precisions:
-            for attn in ("sdpa", "softmax"):
-                runs.setdefault(f"bare {attn} {precision}", []).append(bare(attn, precision, a.steps))
-        runs.setdefault("engine sdpa fp32", []).append(engine(a.steps))
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
-    best = {k: max(v) for k, v in runs.items()}
+    candidates = {f"bare {attn} {precision}": (lambda attn=attn, precision=precision: bare(attn, precision, a.steps))
+                  for precision in precisions for attn in ("sdpa", "softmax")}
+    candidates["engine sdpa fp32"] = lambda: engine(a.steps)
+    runs = collect(candidates, a.repeats)
+    best = {k: median(v) for k, v in runs.items()}
 
     def paired(num: str, den: str) -> float:
-        """The median over rounds of the ratio within a round (the machine drifts between rounds)."""
-        return statistics.median(n / d for n, d in zip(runs[num], runs[den]))
+        return paired_ratio(runs[num], runs[den])
 
     ratios = {f"sdpa/softmax {p}": paired(f"bare sdpa {p}", f"bare softmax {p}") for p in precisions}
     ratios["engine/bare fp32"] = paired("engine sdpa fp32", "bare sdpa fp32")
@@ -118,7 +114,7 @@ def main() -> None:
                       "bf16_native": native, "precisions": list(precisions)},
            "img_per_s": best, "img_per_s_rounds": runs, "ratios": ratios, "target": "engine/bare >= 0.9"}
     (out / "results.json").write_text(json.dumps(res, indent=1))
-    lines = ["| measurement | img/s (best of rounds) |", "|---|---|"]
+    lines = ["| measurement | img/s (median of rounds) |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in best.items()]
     lines += ["", "| ratio (median over rounds of the ratio within a round) | value |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in ratios.items()]

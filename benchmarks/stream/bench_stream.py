@@ -22,17 +22,18 @@ import os
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 os.environ.setdefault("SIMXIR_QUIET", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # benchmarks/: the timing helper
 
 from simxir.augment import ViewSpec  # noqa: E402
 from simxir.data.crops import train_views, view_rng  # noqa: E402
 from simxir.io import atomic_write_json  # noqa: E402
+from timing import measure, median, paired_ratio  # noqa: E402
 
 
 def make_folder(root: Path, n: int, seed: int = 0) -> list[Path]:
@@ -89,19 +90,15 @@ def bench_decode(paths: list[Path], size: int, repeats: int) -> dict:
         "simxir": lambda i, p: train_views(p, [view_rng(0, 0, i, 0), view_rng(0, 0, i, 1)], size, [spec, spec]),
         "reference": lambda i, p: reference_views(p, size, spec),
     }
-    best = {k: 0.0 for k in fns}
-    for _ in range(repeats):   # interleaved rounds, best kept (shared machine)
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for i, p in enumerate(paths):
-                fn(i, p)
-            best[name] = max(best[name], len(paths) / (time.perf_counter() - t))
-    return {"simxir_img_per_s": best["simxir"], "reference_img_per_s": best["reference"],
-            "ratio": best["simxir"] / best["reference"]}
+    ts = measure({name: (lambda fn=fn: [fn(i, p) for i, p in enumerate(paths)]) for name, fn in fns.items()}, repeats)
+    return {"simxir_img_per_s": len(paths) / median(ts["simxir"]),
+            "reference_img_per_s": len(paths) / median(ts["reference"]),
+            "ratio": paired_ratio(ts["reference"], ts["simxir"])}
 
 
 def bench_engine(root: Path, size: int, batch: int, epochs: int) -> dict:
-    from simxir.train.pretrain import build_config, run_pretrain
+    from simxir.train.assemble import build_config
+    from simxir.train.pretrain import run_pretrain
 
     out = {}
     for mode in ("off", "on"):
