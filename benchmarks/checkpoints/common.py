@@ -58,6 +58,30 @@ def export_difference(out: Path, name: str, want: dict[str, list],
     return {"export_feature_difference": max(diffs)}
 
 
+def check_file(out: Path, name: str, suffix: str, x: Any, fmt: str | None = None) -> tuple[dict[str, Any], Any]:
+    """The ``check`` stage for one ResNet file ``out/NAME{suffix}``: simxir loads it (layout detected),
+    its features on ``x`` are compared with the source's (``out/NAME.features.pt``), and it is exported
+    back into a copy of the original file (``NAME.export{suffix}``, in ``fmt`` or the detected layout);
+    returns the row and the loaded model."""
+    import sys  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from simxir.models import export_encoder, load_encoder  # noqa: PLC0415 - simxir's venv only
+
+    model, report = load_encoder(out / f"{name}{suffix}")
+    model.eval()
+    with torch.no_grad():
+        diff = float((model(x) - torch.load(out / f"{name}.features.pt")).abs().max())
+    export_encoder(model, out / f"{name}.export{suffix}", fmt or report.format, template=out / f"{name}{suffix}")
+    return check_row(name, report, diff), model
+
+
+def write_check(out: Path, rows: list[dict[str, Any]]) -> None:
+    (out / "check.json").write_text(json.dumps(rows, indent=1))
+
+
 def check_row(layout: str, report: Any, feature_difference: float) -> dict[str, Any]:
     """One row of the ``check`` stage: what simxir's load report said, and the feature difference."""
     row = {"layout": layout, "format": report.format, "arch": report.arch, "loaded": len(report.loaded),

@@ -34,7 +34,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from common import check_row, roundtrip_rows, run_stage, write_table  # noqa: E402
+from common import check_file, roundtrip_rows, run_stage, write_check, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "lightly"
@@ -105,22 +105,18 @@ def source(out: Path) -> None:
 
 def check(out: Path) -> None:
     sys.path.insert(0, str(ROOT / "src"))
-    from simxir.models import export_encoder, load_encoder
+    from simxir.models import export_encoder
 
     rows = []
     for name, (_, size) in LAYOUTS.items():
-        model, report = load_encoder(out / f"{name}.ckpt")
-        model.eval()
-        with torch.no_grad():
-            diff = float((model(_input(size)) - torch.load(out / f"{name}.features.pt")).abs().max())
         # back into the user's own file (heads kept, SplitBatchNorm statistics re-split) and, for the
         # benchmark layout, a backbone-only file (without a template a ReLU-stem ResNet is written with
         # torchvision's names, the layout of lightly's ImageNet benchmarks, not the examples' Sequential)
-        export_encoder(model, out / f"{name}.export.ckpt", "lightly", template=out / f"{name}.ckpt")
+        row, model = check_file(out, name, ".ckpt", _input(size), "lightly")
         if name == "benchmark-generator":
             export_encoder(model, out / f"{name}.export-bare.ckpt", "lightly")
-        rows.append(check_row(name, report, diff))
-    (out / "check.json").write_text(json.dumps(rows, indent=1))
+        rows.append(row)
+    write_check(out, rows)
 
 
 def roundtrip(out: Path) -> None:

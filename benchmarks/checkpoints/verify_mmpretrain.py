@@ -33,7 +33,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from common import check_row, roundtrip_rows, run_stage, write_table  # noqa: E402
+from common import check_file, roundtrip_rows, run_stage, write_check, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "mmpretrain"
@@ -90,16 +90,7 @@ def source(out: Path) -> None:
 
 
 def check(out: Path) -> None:
-    sys.path.insert(0, str(ROOT / "src"))
-    from simxir.models import export_encoder, load_encoder
-
-    model, report = load_encoder(out / "mocov2.pth")
-    model.eval()
-    with torch.no_grad():
-        diff = float((model(_input()) - torch.load(out / "mocov2.features.pt")).abs().max())
-    export_encoder(model, out / "mocov2.export.pth", "mmpretrain", template=out / "mocov2.pth")
-    row = check_row("mocov2", report, diff)
-    (out / "check.json").write_text(json.dumps([row], indent=1))
+    write_check(out, [check_file(out, "mocov2", ".pth", _input(), "mmpretrain")[0]])
 
 
 def roundtrip(out: Path) -> None:

@@ -26,7 +26,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from common import check_row, roundtrip_rows, run_stage, write_table  # noqa: E402
+from common import check_file, roundtrip_rows, run_stage, write_check, write_table  # noqa: E402
 from fill import fill  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures" / "solo"
@@ -87,18 +87,7 @@ def source(out: Path, src: Path) -> None:
 
 
 def check(out: Path) -> None:
-    sys.path.insert(0, str(ROOT / "src"))
-    from simxir.models import export_encoder, load_encoder
-
-    rows = []
-    for name in LAYOUTS:
-        model, report = load_encoder(out / f"{name}.ckpt")
-        model.eval()
-        with torch.no_grad():
-            diff = float((model(_input(name)) - torch.load(out / f"{name}.features.pt")).abs().max())
-        export_encoder(model, out / f"{name}.export.ckpt", "solo-learn", template=out / f"{name}.ckpt")
-        rows.append(check_row(name, report, diff))
-    (out / "check.json").write_text(json.dumps(rows, indent=1))
+    write_check(out, [check_file(out, name, ".ckpt", _input(name), "solo-learn")[0] for name in LAYOUTS])
 
 
 def roundtrip(out: Path, src: Path) -> None:

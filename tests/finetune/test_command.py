@@ -73,3 +73,19 @@ def test_finetune_bad_input_is_one_line(tmp_path, monkeypatch, cli, extra, needl
     monkeypatch.setenv("SIMXIR_QUIET", "1")
     r = cli(["finetune", "--data", "digits", "--out", "run", *extra])
     assert r.code == 2 and r.err_lines == [r.error] and needle in r.error
+
+
+def test_resume_without_before_json_evaluates_the_original_encoder_again(tmp_path, cli):
+    from simxir.models import build_backbone, save_encoder
+
+    torch.manual_seed(0)
+    save_encoder(build_backbone("convnet-small"), tmp_path / "enc.safetensors")
+    run = tmp_path / "run"
+    args = ["finetune", "--encoder", tmp_path / "enc.safetensors", "--data", "digits", "--out", run, "epochs=1",
+            "batch_size=256", "tensorboard=false", "--no-linear", "--knn", "5", "--label-free-images", "0", "--json"]
+    assert cli(args).code == 0
+    before = json.loads((run / "before.json").read_text())
+    (run / "before.json").unlink()                   # lost, e.g. deleted after a damaged write
+    again = cli([*args, "--resume"])
+    assert again.code == 0, again.err_lines
+    assert json.loads((run / "before.json").read_text()) == before and again.json["before"] == before

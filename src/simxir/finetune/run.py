@@ -122,10 +122,11 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
             raise UserError(f"{before_path}: damaged ({type(exc).__name__}); delete it and rerun with --resume to "
                             f"evaluate the encoder before fine-tuning again") from None
     else:
-        if (run_dir / "checkpoint.pt").exists():
+        if (run_dir / "checkpoint.pt").exists() and not resume:
             raise UserError(f"--out {run_dir}: already holds a checkpoint; pass --resume to continue it "
                             f"or choose another folder")
-        log("evaluating the encoder before fine-tuning")
+        log("evaluating the encoder before fine-tuning" + (" (before.json is missing: the evaluation is "
+                                                           "repeated on the original encoder)" if resume else ""))
         backbone = backbone.to(device)
         before = evaluate(backbone, evaluation, augment, protocol, run_dir / "linear-before")
         if protocol.label_free is not None:
