@@ -64,8 +64,22 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, float, float], tup
     return (mean01[0], mean01[1], mean01[2]), (std01[0], std01[1], std01[2])
 
 
+class Classes:
+    """What an in-memory and a streamed dataset say alike about their ``classes`` list."""
+
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
+
+
 @dataclass
-class ImageDataset:
+class ImageDataset(Classes):
     """Train and test splits with class names and the train split's per-channel mean/std in [0, 1].
 
     ``mean``/``std`` are computed from ``train`` when left as ``None``. ``crop_size``: the crop the
@@ -118,13 +132,6 @@ class ImageDataset:
     def stored_size(self) -> int:
         return int(self.train.images.shape[2])
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def labelled(self) -> bool:
-        return bool(self.classes)
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from simxir.data.crops import eval_view, train_views, view_rng
-from simxir.data.dataset import channel_stats
+from simxir.data.dataset import Classes, channel_stats
 from simxir.data.index import FolderSplit
 from simxir.errors import UserError
 from simxir.progress import progress
@@ -75,7 +75,7 @@ def check_loader(cfg: LoaderConfig) -> None:
 
 
 @dataclass
-class StreamedDataset:
+class StreamedDataset(Classes):
     name: str
     train: FolderSplit
     test: FolderSplit
@@ -85,14 +85,6 @@ class StreamedDataset:
     std: tuple[float, float, float]
     loader: LoaderConfig
     streamed: bool = True
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def labelled(self) -> bool:
-        return bool(self.classes)
 
 
 def _failure(path: Any, exc: BaseException) -> str:
