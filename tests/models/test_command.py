@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from simxir.cli import main
+from simxir.errors import UserError
 from simxir.models import build_backbone
 
 
@@ -81,3 +82,27 @@ def test_export_command_verifies_features(tmp_path, cli):
     assert res["verified"] and res["max_feature_difference"] == 0.0
     r = cli(["export-encoder", tmp_path / "enc.safetensors", tmp_path / "out.pth", "--to", "torchvision", "--json"])
     assert r.code == 2 and "padding 2" in r.json["error"]
+
+
+def test_a_safetensors_export_is_safetensors_and_a_failed_export_leaves_no_file(tmp_path, cli, monkeypatch):
+    from safetensors.torch import load_file
+
+    from simxir.models import build_backbone, load_encoder, save_encoder
+
+    save_encoder(build_backbone("vit-tiny-cifar"), tmp_path / "enc.safetensors")
+    r = cli(["export-encoder", tmp_path / "enc.safetensors", tmp_path / "timm.safetensors", "--to", "timm", "--json"])
+    assert r.code == 0, r.err_lines
+    assert "patch_embed.proj.weight" in load_file(tmp_path / "timm.safetensors")   # a real safetensors file
+    assert load_encoder(tmp_path / "timm.safetensors")[1].format == "timm"
+    r = cli(["export-encoder", tmp_path / "enc.safetensors", tmp_path / "dino.safetensors", "--to", "dino"])
+    assert r.code == 2 and "name it .pth" in r.error and not (tmp_path / "dino.safetensors").exists()
+
+    import simxir.models.command as command
+
+    def fails(model, path, fmt, allow_pickle=False):
+        raise UserError(f"{path}: re-loading the export computes different features")
+
+    monkeypatch.setattr(command, "verify_export", fails)
+    r = cli(["export-encoder", tmp_path / "enc.safetensors", tmp_path / "bad.pth", "--to", "timm"])
+    assert r.code == 2 and str(tmp_path / "bad.pth") in r.error and ".partial" not in r.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.safetensors", "timm.safetensors"]

@@ -4,6 +4,7 @@ report what its backbone is, and write it in another toolchain's layout."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -56,8 +57,16 @@ def export_command(
     model, report = load_encoder(checkpoint, backbone=backbone, format=fmt,
                                  allow_pickle=allow_pickle)
     log(report.summary())
-    written = export_encoder(model, output, to, template=template, allow_pickle=allow_pickle)
-    back_report, diff = verify_export(model, output, written, allow_pickle=allow_pickle)
+    # written beside the output and verified there; only a verified export takes the output's name
+    partial = output.with_name(f".partial-{output.name}")
+    try:
+        written = export_encoder(model, partial, to, template=template, allow_pickle=allow_pickle)
+        back_report, diff = verify_export(model, partial, written, allow_pickle=allow_pickle)
+        os.replace(partial, output)
+    except UserError as exc:
+        raise UserError(str(exc).replace(str(partial), str(output))) from None
+    finally:
+        partial.unlink(missing_ok=True)
     result = {"source": str(checkpoint), "source_format": report.format, "arch": report.arch,
               "output": str(output), "format": written,
               "template": str(template) if template else None,

@@ -207,5 +207,11 @@ def export_encoder(model: nn.Module, path: str | Path, format: str,
         out, format = wrap_into_template(sd, obj, where, format)
     else:
         out = wrap(sd, format, str(model.arch), stem_relu=getattr(model, "stem_relu", True))
-    atomic_save(out, path)
+    if Path(path).suffix == ".safetensors":   # the name promises safetensors: write that, or refuse
+        if not (isinstance(out, dict) and out and all(isinstance(v, Tensor) for v in out.values())):
+            raise UserError(f"{path}: a {format} checkpoint is a nested torch file, not a flat dict of tensors; "
+                            f"name it .pth (safetensors holds the flat layouts: timm, dinov2, torchvision)")
+        atomic_write_bytes(path, save({k: v.contiguous() for k, v in out.items()}, metadata={"format": "pt"}))
+    else:
+        atomic_save(out, path)
     return format
