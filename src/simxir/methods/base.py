@@ -29,14 +29,39 @@ from simxir.errors import UserError
 ADAMW_DEFAULTS: dict[str, Any] = {"optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4}}
 
 
-def feature_dim_of(backbone: nn.Module) -> int:
-    """The backbone's output width (its ``.feature_dim``), checked."""
+def feature_dim_of(backbone: nn.Module, image_size: int = 32) -> int:
+    """The backbone's output width: its ``.feature_dim``, or, for a module without one (a user's own),
+    measured once on a batch of two ``image_size`` images and kept as ``.feature_dim``."""
     dim = getattr(backbone, "feature_dim", None)
-    if not isinstance(dim, int) or dim <= 0:
-        raise UserError(
-            f"backbone {type(backbone).__name__}: expected a positive int attribute .feature_dim"
-        )
+    if dim is None:
+        dim = measure_feature_dim(backbone, image_size)
+        backbone.feature_dim = dim
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+        raise UserError(f"backbone {type(backbone).__name__}: expected a positive int .feature_dim, got {dim!r}")
     return dim
+
+
+@torch.no_grad()
+def measure_feature_dim(backbone: nn.Module, image_size: int = 32) -> int:
+    """D of a module mapping images (N, 3, H, W) to features (N, D), from one forward in eval mode."""
+    name = type(backbone).__name__
+    param = next(iter(backbone.parameters()), None)
+    x = torch.zeros(2, 3, image_size, image_size, device=param.device if param is not None else "cpu")
+    was = backbone.training
+    backbone.eval()
+    try:
+        out = backbone(x)
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's forward is reported in one line
+        raise UserError(f"backbone {name}: forward on a (2, 3, {image_size}, {image_size}) image batch failed "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); set "
+                        f"backbone.feature_dim to skip the measurement if it needs another input size") from None
+    finally:
+        backbone.train(was)
+    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 2 or not out.is_floating_point():
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise UserError(f"backbone {name}: expected a module mapping images (N, 3, H, W) to a feature batch "
+                        f"(N, D), got {got} for N=2")
+    return int(out.shape[1])
 
 
 @contextlib.contextmanager

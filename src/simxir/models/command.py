@@ -62,7 +62,10 @@ def export_command(
     try:
         written = export_encoder(model, partial, to, template=template, allow_pickle=allow_pickle)
         back_report, diff = verify_export(model, partial, written, allow_pickle=allow_pickle)
-        os.replace(partial, output)
+        try:
+            os.replace(partial, output)
+        except OSError as exc:   # named by the output the user gave, not by the partial file
+            raise OSError(exc.errno, exc.strerror, str(output)) from None
     except UserError as exc:
         raise UserError(str(exc).replace(str(partial), str(output))) from None
     finally:

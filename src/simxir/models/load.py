@@ -114,6 +114,10 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
         layout(format)
     obj, meta = _read(path, allow_pickle)
     where = str(path)
+    if meta is not None and meta.get("format") == "module":
+        raise UserError(f"{where}: the state_dict of a user's own module ({meta.get('class', '?')}), not one of "
+                        f"simxir's backbones; load it with YourModule().load_state_dict("
+                        f"safetensors.torch.load_file(path))")
     if meta is not None and "arch" in meta and format in (None, "simxir"):
         ex = Extracted("simxir", "simxir (safetensors)", "", dict(obj), {k: k for k in obj})
         if "patch_embed.proj.weight" not in obj:      # a ViT's shape is read from its tensors

@@ -16,6 +16,7 @@ from an epoch-boundary checkpoint reproduces the uninterrupted run bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -41,7 +42,7 @@ from simxir.train.checkpoint import (
     save_checkpoint,
 )
 from simxir.train.config import TrainConfig
-from simxir.train.export import save_predictor, write_run_encoder
+from simxir.train.export import backbone_name, save_predictor, write_run_encoder
 from simxir.train.logging import TensorBoard, write_csv
 from simxir.train.model import Trainable, build_probe, prepare_model
 from simxir.train.monitors import collapse_label, evaluate_monitors
@@ -74,6 +75,20 @@ class _Run:
     step_log: list[dict[str, Any]]
 
 
+def what_ran(cfg: TrainConfig, method: nn.Module) -> TrainConfig:
+    """``cfg`` naming the method and its config as built, and a user's own backbone module
+    (``python:module.Class``) where ``cfg.backbone`` would name one of simxir's: what config.yaml records."""
+    updates: dict[str, Any] = {}
+    if getattr(method, "name", None) and method.name != "base":
+        updates["method_name"] = method.name
+    if dataclasses.is_dataclass(getattr(method, "cfg", None)):
+        updates["method"] = to_dict(method.cfg)
+    backbone = getattr(method, "backbone", None)
+    if isinstance(backbone, nn.Module) and not hasattr(backbone, "arch"):
+        updates["backbone"] = backbone_name(backbone)
+    return dataclasses.replace(cfg, **updates)
+
+
 def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_dir: str | Path,
           resume: bool = False, callbacks: Sequence[EpochCallback] = (), evaluator: Evaluator | None = None,
           device: torch.device | None = None) -> dict[str, Any]:
@@ -88,6 +103,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     TrainingInterrupted on Ctrl-C.
     """
     run_dir = Path(out_dir)
+    cfg = what_ran(cfg, method)
     plan = plan_run(cfg, len(dataset.train), device)
     ckpt = load_training_checkpoint(run_dir) if resume else None
     plan = choose_precision(plan, method, int(getattr(augment, "image_size", 0) or dataset.image_size),
