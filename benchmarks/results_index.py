@@ -42,6 +42,8 @@ RULES: list[tuple[str, str]] = [
     ("mocov3_ibot_mae.*", "MoCo v3, iBOT and MAE ViT checkpoints (benchmarks/checkpoints/verify_mocov3_ibot_mae.py)"),
     ("official.*", "the official MoCo, SimSiam, Barlow Twins/bridge, VISSL checkpoints "
                    "(benchmarks/checkpoints/verify_official.py)"),
+    ("transformers.*", "Hugging Face transformers folders of 4.57 and 5.25 (ViTModel, Dinov2Model with and "
+                       "without registers, ResNetModel) (benchmarks/checkpoints/verify_transformers.py)"),
     ("solo.*", "solo-learn checkpoints through Lightning (benchmarks/checkpoints/verify_solo.py)"),
     ("vit.*", "DINO, DINOv2 and timm ViT checkpoints (benchmarks/checkpoints/verify_vit.py)"),
     # dynamics

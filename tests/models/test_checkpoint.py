@@ -373,9 +373,10 @@ def test_prefix_is_stripped_once_not_replaced(tmp_path, sd18):
 # ------------------------------------------------------------------ export
 
 VIT_FORMATS = ("dino", "ibot", "mae", "dinov2", "timm")
-ROUNDTRIPS = [(f, "convnet-small") for f in FORMATS if f not in VIT_FORMATS] + [
+ROUNDTRIPS = [(f, "convnet-small") for f in FORMATS if f not in (*VIT_FORMATS, "transformers")] + [
     (f, "resnet18-cifar") for f in ("solo-learn", "moco", "vissl", "lightly")] + [
-    (f, "vit-tiny-cifar") for f in (*VIT_FORMATS, "simxir")]
+    (f, "vit-tiny-cifar") for f in (*VIT_FORMATS, "simxir")] + [
+    ("transformers", "vit-tiny-cifar"), ("transformers", "resnet18")]     # folders (tests/models/test_transformers.py)
 
 
 def test_vit_layouts_and_backbone_layouts_do_not_mix(tmp_path):
@@ -406,10 +407,12 @@ def test_export_roundtrip_every_format(tmp_path, fmt, arch):
         m.load_state_dict(random_state(arch, 5))
     if fmt == "solo-learn" and arch.endswith("-cifar"):
         m.conv1.padding = (2, 2)   # solo-learn's own CIFAR stem (padding 1 cannot go there)
-    out = tmp_path / ("e.safetensors" if fmt == "simxir" else "e.pth")
+    out = tmp_path / ("e.safetensors" if fmt == "simxir" else "e" if fmt == "transformers" else "e.pth")
     assert export_encoder(m, out, fmt) == fmt
     loaded, rep = load_encoder(out)
-    assert rep.format == fmt and rep.arch == arch and rep.dropped == (["mask_token"] if fmt == "dinov2" else [])
+    assert rep.format == fmt and rep.arch == arch and \
+        rep.dropped == (["mask_token"] if fmt == "dinov2" else ["embeddings.mask_token"] if fmt == "transformers" and
+                        "dinov2" in (out / "config.json").read_text() else [])
     assert_loaded(loaded, m.state_dict())
 
 

@@ -77,6 +77,9 @@ def eval_command(
     linear_out: str = typer.Option(None, "--linear-out", help="augmented protocol: folder for its epoch "
                                                               "checkpoint (rerun with --resume to continue)"),
     resume: bool = typer.Option(False, "--resume", help="continue the augmented protocol from --linear-out"),
+    normalization: str = typer.Option("auto", "--normalization", help="auto: the encoder's own preprocessing "
+                                      "(a transformers folder's preprocessor_config.json) when it has one, else "
+                                      "the data's mean/std; data: always the data's"),
     markdown: bool = typer.Option(False, "--markdown", help="print markdown tables"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
@@ -119,7 +122,7 @@ def eval_command(
                                                          batch_size=linear_batch_size, standardize=standardize,
                                                          seed=seed),
                             batch_size=batch_size, linear_protocol=linear_protocol, linear_recipe=linear_recipe,
-                            label_free=LabelFreeConfig(images=label_free_images))
+                            label_free=LabelFreeConfig(images=label_free_images), normalization=normalization)
     extra: dict[str, Any] = {}
     if features is not None:
         result = score_features(*load_features_npz(features), protocol, device=dev)
@@ -129,7 +132,7 @@ def eval_command(
         loader = LoaderConfig(stream=stream, workers=workers, classes=classes or "",  # type: ignore[arg-type]
                               skip_unreadable=skip_unreadable)
         model, ds, evaluation, aug = open_encoder_data(encoder, data, backbone, fmt, allow_pickle, augment,
-                                                       image_size, dev, loader, eval_data)
+                                                       image_size, dev, loader, eval_data, normalization)
         if label_free or (label_free is None and not ds.labelled):
             summary, _, _ = evaluate_label_free(model, ds, aug, protocol.label_free, batch_size=batch_size)
             extra["label_free"] = summary

@@ -240,8 +240,8 @@ def save_features_npz(path: str | Path, train_f: torch.Tensor, train_y: torch.Te
 
 def open_encoder_data(encoder: str, data: str, backbone: str | None, fmt: str | None, allow_pickle: bool,
                       augment: str | None, image_size: int | None, device: torch.device,
-                      loader: LoaderConfig | None = None, eval_data: str | None = None
-                      ) -> tuple[nn.Module, Any, Any, Any]:
+                      loader: LoaderConfig | None = None, eval_data: str | None = None,
+                      normalization: str = "auto") -> tuple[nn.Module, Any, Any, Any]:
     """(model on ``device``, the data, the evaluation data (``eval_data``, labelled, else the data),
     the augmentation whose eval transform is used: ``augment``'s recipe, default ``auto``'s for the
     image size, normalised with the data's mean/std)."""
@@ -250,9 +250,11 @@ def open_encoder_data(encoder: str, data: str, backbone: str | None, fmt: str | 
     model, report = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
     log(report.summary())
     recipe = augment or auto_recipe(ds.image_size)
-    aug = build_augment(recipe, ds.image_size, ds.mean, ds.std)
+    pre = report.preprocess if normalization == "auto" else None
+    aug = build_augment(recipe, ds.image_size, pre["mean"] if pre else ds.mean, pre["std"] if pre else ds.std)
     log(f"data {data}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
-        f"{ds.image_size}px, eval transform of '{recipe}'")
+        f"{ds.image_size}px, eval transform of '{recipe}', normalised with "
+        + (f"the encoder's own preprocessing ({pre['source']})" if pre else "the data's mean/std"))
     return model.to(device), ds, evaluation, aug
 
 

@@ -49,6 +49,9 @@ def finetune_command(
                                         help="fast (probe on precomputed features) or augmented (the papers' "
                                              "protocol: BN + linear on RandomResizedCrop + flip views)"),
     linear_recipe: str = typer.Option(None, "--linear-recipe", help="augmented: recipes/linear/*.yaml"),
+    normalization: str = typer.Option("auto", "--normalization", help="auto: the encoder's own preprocessing "
+                                      "(a transformers folder's preprocessor_config.json) when it has one, else "
+                                      "the data's mean/std; data: always the data's"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Fine-tune an SSL encoder with SimXIR and report kNN/linear accuracy before and after."""
@@ -65,7 +68,8 @@ def finetune_command(
     protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear,
                             linear_cfg=LinearProbeConfig(epochs=linear_epochs),
                             linear_protocol=linear_protocol, linear_recipe=linear_recipe,
-                            label_free=LabelFreeConfig(images=label_free_images) if label_free_images else None)
+                            label_free=LabelFreeConfig(images=label_free_images) if label_free_images else None,
+                            normalization=normalization)
     result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
                           val_fraction=val_fraction, protocol=protocol,
                           overwrite=overwrite)   # diverged: see simxir.cli

@@ -104,7 +104,11 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
         backbone.set_representation(cfg.vit.representation)
     log(report.summary() + (f"\n  representation {backbone.representation}" if hasattr(backbone, "representation")
                             else ""))
-    run = open_run_data(cfg, run_dir, val_fraction)
+    pre = report.preprocess if protocol.normalization == "auto" else None
+    if pre is not None:
+        log(f"normalising with the encoder's own preprocessing ({pre['source']}): mean {list(pre['mean'])}, "
+            f"std {list(pre['std'])} (--normalization data: the data's statistics)")
+    run = open_run_data(cfg, run_dir, val_fraction, (pre["mean"], pre["std"]) if pre else None)
     dataset, evaluation, augment, device = run.dataset, run.evaluation, run.augment, run.device
     cfg = resolve_length(cfg, len(dataset.train))   # the batch and epochs the run trains with, for its report
     if not evaluation.labelled:
@@ -146,6 +150,8 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
         after["label_free"], change = label_free_after(tuned, dataset, augment, protocol, run_dir)
     tuned = tuned.to("cpu")
     summary = _summary(cfg, encoder, report, result, before, after, val_fraction, run_dir)
+    summary["normalization"] = {"source": pre["source"], "mean": list(pre["mean"]), "std": list(pre["std"])} \
+        if pre is not None else "data"
     summary["label_free_change"] = change
     if main:
         atomic_write_json(after, run_dir / "after.json")
@@ -161,7 +167,7 @@ def _export(tuned: torch.nn.Module, report: Any, encoder: str | Path, run_dir: P
     """The tuned encoder in simxir's format and, where it can be rebuilt, the layout it came in."""
     exported = {"simxir": simxir_path}
     if report.format != "simxir":
-        path = run_dir / f"encoder.{report.format}.pt"
+        path = run_dir / ("encoder.transformers" if report.format == "transformers" else f"encoder.{report.format}.pt")
         template = encoder if report.format not in ("torchvision",) else None
         try:
             export_encoder(tuned, path, report.format, template=template, allow_pickle=allow_pickle)

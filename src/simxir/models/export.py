@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from simxir.config import deep_update
 from simxir.errors import UserError
 from simxir.io import atomic_save, atomic_write_bytes, load_checkpoint
+from simxir.models import hf
 from simxir.models.extract import extract, find_state_dict
 from simxir.models.layouts import BY_NAME, FORMATS, layout
 from simxir.models.load import LoadReport, load_encoder
@@ -171,7 +172,8 @@ def save_encoder(model: nn.Module, path: str | Path) -> None:
         meta["stem_relu"] = "false"
     if isinstance(model, VisionTransformer):
         meta.update(representation=model.representation, pos_offset=str(model.pos_offset),
-                    pos_antialias=str(model.pos_antialias).lower(), heads=str(model.heads))
+                    pos_antialias=str(model.pos_antialias).lower(), heads=str(model.heads),
+                    norm_eps=repr(model.norm_eps))
     atomic_write_bytes(path, save(_cpu_state(model), metadata=meta))
 
 
@@ -186,6 +188,12 @@ def export_encoder(model: nn.Module, path: str | Path, format: str,
     """
     lay = layout(format)
     model = _unwrap(model)
+    if format == "transformers":   # a save_pretrained folder: config.json + model.safetensors
+        folder = hf.folder_of(Path(template)) if isinstance(template, (str, Path)) else None
+        if not getattr(model, "stem_relu", True):
+            raise UserError("--to transformers: this encoder has no ReLU after bn1, which ResNetModel applies")
+        hf.write_folder(model, Path(path), folder)
+        return format
     is_vit = isinstance(model, VisionTransformer)
     if format != "simxir" and lay.write.vit is not None and lay.write.vit != is_vit:
         what = "ViT" if lay.write.vit else "ResNet/ConvNet"

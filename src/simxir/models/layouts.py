@@ -54,6 +54,8 @@ ViTs (timm names, see ``simxir.models.vit``):
   pass ``--format moco`` to read it with MoCo v3's 12 heads.
 - ``ibot``: main_ibot.py's checkpoint, as DINO's with ``ibot_loss`` (the teacher is taken; the
   student's ``masked_embed`` is not part of the backbone; layer scale ``gamma_1``/``gamma_2``).
+- ``transformers``: a Hugging Face ``save_pretrained`` folder (``config.json`` + ``model.safetensors``),
+  read and written by ``simxir.models.hf`` (ViTModel, Dinov2Model with and without registers, ResNetModel).
 - ``mae``: main_pretrain.py's ``{"model": {encoder, mask_token, decoder_*}}``, the encoder taken;
   exports ``{"model": encoder}`` (the released ``mae_pretrain_vit_*.pth`` layout); MAE's
   interpolate_pos_embed (by size, not antialiased).
@@ -269,6 +271,11 @@ def _mae(obj: Mapping[str, Any], keys: list[str]) -> bool:
     return "decoder_embed.weight" in keys and _bare_vit()(obj, keys)
 
 
+def _transformers(obj: Mapping[str, Any], keys: list[str]) -> bool:
+    """Hugging Face ViTModel / Dinov2Model / ResNetModel names."""
+    return any(k.startswith(("embeddings.patch_embeddings.", "embedder.embedder.")) for k in keys)
+
+
 LAYOUTS: tuple[Layout, ...] = (
     Layout("torchvision", Detect(), Read(("", "module.")), Write(container=(), prefix="")),
     Layout("simxir", Detect(identify=_simxir_run), Read(("backbone.", "")), Write(container=None),
@@ -314,6 +321,8 @@ LAYOUTS: tuple[Layout, ...] = (
            Write(container=(), prefix="", names=_dinov2_names, vit=True), cifar_stem_padding=None),
     Layout("timm", Detect(identify=_timm), Read(("", "module.")), Write(container=(), prefix="", vit=True),
            cifar_stem_padding=None),
+    Layout("transformers", Detect(identify=_transformers), Read(("",)), Write(container=None, vit=None),
+           cifar_stem_padding=None),   # read and written with config.json by simxir.models.hf
     Layout("vissl", Detect(unique=("_feature_blocks.",)),
            Read(("_feature_blocks.",), container=("classy_state_dict", "base_model", "model", "trunk")),
            Write(container=("classy_state_dict", "base_model", "model", "trunk"), prefix="_feature_blocks.",

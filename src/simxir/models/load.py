@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from simxir.errors import UserError
 from simxir.io import load_checkpoint, require_file
+from simxir.models import hf
 from simxir.models.backbones import RESNET_LAYOUTS, build_backbone
 from simxir.models.extract import Extracted, extract
 from simxir.models.layouts import BY_NAME, layout
@@ -40,6 +41,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)   # tolerated: num_batches_tracked only
     notes: list[str] = field(default_factory=list)
     network: str = ""       # the loaded backbone's stem semantics (ResNets), as the source computed it
+    preprocess: dict[str, Any] | None = None   # the mean/std (and size) the checkpoint was trained with, if known
 
     def summary(self) -> str:
         lines = [f"{self.path}: {self.format} checkpoint -> {self.arch}, loaded "
@@ -112,6 +114,12 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
     path = Path(path)
     if format is not None:
         layout(format)
+    folder = hf.folder_of(path) if format in (None, "transformers") else None
+    if folder is not None:
+        return _load_transformers(path, folder, backbone, allow_pickle)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory without {hf.CONFIG}; expected a checkpoint file or a "
+                        f"transformers model folder (save_pretrained)")
     obj, meta = _read(path, allow_pickle)
     where = str(path)
     if meta is not None and meta.get("format") == "module":
@@ -123,14 +131,41 @@ def load_encoder(path: str | Path, backbone: str | None = None, format: str | No
         if "patch_embed.proj.weight" not in obj:      # a ViT's shape is read from its tensors
             backbone = backbone or meta["arch"]
     else:
+        if format in (None, "transformers") and isinstance(obj, dict) and \
+                BY_NAME["transformers"].detect.identify(obj, [str(k) for k in obj]):
+            raise UserError(f"{where}: Hugging Face transformers weights need their {hf.CONFIG} beside them "
+                            f"(pass the save_pretrained folder)")
         ex = extract(obj, where, format)
+    return _build(ex, where, backbone, meta)
+
+
+def _load_transformers(path: Path, folder: Path, backbone: str | None,
+                       allow_pickle: bool) -> tuple[nn.Module, LoadReport]:
+    where = str(path)
+    cfg = hf.read_config(folder)
+    sd = hf.read_weights(folder, path if path.is_file() else None,
+                         lambda p: load_checkpoint(p, allow_pickle=allow_pickle))
+    tensors, network, dropped, family = hf.to_simxir(sd, cfg, where)
+    ex = Extracted("transformers", f"transformers {family} ({hf.CONFIG} + weights)", "", tensors,
+                   {k: k for k in tensors}, dropped, [], (), network)
+    model, report = _build(ex, where, backbone, None)
+    pre = hf.preprocessing(folder)
+    if pre is not None:
+        report.preprocess = pre
+        report.notes.append(f"preprocessing from {hf.PREPROCESSOR}: mean {list(pre['mean'])}, std {list(pre['std'])}")
+    return model, report
+
+
+def _build(ex: Extracted, where: str, backbone: str | None,
+           meta: dict[str, str] | None) -> tuple[nn.Module, LoadReport]:
+    """Our backbone for the extracted tensors, strictly loaded, and its report."""
     if backbone is None and "patch_embed.proj.weight" in ex.tensors:   # a ViT: its shape is in its tensors
         opts = vit_options_from_state(ex.tensors, where)
         arch = opts["arch"]
         m = meta or {}
         net = {"pos_offset": float(m.get("pos_offset", 0.0)), "pos_antialias": m.get("pos_antialias", "true") == "true",
-               "heads": int(m["heads"]) if "heads" in m else None,
-               **{k: v for k, v in ex.network.items() if k.startswith("pos_") or k == "heads"}}
+               "heads": int(m["heads"]) if "heads" in m else None, "norm_eps": float(m.get("norm_eps", 1e-6)),
+               **{k: v for k, v in ex.network.items() if k.startswith("pos_") or k in ("heads", "norm_eps")}}
         model: nn.Module = VisionTransformer(**opts, representation=m.get("representation", "cls"), **net)
     else:
         arch = backbone or infer_arch(ex.tensors, where)

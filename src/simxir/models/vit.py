@@ -6,8 +6,9 @@ they are: ``patch_embed.proj``, ``cls_token``, ``reg_token``, ``pos_embed``,
 - Sizes (timm's): tiny 192-d / 3 heads, small 384 / 6, base 768 / 12, large 1024 / 16; 12 blocks
   (24 for large), MLP ratio 4, LayerNorm eps 1e-6, qkv bias. ``vit-S`` is patch 16 at 224 px;
   ``vit-S-cifar`` is patch 4 at 32 px (64 tokens, runs on a CPU).
-- ``heads`` overrides the size's number of attention heads (MoCo v3's ViT-S uses 12); it is saved
-  with the encoder, since no tensor shape shows it.
+- ``heads`` overrides the size's number of attention heads (MoCo v3's ViT-S uses 12) and ``norm_eps``
+  the LayerNorm eps (Hugging Face's ViTModel uses 1e-12); both are saved with the encoder, since no
+  tensor shape shows them.
 - Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` (``attn="softmax"``
   writes it out, for the benchmark).
 - Position embeddings hold the class token's slot first (timm's default), registers (DINOv2's
@@ -90,12 +91,12 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_ratio: float, qkv_bias: bool, layer_scale: float | None,
-                 impl: str) -> None:
+                 impl: str, eps: float = 1e-6) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, heads, qkv_bias, impl)
         self.ls1 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
 
@@ -136,7 +137,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, size: str = "small", patch: int = 16, img_size: int = 224, registers: int = 0,
                  layer_scale: float | None = None, representation: str = "cls", qkv_bias: bool = True,
                  mlp_ratio: float = 4.0, attn: str = "sdpa", arch: str | None = None, pos_offset: float = 0.0,
-                 pos_antialias: bool = True, heads: int | None = None) -> None:
+                 pos_antialias: bool = True, heads: int | None = None, norm_eps: float = 1e-6) -> None:
         super().__init__()
         if size not in VIT_SIZES:
             raise UserError(f"ViT size {size!r}: expected one of {', '.join(VIT_SIZES)}")
@@ -156,9 +157,10 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.reg_token = nn.Parameter(torch.zeros(1, registers, dim)) if registers else None
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
-        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, qkv_bias, layer_scale, attn)
+        self.norm_eps = float(norm_eps)           # LayerNorm eps: timm's 1e-6, Hugging Face's ViT 1e-12
+        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, qkv_bias, layer_scale, attn, self.norm_eps)
                                       for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, eps=self.norm_eps)
         self._init()
 
     def set_representation(self, representation: str) -> None:

@@ -34,8 +34,11 @@ class EvalProtocol:
     linear_protocol: str = "fast"                # or "augmented": simxir.protocol.linear
     linear_recipe: str | None = None             # augmented: a recipes/linear/*.yaml file (None: its defaults)
     label_free: LabelFreeConfig | None = dataclasses.field(default_factory=LabelFreeConfig)   # None: off
+    normalization: str = "auto"                  # auto: the encoder's own preprocessing when known; data
 
     def __post_init__(self) -> None:
+        if self.normalization not in ("auto", "data"):
+            raise UserError(f"--normalization: expected auto or data, got {self.normalization!r}")
         if self.linear_protocol not in PROTOCOLS:
             raise UserError(f"--linear-protocol: expected one of {', '.join(PROTOCOLS)}, "
                             f"got {self.linear_protocol!r}")

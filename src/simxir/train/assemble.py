@@ -77,10 +77,12 @@ def open_eval_data(cfg: TrainConfig, dataset: Any, out: Path, device: torch.devi
                              index_cache=str(out / EVAL_INDEX_CACHE))
 
 
-def open_run_data(cfg: TrainConfig, out: str | Path, val_fraction: float = 0.0) -> RunData:
+def open_run_data(cfg: TrainConfig, out: str | Path, val_fraction: float = 0.0,
+                  normalization: tuple[Any, Any] | None = None) -> RunData:
     """Open ``cfg.data`` (and ``cfg.eval_data``) once, on the run's device, with the data index cached
     in the run folder ``out``; ``val_fraction`` > 0 evaluates on a stratified validation split of the
-    training data instead of its test split."""
+    training data instead of its test split; ``normalization``: the (mean, std) the augmentation
+    normalises with (default: the data's own)."""
     out = Path(out)
     device = resolve_device(cfg)
     dataset = open_dataset(cfg.data, cfg.image_size, cfg.loader, index_cache=str(out / INDEX_CACHE),
@@ -88,7 +90,8 @@ def open_run_data(cfg: TrainConfig, out: str | Path, val_fraction: float = 0.0) 
     if val_fraction:
         dataset = _validation_split(cfg, dataset, val_fraction)
     evaluation = open_eval_data(cfg, dataset, out, device)
-    augment = build_augment(cfg.augment, dataset.image_size, dataset.mean, dataset.std)
+    mean, std = normalization or (dataset.mean, dataset.std)
+    augment = build_augment(cfg.augment, dataset.image_size, mean, std)
     return RunData(dataset, evaluation, augment, device)
 
 
