@@ -157,3 +157,24 @@ def test_eval_uses_the_folders_preprocessing_unless_told_otherwise(tmp_path, cli
     assert r.json["knn"]["cosine"]["5"] != plain                             # another normalisation: other features
     again = cli([*args, "--normalization", "data"])
     assert again.json["knn"]["cosine"]["5"] == plain
+
+
+def test_the_layouts_known_preprocessing_and_the_preprocessors_size(tmp_path, cli):
+    from simxir.models.load import IMAGENET_MEAN
+
+    for arch, fmt, known in (("resnet18", "torchvision", True), ("resnet18-cifar", "torchvision", False),
+                             ("resnet18", "simxir", False)):
+        path = tmp_path / f"{arch}-{fmt}.{'safetensors' if fmt == 'simxir' else 'pth'}"
+        export_encoder(build_backbone(arch), path, fmt)
+        _, report = load_encoder(path)
+        assert (report.preprocess is not None) == known, (arch, fmt)
+        if known:
+            assert report.preprocess["mean"] == IMAGENET_MEAN and "preprocessing: mean" in report.summary()
+    folder = _tiny_vit_folder(tmp_path / "hf")
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "crop_size": {"height": 32, "width": 32}}))
+    r = cli(["eval", "--encoder", folder, "--data", "digits", "--no-linear", "--knn", "5", "--json"])
+    assert r.code == 0 and any("32px" in line and "own preprocessing" in line for line in r.err_lines)
+    r = cli(["eval", "--encoder", folder, "--data", "digits", "--no-linear", "--knn", "5", "--image-size", "16",
+             "--json"])
+    assert r.code == 0 and any("16px" in line for line in r.err_lines)          # --image-size wins

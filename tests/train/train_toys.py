@@ -138,7 +138,23 @@ DDP_CASES = {  # name -> (method config single-process, method config per proces
     "barlow_twins": ({"proj_sizes": [32, 32]}, None),
     # eq. 19: each process's batch is one partition, so k=2 on one process equals k=1 on each of 2
     "bridge": ({"proj_sizes": [32, 16], "partitions": 2}, {"proj_sizes": [32, 16], "partitions": 1}),
+    # a user's own module (no .arch, no .feature_dim) under SimSiam and under SimXIR
+    "user-module-simsiam": ({"proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32}, None),
+    "user-module-simxir": ({}, None),
 }
+USER_CASES = ("user-module-simsiam", "user-module-simxir")
+
+
+class PlainEncoder(nn.Module):
+    """What a user brings: images -> features, nothing simxir-specific."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
 
 
 def build_case(name: str, distributed_run: bool):
@@ -149,6 +165,8 @@ def build_case(name: str, distributed_run: bool):
     torch.manual_seed(0)
     if name == "toy":
         method = ToyMethod()
+    elif name in USER_CASES:
+        method = build_method(name.rsplit("-", 1)[1], PlainEncoder(), dict(DDP_CASES[name][0]))
     else:
         single, multi = DDP_CASES[name]
         cfg = multi if (distributed_run and multi is not None) else single

@@ -245,12 +245,13 @@ def open_encoder_data(encoder: str, data: str, backbone: str | None, fmt: str | 
     """(model on ``device``, the data, the evaluation data (``eval_data``, labelled, else the data),
     the augmentation whose eval transform is used: ``augment``'s recipe, default ``auto``'s for the
     image size, normalised with the data's mean/std)."""
-    ds = open_dataset(data, image_size or 0, loader, device=device)
-    evaluation = open_eval_dataset(eval_data, ds.image_size, loader, device=device) if eval_data else ds
     model, report = load_encoder(encoder, backbone=backbone, format=fmt, allow_pickle=allow_pickle)
     log(report.summary())
-    recipe = augment or auto_recipe(ds.image_size)
     pre = report.preprocess if normalization == "auto" else None
+    size = image_size or (pre or {}).get("size") or 0      # the preprocessor's crop size unless --image-size
+    ds = open_dataset(data, size, loader, device=device)
+    evaluation = open_eval_dataset(eval_data, ds.image_size, loader, device=device) if eval_data else ds
+    recipe = augment or auto_recipe(ds.image_size)
     aug = build_augment(recipe, ds.image_size, pre["mean"] if pre else ds.mean, pre["std"] if pre else ds.std)
     log(f"data {data}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
         f"{ds.image_size}px, eval transform of '{recipe}', normalised with "

@@ -105,6 +105,8 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
     log(report.summary() + (f"\n  representation {backbone.representation}" if hasattr(backbone, "representation")
                             else ""))
     pre = report.preprocess if protocol.normalization == "auto" else None
+    if pre is not None and pre.get("size") and not cfg.image_size:   # the preprocessor's crop size
+        cfg = dataclasses.replace(cfg, image_size=int(pre["size"]))
     if pre is not None:
         log(f"normalising with the encoder's own preprocessing ({pre['source']}): mean {list(pre['mean'])}, "
             f"std {list(pre['std'])} (--normalization data: the data's statistics)")

@@ -60,6 +60,10 @@ class LoadReport:
                      + (f" (defaulted: {', '.join(self.missing[:3])}...)" if self.missing else ""))
         if self.network:
             lines.append(f"  network: {self.network}")
+        if self.preprocess:
+            p = self.preprocess
+            lines.append(f"  preprocessing: mean {list(p['mean'])}, std {list(p['std'])}"
+                         + (f", {p['size']} px" if p.get("size") else "") + f" ({p['source']})")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -152,7 +156,6 @@ def _load_transformers(path: Path, folder: Path, backbone: str | None,
     pre = hf.preprocessing(folder)
     if pre is not None:
         report.preprocess = pre
-        report.notes.append(f"preprocessing from {hf.PREPROCESSOR}: mean {list(pre['mean'])}, std {list(pre['std'])}")
     return model, report
 
 
@@ -202,8 +205,22 @@ def _build(ex: Extracted, where: str, backbone: str | None,
         notes.append("no ReLU after bn1, as in the source network (simxir's ResNet stem has one by default)")
     network = model.network() if hasattr(model, "network") else ""
     report = LoadReport(where, ex.format, ex.layout, arch, ex.prefix, list(ex.tensors),
-                        ex.dropped, tolerated, notes, network)
+                        ex.dropped, tolerated, notes, network, known_preprocessing(ex.format, arch))
     return model, report
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def known_preprocessing(fmt: str, arch: str) -> dict[str, Any] | None:
+    """The mean/std an encoder of another toolchain was trained with, where the layout tells: every
+    toolchain read here normalises its ImageNet-size pipelines with ImageNet's statistics. None for
+    simxir's own files (trained on the data's own statistics), CIFAR stems and convnet-small (their
+    toolchains' CIFAR pipelines differ) and transformers folders (their preprocessor_config.json says)."""
+    if fmt in ("simxir", "transformers") or arch.endswith("-cifar") or arch == "convnet-small":
+        return None
+    return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "size": None,
+            "source": f"the {fmt} layout's ImageNet pipelines (ImageNet mean/std)"}
 
 
 def _stem_padding(ex: Extracted, meta: dict[str, str] | None, arch: str) -> int | None:
