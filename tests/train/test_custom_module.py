@@ -106,3 +106,15 @@ def test_load_encoder_names_a_module_file_and_how_to_load_it(tmp_path, digits):
     path = write_run_encoder(module, tmp_path)
     with pytest.raises(UserError, match="user's own module .*Pooled.*load_state_dict"):
         load_encoder(path)
+
+
+def test_the_nan_guard_stops_a_users_module_run_with_one_line(tmp_path, digits):
+    from simxir.errors import TrainingDiverged
+
+    data, augment = digits
+    cfg = build_config("simsiam", None, [*OVER[1:], "epochs=3", "optim.lr=1e30",
+                                         *[f"method.{k}={v}" for k, v in SMALL["simsiam"].items()]])
+    torch.manual_seed(0)
+    with pytest.raises(TrainingDiverged, match="loss is nan"):
+        train(cfg, build_method("simsiam", Pooled(), cfg.method), data, augment, tmp_path / "r")
+    assert not (tmp_path / "r" / "encoder.safetensors").exists()      # nothing diverged is exported
