@@ -18,6 +18,7 @@ from simxir.experiments import command as experiments
 from simxir.finetune.command import finetune_command
 from simxir.methods.command import methods_command
 from simxir.models import command as models
+from simxir.recipes.command import recipes_command
 from simxir.train.command import pretrain_command
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ def _register() -> None:
     app.command("finetune")(finetune_command)
     app.command("eval")(eval_command)
     app.command("methods")(methods_command)
+    app.command("recipes")(recipes_command)
     app.command("inspect-encoder")(models.inspect_command)
     app.command("export-encoder")(models.export_command)
     app.add_typer(data_app, name="data")

@@ -31,6 +31,7 @@ from simxir.config import deep_update, from_dict, read_recipe, to_dict
 from simxir.eval.features import feature_autocast, model_device, split_features
 from simxir.io import atomic_save, load_checkpoint
 from simxir.progress import log, progress
+from simxir.recipes import find_recipe
 from simxir.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from simxir.train.monitors import topk_hits
 from simxir.train.optim import build_optimizer
@@ -182,6 +183,7 @@ def protocol_config(recipe: str | Path | None, overrides: dict[str, Any] | None 
     """A ProtocolConfig from a ``recipes/linear/*.yaml`` file (None: the defaults), then ``overrides``."""
 
     data = to_dict(ProtocolConfig())
+    recipe = find_recipe(recipe, "linear", "--linear-recipe")
     if recipe is not None:
         data = deep_update(data, read_recipe(recipe, "linear ProtocolConfig"))
     if overrides:

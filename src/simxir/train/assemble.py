@@ -19,6 +19,7 @@ from simxir.errors import UserError
 from simxir.methods import CONFIGS, METHODS, Method, build_method
 from simxir.models import build_backbone
 from simxir.progress import log
+from simxir.recipes import find_recipe
 from simxir.train.config import TrainConfig
 from simxir.train.plan import resolve_device
 
@@ -28,6 +29,7 @@ def build_config(method: str | None, recipe: str | Path | None, overrides: list[
     """The resolved config: TrainConfig's defaults, the method's own ``train_defaults``, the
     recipe, then ``key=value`` overrides (``method.KEY=V`` for the method's own config, checked
     against ``simxir.methods.CONFIGS[method]``), then ``--data`` and ``--eval-data``."""
+    recipe = _named_recipe(recipe, method)
     method_ovr = [o for o in overrides if o.strip().startswith("method.")]
     train_ovr = [o for o in overrides if not o.strip().startswith("method.")]
     recipe_name = read_recipe(recipe, "TrainConfig").get("method_name") if recipe else None
@@ -55,6 +57,19 @@ def build_config(method: str | None, recipe: str | Path | None, overrides: list[
     if eval_data:
         updates["eval_data"] = eval_data
     return dataclasses.replace(cfg, **updates)
+
+
+def _named_recipe(recipe: str | Path | None, method: str | None) -> str | Path | None:
+    """A recipe file, or a packaged recipe by name: a fine-tuning method's among recipes/finetune, any
+    other's among recipes/pretrain (without --method: pretrain's, else finetune's)."""
+    if recipe is None or Path(recipe).exists():
+        return recipe
+    if method in METHODS:
+        return find_recipe(recipe, "finetune" if METHODS[method].fine_tunes else "pretrain")
+    try:
+        return find_recipe(recipe, "pretrain")
+    except UserError:
+        return find_recipe(recipe, "finetune")
 
 
 @dataclasses.dataclass
