@@ -13,16 +13,17 @@ import pytest
 import typer
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "examples").glob("*.sbatch"))]
 
 
 def _command_lines() -> list[tuple[str, str]]:
     """(file:line, command) for each simxir invocation in a fenced shell block (continuations joined)."""
     found = []
     for doc in DOCS:
-        in_block, joined, start = False, "", 0
+        script = doc.suffix != ".md"          # a shell script: every line is a command line
+        in_block, joined, start = script, "", 0
         for n, line in enumerate(doc.read_text().splitlines(), 1):
-            if line.lstrip().startswith("```"):
+            if not script and line.lstrip().startswith("```"):
                 in_block = not in_block and line.strip() in ("```bash", "```sh", "```shell", "```console")
                 continue
             if not in_block:
