@@ -66,6 +66,20 @@ class ViTConfig:
                 if getattr(self, f.name) != getattr(default, f.name)}
 
 
+BACKENDS = ("csv", "tensorboard", "wandb", "mlflow")
+
+
+@dataclass
+class LoggingConfig:
+    """Where a run's metrics, config and final results go besides metrics.csv / steps.csv (always
+    written): ``backends`` from csv, tensorboard (also switched off by ``tensorboard=false``), wandb,
+    mlflow (extras: ``pip install 'simxir[wandb]'`` / ``'simxir[mlflow]'``)."""
+
+    backends: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
+    project: str = "simxir"           # the W&B project / MLflow experiment
+    wandb_mode: str = ""              # "" (W&B's own setting, WANDB_MODE), online, offline, disabled
+
+
 @dataclass
 class MonitorConfig:
     """Per-epoch monitors on a fixed, un-augmented eval set (the first ``eval_size`` test images).
@@ -117,6 +131,7 @@ class TrainConfig:
     checkpoint_interval_s: float = 30.0   # at most one checkpoint.pt per this many seconds, always
                                       # after the first and the last epoch; 0: after every epoch
     tensorboard: bool = True          # write TensorBoard events when tensorboard is importable
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -133,6 +148,11 @@ def check_train_config(cfg: TrainConfig) -> None:
     """Every number's range, checked where the config enters the engine, so that torch never sees a
     bad one; a UserError naming the key, the value and what was expected."""
     o, sc, mon, pr = cfg.optim, cfg.schedule, cfg.monitor, cfg.probe
+    unknown = [b for b in cfg.logging.backends if b not in BACKENDS]
+    if unknown or not isinstance(cfg.logging.backends, list):
+        raise UserError(f"logging.backends: expected a list of {', '.join(BACKENDS)}, got {cfg.logging.backends}")
+    if cfg.logging.wandb_mode not in ("", "online", "offline", "disabled"):
+        raise UserError(f"logging.wandb_mode: expected online, offline or disabled, got {cfg.logging.wandb_mode!r}")
     rules = [
         ("optim.lr", o.lr, _finite(o.lr) and o.lr >= 0, "a finite number >= 0"),
         ("optim.weight_decay", o.weight_decay, _finite(o.weight_decay) and o.weight_decay >= 0, "a finite number >= 0"),

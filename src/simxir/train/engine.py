@@ -43,7 +43,7 @@ from simxir.train.checkpoint import (
 )
 from simxir.train.config import TrainConfig
 from simxir.train.export import backbone_name, save_predictor, write_run_encoder
-from simxir.train.logging import TensorBoard, write_csv
+from simxir.train.logging import Trackers, check_backends, write_csv
 from simxir.train.model import Trainable, build_probe, prepare_model
 from simxir.train.monitors import collapse_label, evaluate_monitors
 from simxir.train.optim import build_optimizer
@@ -71,7 +71,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     source: MemorySource | StreamSource
-    tb: TensorBoard
+    tb: Trackers
     step_log: list[dict[str, Any]]
 
 
@@ -104,6 +104,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     """
     run_dir = Path(out_dir)
     cfg = what_ran(cfg, method)
+    check_backends(list(cfg.logging.backends))
     plan = plan_run(cfg, len(dataset.train), device)
     ckpt = load_training_checkpoint(run_dir) if resume else None
     plan = choose_precision(plan, method, int(getattr(augment, "image_size", 0) or dataset.image_size),
@@ -131,7 +132,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(cfg, run_dir / "config.yaml")
     source = make_source(dataset, plan, augment)
-    tb = TensorBoard(run_dir / "tb", cfg.tensorboard and plan.main, purge_step=state["step"] if resume else None)
+    tb = Trackers(run_dir, list(cfg.logging.backends), to_dict(cfg), cfg.logging.project, cfg.logging.wandb_mode,
+                  enabled=plan.main, tensorboard=cfg.tensorboard, purge_step=state["step"] if resume else None)
     run = _Run(plan, trainable, model, optimizer, scaler, source, tb, state["step_log"])
     log(_start_line(plan, type(method).__name__, len(source)))
 
@@ -171,7 +173,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     finally:
         source.close()   # stop the loader's workers, however the loop ended
 
-    tb.close()
+    tb.close(history[-1] if history else None)
     encoder = None
     if plan.main and not stopped_early:
         encoder = str(write_run_encoder(trainable.method.backbone, run_dir))
