@@ -54,7 +54,7 @@ def _lines(iterable: Iterable[T], desc: str) -> Iterator[T]:
         n += 1
         yield item
     if n:
-        log(f"{desc or 'done'}: done in {time.perf_counter() - start:.1f} s ({n} steps)")
+        log(f"{desc or 'done'}: done in {time.perf_counter() - start:.1f} s ({n} step{'' if n == 1 else 's'})")
 
 
 def log(msg: str) -> None:

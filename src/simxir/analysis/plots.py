@@ -14,23 +14,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from simxir.plotting import colour, figure, save_figure
 
 
 def plot_decorrelation(epochs: Sequence[float], values: Sequence[float], path: str | Path,
-                       title: str = "feature decorrelation") -> Path:
-    """``||corr - I||_F^2`` per epoch (nan epochs, e.g. a collapsed projection, are marked)."""
+                       title: str = "feature decorrelation", dim: int | None = None) -> Path:
+    """``||corr - I||_F^2`` per epoch, divided by ``d (d - 1)`` when the width ``dim`` is known (the
+    mean squared off-diagonal correlation, comparable across projector widths); nan epochs (a
+    collapsed projection) are marked; whole epochs on the x axis."""
     fig = figure()
     ax = fig.add_subplot()
     x, y = np.asarray(epochs, float), np.asarray(values, float)
+    if dim and dim > 1:
+        y = y / (dim * (dim - 1))
     ax.plot(x, y, marker="o", ms=3)
     bad = ~np.isfinite(y)
     if bad.any():
         ax.plot(x[bad], np.zeros(bad.sum()), "rx", label="nan (zero-variance dims)")
         ax.legend()
     ax.set_xlabel("epoch")
-    ax.set_ylabel(r"$\|\mathrm{corr}(z) - I\|_F^2$")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(r"mean sq. off-diagonal corr. $\|\mathrm{corr}(z) - I\|_F^2 / (d(d-1))$" + f", d={dim}"
+                  if dim and dim > 1 else r"$\|\mathrm{corr}(z) - I\|_F^2$ (not normalised: width unknown)",
+                  fontsize=8)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)

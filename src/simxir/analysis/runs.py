@@ -68,6 +68,13 @@ def read_decorrelation_csv(path: Path) -> tuple[list[float | int], list[float]]:
     return epochs, [_float(r["decorrelation"]) for r in rows]
 
 
+def read_z_dim(path: Path) -> int | None:
+    """The width of the embeddings the decorrelation was measured on (``z_dim``; None in older runs)."""
+    with path.open(newline="") as f:
+        dims = {r.get("z_dim") for r in csv.DictReader(f)} - {None, ""}
+    return int(float(dims.pop())) if len(dims) == 1 else None
+
+
 def _history_curve(history: list[dict[str, Any]]) -> tuple[list[float | int], list[float]]:
     rows = [h for h in history if isinstance(h, dict) and "decorrelation" in h]
     return [_epoch(h.get("epoch"), i + 1) for i, h in enumerate(rows)], [_float(h["decorrelation"]) for h in rows]
@@ -100,9 +107,12 @@ def analyze_run_dir(run_dir: Path, out: Path, heatmap_epochs: list[int] | None =
         epochs, values = read_decorrelation_csv(metrics)
         result["decorrelation"] = _last_finite(values)
         result["decorrelation_curve"] = {"epoch": epochs, "value": values}
+        dim = read_z_dim(metrics)
+        if dim:
+            result["decorrelation_normalized"] = _last_finite([v / (dim * (dim - 1)) for v in values])
         if epochs:
             plots_made.append(str(plots.plot_decorrelation(epochs, values, out / "decorrelation.png",
-                                                           title=f"decorrelation: {run_dir.name}")))
+                                                           title=f"decorrelation: {run_dir.name}", dim=dim)))
     epochs_p, mats = load_predictor_history(run_dir)
     if mats:
         result.update(_predictor_history_result(epochs_p, mats, out, heatmap_epochs, plots_made, max_eig_snapshots))
@@ -152,8 +162,10 @@ def analyze_checkpoint(path: Path, out: Path) -> dict[str, Any]:
     if epochs:
         result["decorrelation"] = _last_finite(values)
         result["decorrelation_curve"] = {"epoch": epochs, "value": values}
+        dims = {h.get("z_dim") for h in ckpt.get("history", []) if isinstance(h, dict)} - {None}
         plots_made.append(str(plots.plot_decorrelation(epochs, values, out / "decorrelation.png",
-                                                       title=f"decorrelation: {path.name}")))
+                                                       title=f"decorrelation: {path.name}",
+                                                       dim=int(dims.pop()) if len(dims) == 1 else None)))
     w = predictor_from_state_dict(ckpt["model"]) if isinstance(ckpt["model"], dict) else None
     if w is not None:
         result.update(predictor_diagnostics(w))

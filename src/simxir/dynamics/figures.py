@@ -15,10 +15,30 @@ from simxir.plotting import figure, save_figure
 _SCATTER = {"cmap": "tab10", "s": 6, "vmin": 0, "vmax": 9}
 
 
+def distinct_panels(panels: Sequence[int], runs: Mapping[str, DynamicsResult], rtol: float = 1e-3) -> list[int]:
+    """``panels`` without the steps at which no run's reps moved since the last kept one (collapsed
+    groups repeat the same picture): moved = max change > ``rtol`` of the first panel's spread."""
+    kept: list[int] = []
+    for t in panels:
+        if not kept:
+            kept.append(t)
+            continue
+        moved = False
+        for res in runs.values():
+            a, b = np.asarray(res.snapshots[kept[-1]]), np.asarray(res.snapshots[t])
+            spread = float(np.ptp(np.asarray(res.snapshots[panels[0]]), axis=0).max()) or 1.0
+            moved |= float(np.abs(b - a).max()) > rtol * spread
+        if moved:
+            kept.append(t)
+    return kept
+
+
 def plot_groups(x: np.ndarray, comp: np.ndarray, eps: float, panels: Sequence[int],
                 runs: Mapping[str, DynamicsResult], path: str | Path) -> Path:
-    """Figure 4: reps at ``panels`` steps (a row per run), the inputs, and diameters, minimum
-    inter-group distances and group-mean drift per step (solid: unconstrained, dashed: spherical)."""
+    """Figure 4: reps at ``panels`` steps (a row per run; a step whose reps no longer move is shown
+    once), the inputs, and diameters, minimum inter-group distances and group-mean drift per step
+    (a line per group, solid: unconstrained, dashed: spherical, in the legend)."""
+    panels = distinct_panels(panels, runs)
     fig = figure(width=3.0 * max(len(panels), 4), height=9.5)
     top, bottom = fig.subfigures(2, 1, height_ratios=[2, 1])
     axes = top.subplots(len(runs), len(panels), squeeze=False)
@@ -36,8 +56,10 @@ def plot_groups(x: np.ndarray, comp: np.ndarray, eps: float, panels: Sequence[in
                                          ("min_distance", "min inter-group distance"),
                                          ("mean_drift", "group-mean drift"))):
         for name, res in runs.items():
-            ax.plot(res.steps, res.history[key], "--" if name == "spherical" else "-", lw=1)
-        ax.set_title(title + " (solid: unconstrained, dashed: spherical)", fontsize=7)
+            lines = ax.plot(res.steps, res.history[key], "--" if name == "spherical" else "-", lw=1)
+            lines[0].set_label(f"{name} (a line per group)")
+        ax.set_title(title, fontsize=8)
+        ax.legend(fontsize=6)
         ax.set_xscale("symlog")
         if key == "diameter":
             ax.set_yscale("log")

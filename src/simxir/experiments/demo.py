@@ -90,6 +90,7 @@ def _plot(evals: dict[str, Any], paired: dict[str, Any], geometry: dict[str, dic
         ax1.plot(ks, ys, marker="o", color=color, label=name)
     ax1.set_ylim(*honest_ylim(shown))
     ax1.set(xlabel="k", ylabel="cosine kNN top-1 (%)", title="kNN accuracy")
+    ax1.set_xticks(sorted({int(k) for ev in evals.values() for k in ev["knn"]["cosine"]}))   # the k values
     ax1.legend(fontsize=7)
     rows = [(f"kNN k={k}", c) for k, c in paired["knn"]["cosine"].items()] + [("linear", paired["linear"])]
     xs = range(len(rows))

@@ -101,8 +101,9 @@ def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: st
 
 
 def plot_knn_over_k(before: Mapping[str, Any], after: Mapping[str, Any], path: str | Path,
-                    title: str = "") -> None:
-    """PNG: kNN top-1 over k, before (dashed) and after (solid), for cosine and Euclidean."""
+                    title: str = "", n_test: int | None = None) -> None:
+    """PNG: kNN top-1 over k, before (dashed) and after (solid), for cosine and Euclidean; with
+    ``n_test`` (the images each accuracy is measured on) each point has its 95% Wilson interval."""
     ks = _ks(before, after)
     fig = figure(width=6, height=4)
     ax = fig.subplots()
@@ -113,11 +114,21 @@ def plot_knn_over_k(before: Mapping[str, Any], after: Mapping[str, Any], path: s
             if all(y is None for y in ys):
                 continue
             shown += [y for y in ys if y is not None]
-            ax.plot([int(k) for k in ks], [float("nan") if y is None else y for y in ys], style,
-                    marker="o", color=color, label=f"{short} {name}")
+            xs = [int(k) + (0.15 if name == "after" else -0.15) * bool(n_test) for k in ks]
+            yv = [float("nan") if y is None else y for y in ys]
+            if n_test:
+                lo_hi = [wilson(y, n_test) if y is not None else (float("nan"), float("nan")) for y in ys]
+                err = [[y - lo for y, (lo, _) in zip(yv, lo_hi)], [hi - y for y, (_, hi) in zip(yv, lo_hi)]]
+                shown += [v for pair in lo_hi for v in pair if v == v]
+                ax.errorbar(xs, yv, yerr=err, fmt="o" + style, color=color, capsize=2, lw=1,
+                            label=f"{short} {name}")
+            else:
+                ax.plot(xs, yv, style, marker="o", color=color, label=f"{short} {name}")
     ax.set_ylim(*honest_ylim(shown))   # at least 10 points tall: a few test images stay small
     ax.set_xlabel("k")
-    ax.set_ylabel("kNN top-1 accuracy (%)")
+    ax.set_xticks([int(k) for k in ks])
+    ax.set_ylabel("kNN top-1 accuracy (%)" + (f", 95% Wilson intervals over {n_test} images" if n_test else ""),
+                  fontsize=8)
     ax.set_title(title or "kNN accuracy before / after SimXIR", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -164,7 +175,25 @@ def write_report(summary: Mapping[str, Any], run_dir: str | Path, title: str = "
     atomic_write_bytes(run_dir / "report.md", "\n".join(lines).encode())
     atomic_write_json(dict(summary), run_dir / "results.json")
     if labelled:
-        plot_knn_over_k(before, after, run_dir / "knn_over_k.png", title=title)
+        plot_knn_over_k(before, after, run_dir / "knn_over_k.png", title=short_title(summary),
+                        n_test=summary.get("n_test"))
+
+
+def short_title(summary: Mapping[str, Any]) -> str:
+    """The figure's title: the encoder's and the data's file names, not their full paths."""
+    enc = Path(str(summary.get("encoder_source") or "encoder")).name
+    data = str((summary.get("config") or {}).get("eval_data") or (summary.get("config") or {}).get("data") or "")
+    scheme, _, arg = data.partition(":")
+    data = f"{scheme}:{Path(arg).name}" if arg else scheme
+    return f"SimXIR: {enc} on {data}" if data else f"SimXIR: {enc}"
+
+
+def wilson(acc_percent: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson interval (percent) of an accuracy measured on ``n`` images."""
+    p = acc_percent / 100.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return 100.0 * (centre - half), 100.0 * (centre + half)
 
 
 LABEL_FREE_NOTE = (

@@ -155,6 +155,8 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
     summary["normalization"] = {"source": pre["source"], "mean": list(pre["mean"]), "std": list(pre["std"])} \
         if pre is not None else "data"
     summary["label_free_change"] = change
+    summary["encoder_source"] = str(encoder)
+    summary["n_test"] = len(evaluation.test.labels) if evaluation.labelled else None
     if main:
         atomic_write_json(after, run_dir / "after.json")
         summary["exported"] = _export(tuned, report, encoder, run_dir, allow_pickle, result["encoder"])

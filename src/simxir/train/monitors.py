@@ -129,6 +129,7 @@ def evaluate_monitors(trainable: Any, augment: Any, test_x: torch.Tensor, test_y
     res["z_std"] = normalized_std(z)
     res["z_std_healthy"] = 1.0 / math.sqrt(z.shape[1])
     res["decorrelation"] = _decorrelation(z)
+    res["z_dim"] = int(z.shape[1])       # what normalises it: ||corr - I||_F^2 / (d (d - 1))
     reasons = collapse_reasons(res["z_std"], z.shape[1], res["feat_erank"],
                                         cfg.monitor.collapse_std_ratio, cfg.monitor.collapse_erank,
                                         spread_ratio, cfg.monitor.collapse_spread_ratio)
