@@ -214,3 +214,14 @@ def load_recipe(cls: type[T], path: str | Path | None, overrides: list[str] | No
 def save_recipe(cfg: Any, path: str | Path) -> None:
     """Write a configuration as a YAML recipe that :func:`load_recipe` reads back."""
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"section.key": value}`` (the names ``key=value`` overrides use)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simxir.config import flatten
 from simxir.errors import UserError
 from simxir.io import atomic_save, load_checkpoint
 
@@ -117,20 +118,10 @@ FIXED_ON_RESUME = ("method_name", "backbone", "data", "image_size", "batch_size"
 FIXED_PREFIXES = ("method.", "vit.")
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The settings a resumed run changes, as ``key old -> new`` lines; a UserError naming every
     change that cannot happen mid-run (:data:`FIXED_ON_RESUME`, ``method.*``, ``vit.*``)."""
-    old, new = _flat(saved), _flat(current)
+    old, new = flatten(saved), flatten(current)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     fixed = [k for k in changed if k in FIXED_ON_RESUME or k.startswith(FIXED_PREFIXES)]
     if fixed:

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from simxir.config import flatten
 from simxir.errors import UserError
 from simxir.io import atomic_write_bytes
 from simxir.progress import log
@@ -68,16 +69,6 @@ class TensorBoard:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:
@@ -134,7 +125,7 @@ class Trackers:
             run = mlflow.start_run(run_id=id_file.read_text().strip() if resumed else None, run_name=run_dir.name)
             atomic_write_bytes(id_file, run.info.run_id.encode())
             if not resumed:       # parameters are written once (MLflow refuses to change them)
-                mlflow.log_params({k: str(v)[:500] for k, v in _flat(config).items()})
+                mlflow.log_params({k: str(v)[:500] for k, v in flatten(config).items()})
             self.mlflow = mlflow
 
     def scalars(self, prefix: str, values: dict[str, Any], step: int) -> None:
