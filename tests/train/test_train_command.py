@@ -171,3 +171,22 @@ def test_collapse_is_reported_alike_in_epoch_lines_and_final_json(tmp_path, cli)
     res = r.json
     assert res["collapsed"] is True and res["collapsed_epochs"] == [1, 2]
     assert [m["collapsed"] for m in res["epochs"]] == [True, True]
+
+
+def test_zero_init_residual_from_the_config_and_the_bridging_recipes(tmp_path):
+    from simxir.models import load_encoder, save_encoder
+    from simxir.train.assemble import build_model
+
+    cfg = build_config(None, "bridging-s5/imagenet-bridge", ["method.proj_sizes=[16,16]"])
+    assert cfg.zero_init_residual is True
+    backbone = build_model(cfg).backbone
+    last = [m.bn3.weight for layer in (backbone.layer1, backbone.layer4) for m in layer]
+    assert all(float(w.abs().max()) == 0.0 for w in last)
+    assert float(backbone.layer1[0].bn1.weight.abs().min()) > 0          # only the branches' last BN
+    save_encoder(backbone, tmp_path / "z.safetensors")                   # a checkpoint made with it loads
+    back, _ = load_encoder(tmp_path / "z.safetensors")
+    assert float(back.layer1[0].bn3.weight.abs().max()) == 0.0
+    plain = build_model(build_config("bridge", None, ["backbone=resnet18", "method.proj_sizes=[16,16]"])).backbone
+    assert float(plain.layer1[0].bn2.weight.abs().min()) > 0
+    with pytest.raises(UserError, match="zero_init_residual: applies to ResNet"):
+        build_model(build_config("simsiam", None, ["zero_init_residual=true"]))

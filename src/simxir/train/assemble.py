@@ -130,5 +130,8 @@ def build_model(cfg: TrainConfig, backbone: nn.Module | None = None) -> Method:
     torch with ``cfg.seed`` so that the same config gives the same initial weights."""
     torch.manual_seed(cfg.seed)
     if backbone is None:
-        backbone = build_backbone(cfg.backbone, **cfg.vit.options())
+        if cfg.zero_init_residual and not cfg.backbone.startswith("resnet"):
+            raise UserError(f"zero_init_residual: applies to ResNet backbones, not {cfg.backbone}")
+        extra = {"zero_init_residual": True} if cfg.zero_init_residual else {}
+        backbone = build_backbone(cfg.backbone, **extra, **cfg.vit.options())
     return build_method(cfg.method_name, backbone, dict(cfg.method))

@@ -114,6 +114,8 @@ class TrainConfig:
     data: str = "digits"
     eval_data: str = ""               # a labelled spec for evaluation (monitors, before/after); "": data's own
     backbone: str = "convnet-small"
+    zero_init_residual: bool = False  # ResNets: each residual branch's last BN weight starts at 0 (the bridging
+                                      # paper's and its official code's ResNet-50)
     vit: ViTConfig = field(default_factory=ViTConfig)   # ViT backbones only (vit.representation=...)
     augment: str = "auto"             # auto: by image size (tiny <= 16 px, simsiam-cifar <= 64, byol-imagenet)
     image_size: int = 0               # crop size; 0: the stored size in memory, 224 for streamed folders
