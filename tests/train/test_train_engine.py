@@ -474,3 +474,31 @@ def test_progress_bar_shows_the_epoch_mean_loss(tmp_path, monkeypatch):
     steps = res["steps"]
     assert len(steps) >= 2 and steps[0]["loss"] != steps[-1]["loss"]
     assert shown[-1] == pytest.approx(res["epochs"][0]["loss"], abs=1e-4)   # the epoch mean, not one step
+
+
+@pytest.mark.parametrize("name", ["barlow_twins", "vicreg", "bridge", "simclr"])
+def test_batch_statistics_losses_refuse_accumulation_with_one_line(tmp_path, name):
+    from simxir.data import load_dataset
+    from simxir.methods import build_method
+    from simxir.models import build_backbone
+    from simxir.train.assemble import build_config
+
+    cfg = build_config(name, None, ["batch_size=64", "accumulate=2", "epochs=1", "tensorboard=false"])
+    ds = load_dataset("digits")
+    method = build_method(name, build_backbone("convnet-small"), cfg.method)
+    with pytest.raises(UserError, match=r"accumulate=2: .* micro-batches of 32 images .* more processes"):
+        train(cfg, method, ds, ToyAugment(), tmp_path / name)
+    assert not (tmp_path / name / "checkpoint.pt").exists()
+
+
+def test_mean_over_samples_losses_accumulate(tmp_path):
+    from simxir.data import load_dataset
+    from simxir.methods import build_method
+    from simxir.models import build_backbone
+    from simxir.train.assemble import build_config
+
+    cfg = build_config("simsiam", None, ["batch_size=64", "accumulate=2", "epochs=1", "tensorboard=false",
+                                         "monitor.eval_size=64"])
+    res = train(cfg, build_method("simsiam", build_backbone("convnet-small"), cfg.method), load_dataset("digits"),
+                ToyAugment(), tmp_path / "s")
+    assert len(res["epochs"]) == 1

@@ -67,6 +67,7 @@ class BarlowTwins(Method):
     name = "barlow_twins"
     config_cls = BarlowTwinsConfig
     train_defaults = ADAMW_DEFAULTS
+    batch_statistics = "the cross-correlation of the batch-standardised embeddings"
 
     def __init__(self, backbone: nn.Module, cfg: BarlowTwinsConfig | None = None) -> None:
         cfg = cfg or BarlowTwinsConfig()

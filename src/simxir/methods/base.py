@@ -124,6 +124,10 @@ class Method(nn.Module):
     # it (an unnormalized l2 term): the engine's scale-collapse rule applies only then. Losses of
     # normalized or standardized embeddings (cosine, InfoNCE, cross-correlation) are scale-free.
     scale_sensitive: bool = False
+    # What in the loss is a statistic of the whole batch (standardisation, cross-correlation,
+    # covariance, in-batch negatives), which gradient accumulation would compute per micro-batch
+    # instead; "" for losses that are means over samples. The engine refuses accumulate > 1 then.
+    batch_statistics: ClassVar[str] = ""
     # The method's own training defaults: a partial, nested TrainConfig mapping (``optim``,
     # ``schedule``, ``method`` fields) laid over TrainConfig's defaults beneath any recipe, so that
     # ``simxir pretrain --method M`` without a recipe trains with settings that learn for M.

@@ -84,6 +84,7 @@ class Bridge(Method):
     name = "bridge"
     config_cls = BridgeConfig
     train_defaults = ADAMW_DEFAULTS
+    batch_statistics = "the standardisation and the covariance term"
 
     def __init__(self, backbone: nn.Module, cfg: BridgeConfig | None = None) -> None:
         cfg = cfg or BridgeConfig()

@@ -67,6 +67,7 @@ class SimCLR(Method):
 
     name = "simclr"
     config_cls = SimCLRConfig
+    batch_statistics = "NT-Xent's in-batch negatives"
 
     def __init__(self, backbone: nn.Module, cfg: SimCLRConfig | None = None) -> None:
         cfg = cfg or SimCLRConfig()

@@ -65,6 +65,7 @@ class VICReg(Method):
     name = "vicreg"
     config_cls = VICRegConfig
     train_defaults = ADAMW_DEFAULTS
+    batch_statistics = "the variance and covariance terms"
     scale_sensitive = True   # unnormalized invariance term (the variance hinge is what stops shrinking)
 
     def __init__(self, backbone: nn.Module, cfg: VICRegConfig | None = None) -> None:

@@ -110,6 +110,13 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     plan = choose_precision(plan, method, int(getattr(augment, "image_size", 0) or dataset.image_size),
                             saved=ckpt.get("precision") if ckpt is not None else None)
     cfg = plan.cfg
+    why = getattr(method, "batch_statistics", "")
+    if cfg.accumulate > 1 and why:
+        raise UserError(f"accumulate={cfg.accumulate}: {cfg.method_name}'s loss uses {why} over the whole batch; "
+                        f"with accumulation they would come from micro-batches of {plan.micro} images and the "
+                        f"loss would change. Reach batch_size={cfg.batch_size} with more processes (torchrun) or "
+                        f"train a smaller batch; accumulation is for losses that are means over samples "
+                        f"(byol, simsiam, moco, simxir)")
     probe = (build_probe(int(method.backbone.feature_dim), dataset.num_classes, cfg.seed)
              if cfg.probe.enabled and dataset.num_classes else None)   # unlabelled data: no online probe
     trainable, model = prepare_model(method, probe, plan.device, plan.channels_last, cfg.find_unused_parameters)
