@@ -118,7 +118,8 @@ def plot_knn_over_k(before: Mapping[str, Any], after: Mapping[str, Any], path: s
             yv = [float("nan") if y is None else y for y in ys]
             if n_test:
                 lo_hi = [wilson(y, n_test) if y is not None else (float("nan"), float("nan")) for y in ys]
-                err = [[y - lo for y, (lo, _) in zip(yv, lo_hi)], [hi - y for y, (_, hi) in zip(yv, lo_hi)]]
+                err = [[max(0.0, y - lo) for y, (lo, _) in zip(yv, lo_hi)],     # >= 0: float rounding at 0 / 100 %
+                       [max(0.0, hi - y) for y, (_, hi) in zip(yv, lo_hi)]]
                 shown += [v for pair in lo_hi for v in pair if v == v]
                 ax.errorbar(xs, yv, yerr=err, fmt="o" + style, color=color, capsize=2, lw=1,
                             label=f"{short} {name}")
