@@ -484,3 +484,18 @@ def test_eval_of_large_images_is_resize_256_centre_crop_224():
     y = torch.randint(0, 256, (2, 3, 48, 48), dtype=torch.uint8)
     ref = F.interpolate(y.float() / 255, size=(32, 32), mode="bilinear", antialias=True).clamp(0, 1)
     assert torch.allclose(small.eval(y), ref, atol=1e-6)
+
+
+def test_simsiam_imagenet_views_are_simsiams_own():
+    """facebookresearch/simsiam main_simsiam.py: RandomResizedCrop(224, scale=(0.2, 1.)), ColorJitter(0.4, 0.4,
+    0.4, 0.1) at p 0.8, RandomGrayscale(0.2), GaussianBlur([.1, 2.]) at p 0.5, flip; the same for both crops."""
+    from simxir.augment import build_augment
+
+    aug = build_augment("simsiam-imagenet", 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    v1, v2 = aug.specs
+    assert v1 == v2
+    assert (v1.scale, v1.jitter, v1.jitter_p, v1.gray_p, v1.blur_p, v1.blur_sigma, v1.solarize_p, v1.flip_p) == \
+        ((0.2, 1.0), (0.4, 0.4, 0.4, 0.1), 0.8, 0.2, 0.5, (0.1, 2.0), 0.0, 0.5)
+    x = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    a, b = aug.views(x)
+    assert a.shape == b.shape == (4, 3, 224, 224) and not torch.equal(a, b)

@@ -36,6 +36,14 @@ def _simsiam_cifar() -> tuple[ViewSpec, ViewSpec]:
     return v, v
 
 
+def _simsiam_imagenet() -> tuple[ViewSpec, ViewSpec]:
+    """SimSiam's ImageNet views (facebookresearch/simsiam main_simsiam.py): crop scale 0.2-1, jitter
+    0.4/0.4/0.4/0.1 at p 0.8, grayscale 0.2, Gaussian blur sigma 0.1-2 at p 0.5, flip; both views alike."""
+    v = ViewSpec(scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, flip_p=0.5,
+                 blur_p=0.5, blur_sigma=(0.1, 2.0))
+    return v, v
+
+
 def _byol_imagenet() -> tuple[ViewSpec, ViewSpec]:
     v1 = ViewSpec(scale=(0.08, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2,
                   flip_p=0.5, blur_p=1.0, solarize_p=0.0)
@@ -48,7 +56,8 @@ def _tiny() -> tuple[ViewSpec, ViewSpec]:
     return v, v
 
 
-_RECIPES = {"simsiam-cifar": _simsiam_cifar, "byol-imagenet": _byol_imagenet, "tiny": _tiny}
+_RECIPES = {"simsiam-cifar": _simsiam_cifar, "simsiam-imagenet": _simsiam_imagenet, "byol-imagenet": _byol_imagenet,
+            "tiny": _tiny}
 RECIPES: tuple[str, ...] = (*_RECIPES, "auto")
 
 
