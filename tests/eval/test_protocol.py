@@ -60,10 +60,10 @@ def test_default_protocol_is_the_bridge_recipe():
     assert protocol_config(LINEAR_RECIPES / "bridge.yaml") == ProtocolConfig()
 
 
-@pytest.mark.parametrize("name", ["bridge", "simsiam"])
+@pytest.mark.parametrize("name", ["bridge", "bridge-official", "simsiam"])
 def test_every_linear_recipe_trains_an_epoch(name, tmp_path):
     """Each recipe's optimizer, schedule and classifier train an epoch (on a small batch) and score."""
-    assert {p.stem for p in LINEAR_RECIPES.glob("*.yaml")} == {"bridge", "simsiam"}   # a new one joins here
+    assert {p.stem for p in LINEAR_RECIPES.glob("*.yaml")} == {"bridge", "bridge-official", "simsiam"}
     cfg = protocol_config(LINEAR_RECIPES / f"{name}.yaml", {"epochs": 1, "batch_size": 32})
     _, ds, aug, bb = _setup(tmp_path)
     before = [p.detach().clone() for p in bb.parameters()]
@@ -100,3 +100,18 @@ def test_finetune_reports_the_augmented_protocol_before_and_after(tmp_path):
         assert lin["protocol"] == "augmented" and lin["epochs"] == 2 and 0 <= lin["top1"] <= lin["top5"] <= 100
         assert (tmp_path / "run" / f"linear-{side}" / "linear-protocol.pt").is_file()
     assert "linear probe (augmented)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_the_official_protocol_reports_its_best_epoch_without_batchnorm(tmp_path):
+    """bridge-official: no BN before the classifier; top-1 / top-5 are each the best over epochs (the
+    official evaluate.py's best_acc), and the last epoch's top-1 is the 'last' protocol's result."""
+    _, ds, aug, bb = _setup(tmp_path)
+    official = protocol_config(LINEAR_RECIPES / "bridge-official.yaml", {"epochs": 3, "batch_size": 32})
+    assert official.bn is False and official.report == "best"
+    best = protocol_probe(bb, ds, aug, official)
+    last = protocol_probe(bb, ds, aug, protocol_config(LINEAR_RECIPES / "bridge-official.yaml",
+                                                      {"epochs": 3, "batch_size": 32, "report": "last"}))
+    assert best["bn"] is False and len(best["epoch_top1"]) == 3
+    assert best["top1"] == max(best["epoch_top1"]) and best["last_top1"] == best["epoch_top1"][-1]
+    assert last["top1"] == pytest.approx(best["last_top1"]) and best["top1"] >= last["top1"]
+    assert isinstance(build_classifier(8, 3, bn=False, seed=0)[0], torch.nn.Linear)
