@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from simxir.io import json_safe
+
 
 def measure(candidates: Mapping[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
     """Seconds per call of each candidate, one list entry per round (``rounds`` >= 1)."""
@@ -59,19 +61,9 @@ def add_out(ap: argparse.ArgumentParser, default: str | None = None) -> None:
     ap.add_argument("--out", default=default, help="folder for NAME.json and NAME.md (default: print only)")
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def report(name: str, payload: dict[str, Any], table: str, out: str | Path | None) -> None:
     """Print ``table`` and ``payload`` as one JSON line; with ``out`` also write ``out/name.{json,md}``."""
-    payload = _clean({"benchmark": name, **payload})
+    payload = json_safe({"benchmark": name, **payload})
     print(table)
     print(json.dumps(payload))
     if out:

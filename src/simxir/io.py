@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from simxir.errors import UserError
 
@@ -141,6 +142,15 @@ def read_npz(path: str | Path, required: tuple[str, ...], optional: tuple[str, .
         raise UserError(f"{who}: not a readable .npz of numeric arrays ({what})") from None
     except Exception as exc:  # noqa: BLE001 - zipfile, OS and EOF errors for damaged files
         raise UserError(f"{who}: not a readable .npz of numeric arrays ({exc.__class__.__name__})") from None
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file (on the CPU); one line when it is not one."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
 def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> Any:

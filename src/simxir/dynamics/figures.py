@@ -18,17 +18,14 @@ _SCATTER = {"cmap": "tab10", "s": 6, "vmin": 0, "vmax": 9}
 def distinct_panels(panels: Sequence[int], runs: Mapping[str, DynamicsResult], rtol: float = 1e-3) -> list[int]:
     """``panels`` without the steps at which no run's reps moved since the last kept one (collapsed
     groups repeat the same picture): moved = max change > ``rtol`` of the first panel's spread."""
-    kept: list[int] = []
-    for t in panels:
-        if not kept:
-            kept.append(t)
-            continue
-        moved = False
-        for res in runs.values():
-            a, b = np.asarray(res.snapshots[kept[-1]]), np.asarray(res.snapshots[t])
-            spread = float(np.ptp(np.asarray(res.snapshots[panels[0]]), axis=0).max()) or 1.0
-            moved |= float(np.abs(b - a).max()) > rtol * spread
-        if moved:
+    if not panels:
+        return []
+    spread = {name: float(np.ptp(np.asarray(res.snapshots[panels[0]]), axis=0).max()) or 1.0
+              for name, res in runs.items()}
+    kept = [panels[0]]
+    for t in panels[1:]:
+        if any(float(np.abs(np.asarray(res.snapshots[t]) - np.asarray(res.snapshots[kept[-1]])).max())
+               > rtol * spread[name] for name, res in runs.items()):
             kept.append(t)
     return kept
 

@@ -23,7 +23,7 @@ from simxir.eval.linear import LinearProbeConfig
 from simxir.eval.report import format_label_free, format_tables
 from simxir.io import json_safe
 from simxir.progress import log
-from simxir.protocol import PROTOCOLS, EvalProtocol, evaluate, protocol_config, score_features
+from simxir.protocol import EvalProtocol, evaluate, protocol_config, score_features
 
 
 def eval_command(
@@ -105,24 +105,22 @@ def eval_command(
     if not ks and not linear:
         raise UserError("--knn none with --no-linear: nothing to evaluate")
     dev = parse_device(device or "auto", "--device")
-    if linear_protocol not in PROTOCOLS:
-        raise UserError(f"--linear-protocol: expected one of {', '.join(PROTOCOLS)}, got {linear_protocol!r}")
-    augmented = linear and linear_protocol == "augmented"
-    if augmented and features is not None:
-        raise UserError("--linear-protocol augmented: needs --encoder and --data (it trains on new crops of "
-                        "the images), not --features")
-    if features is not None and (eval_data or label_free):
-        raise UserError("--eval-data and --label-free: need --encoder and --data, not --features")
     if label_free_images < 2:
         raise UserError(f"--label-free-images: expected at least 2, got {label_free_images}")
-    if augmented:
-        protocol_config(linear_recipe)   # a bad recipe fails before any data is read
     protocol = EvalProtocol(knn_ks=tuple(ks), weighted_temperature=temperature, knn_backend=backend, linear=linear,
                             linear_cfg=LinearProbeConfig(epochs=linear_epochs, lr=linear_lr, weight_decay=linear_wd,
                                                          batch_size=linear_batch_size, standardize=standardize,
                                                          seed=seed),
                             batch_size=batch_size, linear_protocol=linear_protocol, linear_recipe=linear_recipe,
                             label_free=LabelFreeConfig(images=label_free_images), normalization=normalization)
+    augmented = protocol.augmented
+    if augmented and features is not None:
+        raise UserError("--linear-protocol augmented: needs --encoder and --data (it trains on new crops of "
+                        "the images), not --features")
+    if features is not None and (eval_data or label_free):
+        raise UserError("--eval-data and --label-free: need --encoder and --data, not --features")
+    if augmented:
+        protocol_config(linear_recipe)   # a bad recipe fails before any data is read
     extra: dict[str, Any] = {}
     if features is not None:
         result = score_features(*load_features_npz(features), protocol, device=dev)

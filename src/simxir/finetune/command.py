@@ -16,7 +16,7 @@ from simxir.finetune.report import format_report
 from simxir.finetune.run import build_finetune_config, run_finetune
 from simxir.io import json_safe
 from simxir.models import FORMATS
-from simxir.protocol import PROTOCOLS, EvalProtocol
+from simxir.protocol import EvalProtocol
 from simxir.train.checkpoint import resume_recipe
 
 
@@ -59,17 +59,15 @@ def finetune_command(
         raise UserError(f"--variant {variant!r}: expected standard or raw-anchor")
     if loss is not None and loss not in ("l2", "cosine"):
         raise UserError(f"--loss {loss!r}: expected l2 or cosine")
-    if linear_protocol not in PROTOCOLS:
-        raise UserError(f"--linear-protocol {linear_protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     if label_free_images < 0 or label_free_images == 1:
         raise UserError(f"--label-free-images: expected 0 (off) or at least 2, got {label_free_images}")
-    cfg = build_finetune_config(resume_recipe(out, resume, recipe), list(overrides or []), data, rounds,
-                               variant, loss, eval_data)
-    protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear,
+    protocol = EvalProtocol(knn_ks=tuple(parse_ks(knn)), linear=linear,   # checks --linear-protocol, --normalization
                             linear_cfg=LinearProbeConfig(epochs=linear_epochs),
                             linear_protocol=linear_protocol, linear_recipe=linear_recipe,
                             label_free=LabelFreeConfig(images=label_free_images) if label_free_images else None,
                             normalization=normalization)
+    cfg = build_finetune_config(resume_recipe(out, resume, recipe), list(overrides or []), data, rounds,
+                               variant, loss, eval_data)
     result = run_finetune(cfg, encoder, out, fmt=fmt, allow_pickle=allow_pickle, resume=resume,
                           val_fraction=val_fraction, protocol=protocol,
                           overwrite=overwrite)   # diverged: see simxir.cli

@@ -151,12 +151,8 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
     if protocol.label_free is not None and "label_free" in before:
         after["label_free"], change = label_free_after(tuned, dataset, augment, protocol, run_dir)
     tuned = tuned.to("cpu")
-    summary = _summary(cfg, encoder, report, result, before, after, val_fraction, run_dir)
-    summary["normalization"] = {"source": pre["source"], "mean": list(pre["mean"]), "std": list(pre["std"])} \
-        if pre is not None else "data"
+    summary = _summary(cfg, encoder, report, result, before, after, val_fraction, run_dir, pre, evaluation)
     summary["label_free_change"] = change
-    summary["encoder_source"] = str(encoder)
-    summary["n_test"] = len(evaluation.test.labels) if evaluation.labelled else None
     if main:
         atomic_write_json(after, run_dir / "after.json")
         summary["exported"] = _export(tuned, report, encoder, run_dir, allow_pickle, result["encoder"])
@@ -183,7 +179,8 @@ def _export(tuned: torch.nn.Module, report: Any, encoder: str | Path, run_dir: P
 
 
 def _summary(cfg: TrainConfig, encoder: str | Path, report: Any, result: dict[str, Any], before: dict,
-             after: dict, val_fraction: float, run_dir: Path) -> dict[str, Any]:
+             after: dict, val_fraction: float, run_dir: Path, pre: dict[str, Any] | None,
+             evaluation: Any) -> dict[str, Any]:
     return {
         "before": before, "after": after, "encoder": result["encoder"], "exported": {"simxir": result["encoder"]},
         "epochs": result["epochs"], "collapsed": result["collapsed"], "run_dir": str(run_dir),
@@ -192,4 +189,8 @@ def _summary(cfg: TrainConfig, encoder: str | Path, report: Any, result: dict[st
                         "notes": list(report.notes)},
         "config": to_dict(cfg),
         "evaluated_on": "validation" if val_fraction else ("eval-data test" if cfg.eval_data else "test"),
+        "normalization": {"source": pre["source"], "mean": list(pre["mean"]), "std": list(pre["std"])}
+        if pre is not None else "data",
+        "encoder_source": str(encoder),
+        "n_test": len(evaluation.test.labels) if evaluation.labelled else None,
     }

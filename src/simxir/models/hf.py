@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save
 from torch import Tensor
 
 from simxir.errors import UserError
-from simxir.io import atomic_write_bytes, require_file
+from simxir.io import atomic_write_bytes, load_checkpoint, read_safetensors, require_file
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -77,19 +76,19 @@ def read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def read_weights(folder: Path, weights: Path | None, load_checkpoint: Any) -> dict[str, Tensor]:
-    """The state dict of the folder: ``model.safetensors`` (or the file given), else ``pytorch_model.bin``."""
+def read_weights(folder: Path, weights: Path | None, allow_pickle: bool = False,
+                 safetensors_only: bool = False) -> dict[str, Tensor]:
+    """The state dict of the folder: ``model.safetensors`` (or the file given), else ``pytorch_model.bin``
+    (``safetensors_only``: refused)."""
     path = weights if weights is not None and weights.is_file() else folder / WEIGHTS
     if not path.is_file() and (folder / "pytorch_model.bin").is_file():
         path = folder / "pytorch_model.bin"
     require_file(path, f"a transformers weights file ({WEIGHTS}) beside {CONFIG}", noun="weights file")
     if path.suffix == ".safetensors":
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-            raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
-    sd = load_checkpoint(path)
+        return read_safetensors(path)[0]
+    if safetensors_only:
+        raise UserError(f"{path}: the template's weights must be {WEIGHTS}")
+    sd = load_checkpoint(path, allow_pickle=allow_pickle)
     if not isinstance(sd, dict):
         raise UserError(f"{path}: expected a state dict")
     return sd
@@ -310,7 +309,7 @@ def write_folder(model: torch.nn.Module, folder: Path, template: Path | None) ->
     base = read_config(template) if template is not None else None
     sd, cfg = from_simxir(model, base)
     if template is not None:
-        kept = read_weights(template, None, _no_pickle)
+        kept = read_weights(template, None, safetensors_only=True)
         sd.update({k: v for k, v in kept.items() if k.startswith("pooler.")})
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / WEIGHTS, save(sd, metadata={"format": "pt"}))
@@ -318,6 +317,3 @@ def write_folder(model: torch.nn.Module, folder: Path, template: Path | None) ->
     if template is not None and (template / PREPROCESSOR).is_file():
         atomic_write_bytes(folder / PREPROCESSOR, (template / PREPROCESSOR).read_bytes())
 
-
-def _no_pickle(path: Path) -> Any:
-    raise UserError(f"{path}: the template's weights must be model.safetensors")

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import Tensor, nn
 
 from simxir.errors import UserError
-from simxir.io import load_checkpoint, require_file
+from simxir.io import load_checkpoint, read_safetensors, require_file
 from simxir.models import hf
 from simxir.models.backbones import RESNET_LAYOUTS, build_backbone
 from simxir.models.extract import Extracted, extract
@@ -98,13 +97,7 @@ def _read(path: Path, allow_pickle: bool) -> tuple[Any, dict[str, str] | None]:
     """The checkpoint object and, for safetensors files, their metadata."""
     if path.suffix == ".safetensors":
         require_file(path, "a .safetensors encoder file", noun="checkpoint file")
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-            raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
-        return tensors, meta
+        return read_safetensors(path)
     return load_checkpoint(path, allow_pickle=allow_pickle), None
 
 
@@ -147,8 +140,7 @@ def _load_transformers(path: Path, folder: Path, backbone: str | None,
                        allow_pickle: bool) -> tuple[nn.Module, LoadReport]:
     where = str(path)
     cfg = hf.read_config(folder)
-    sd = hf.read_weights(folder, path if path.is_file() else None,
-                         lambda p: load_checkpoint(p, allow_pickle=allow_pickle))
+    sd = hf.read_weights(folder, path if path.is_file() else None, allow_pickle)
     tensors, network, dropped, family = hf.to_simxir(sd, cfg, where)
     ex = Extracted("transformers", f"transformers {family} ({hf.CONFIG} + weights)", "", tensors,
                    {k: k for k in tensors}, dropped, [], (), network)

@@ -10,8 +10,10 @@ logs never hold rows of the part that was lost.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import math
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -62,9 +64,8 @@ class TensorBoard:
     def scalars(self, prefix: str, values: dict[str, Any], step: int) -> None:
         if self.writer is None:
             return
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+        for k, v in _numbers(values).items():
+            self.writer.add_scalar(f"{prefix}/{k}", v, step)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -77,8 +78,7 @@ def _numbers(values: dict[str, Any]) -> dict[str, float]:
 
 
 def _need(module: str, extra: str) -> Any:
-    import importlib  # noqa: PLC0415 - optional trackers load only when asked for
-
+    """The optional tracker package ``module``, imported only when a run asks for it."""
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -114,8 +114,6 @@ class Trackers:
                                     config=config, mode=wandb_mode or None, reinit="finish_previous")
         if "mlflow" in backends:
             mlflow = _need("mlflow", "mlflow")
-            import os  # noqa: PLC0415
-
             if not os.environ.get("MLFLOW_TRACKING_URI"):     # the run folder's own local file store
                 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
                 mlflow.set_tracking_uri((run_dir / "mlruns").resolve().as_uri())
