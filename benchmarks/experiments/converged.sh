@@ -10,6 +10,12 @@
 #               one round of 20 epochs, SGD lr 5e-4 momentum 0.9 wd 1e-6, batch 512, l2 loss
 #   cont-M-sS   the control: pre-M-sS resumed to EPOCHS+20 epochs (the cosine schedule stretched to
 #               EPOCHS+20: the extra 20 epochs run from lr 0.05*(1+cos(pi*E/(E+20)))/2 down to 0)
+#   lr0-M-sS    the lr = 0 control (issue 32): SimXIR's recipe and epochs with optim.lr=0, so only
+#               BatchNorm's running statistics move; for the methods in LR0_METHODS (moco simclr)
+#   base-M-sS   (an evaluation only) pre-M-sS trained again in a later session because its run folder
+#               was lost but a new arm needs the encoder; evaluated under its own name so the committed
+#               pre-M-sS stays the encoder the committed arms were trained from (the table says
+#               whether the two are identical)
 #   rounds-M-sS SimXIR with T=4 rounds of 5 epochs (same 20-epoch budget), for ROUNDS_METHOD and the
 #               seeds in ROUNDS_SEEDS only (default byol, seed 1: byol-s0's run folder was lost
 #               with its machine before its rounds arm ran, and its other arms are committed;
@@ -25,14 +31,14 @@
 #   workers there (nohup; logs in ROOT/log.txt); run it again after an interruption to resume.
 set -uo pipefail
 ROOT=${ROOT:-/work/runs-converged}; EPOCHS=${EPOCHS:-60}
-ROUNDS_METHOD=${ROUNDS_METHOD:-byol}; ROUNDS_SEEDS=${ROUNDS_SEEDS:-1}
+ROUNDS_METHOD=${ROUNDS_METHOD:-byol}; ROUNDS_SEEDS=${ROUNDS_SEEDS:-1}; LR0_METHODS=${LR0_METHODS:-moco simclr}
 if [ "${1:-}" = start ]; then
   shared=$(cd ../shared/data && pwd) || { echo "../shared/data: not found" >&2; exit 2; }
   mkdir -p "$ROOT"; rm -rf "$ROOT/code" "$ROOT/claims"; mkdir -p "$ROOT/code"
   git archive HEAD | tar -x -C "$ROOT/code"
   for i in $(seq 1 "${2:-1}"); do
     (cd "$ROOT/code" && SHARED=$shared PYTHONPATH="$ROOT/code/src" ROOT=$ROOT EPOCHS=$EPOCHS \
-      ROUNDS_METHOD=$ROUNDS_METHOD ROUNDS_SEEDS="$ROUNDS_SEEDS" DATA_SPEC=${DATA_SPEC:-} UNITS_ONLY=${UNITS_ONLY:-} setsid nohup bash benchmarks/experiments/converged.sh "$i" \
+      ROUNDS_METHOD=$ROUNDS_METHOD ROUNDS_SEEDS="$ROUNDS_SEEDS" LR0_METHODS="$LR0_METHODS" DATA_SPEC=${DATA_SPEC:-} UNITS_ONLY=${UNITS_ONLY:-} setsid nohup bash benchmarks/experiments/converged.sh "$i" \
       >> "$ROOT/worker-$i.out" 2>&1 &)
     sleep 2
   done
@@ -46,8 +52,8 @@ mkdir -p "$ROOT/eval" "$ROOT/claims" "$ROOT/done"
 COMMON="batch_size=256 backbone=convnet-small augment=simsiam-cifar threads=1 schedule.warmup_epochs=2
 monitor.every=10 monitor.knn_every=10 monitor.eval_size=2000 monitor.save_predictor=false tensorboard=false
 optim.name=sgd optim.lr=0.05 optim.weight_decay=5e-4"
-UNITS=""
-for s in 0 1 2; do for m in moco simclr byol simsiam; do UNITS="$UNITS $m-s$s"; done; done
+UNITS=""   # seeds 1 and 2 first: their committed encoders ran with this machine's bf16, so a rerun can match
+for s in 1 2 0; do for m in moco simclr byol simsiam; do UNITS="$UNITS $m-s$s"; done; done
 UNITS=${UNITS_ONLY:-$UNITS}   # a smoke test: e.g. UNITS_ONLY="moco-s0"
 # evaluations committed by earlier sessions (converged_table.py copies ROOT/eval there): a unit whose
 # evaluations are all there is done, even when ROOT was lost with its machine
@@ -80,10 +86,12 @@ pretrain() {   # NAME METHOD SEED
     seed="$3" $COMMON $extra --json
 }
 
-finetune() {   # NAME ENCODER_RUN VARIANT ROUNDS
-  $SIMXIR finetune --recipe recipes/finetune/simxir-cifar.yaml --encoder "$ROOT/$2/encoder.safetensors" \
-    --data "$DATA" --out "$ROOT/$1" --variant "$3" --rounds "$4" --knn none --no-linear \
-    $(resume_flag "$ROOT/$1") threads=1 tensorboard=false --json
+finetune() {   # NAME ENCODER_RUN VARIANT ROUNDS [KEY=VALUE...]
+  local name=$1 enc=$2 variant=$3 rounds=$4
+  shift 4
+  $SIMXIR finetune --recipe recipes/finetune/simxir-cifar.yaml --encoder "$ROOT/$enc/encoder.safetensors" \
+    --data "$DATA" --out "$ROOT/$name" --variant "$variant" --rounds "$rounds" --knn none --no-linear \
+    $(resume_flag "$ROOT/$name") threads=1 tensorboard=false "$@" --json
 }
 
 control() {   # NAME FROM
@@ -91,16 +99,23 @@ control() {   # NAME FROM
   $SIMXIR pretrain --out "$ROOT/$1" --resume epochs=$(( EPOCHS + 20 )) --json
 }
 
-evaluate() { $PY benchmarks/experiments/converged_eval.py "$ROOT/$1/encoder.safetensors" "$DATA" "$ROOT/eval/$1.json"; }
+evaluate() {   # RUN [EVAL_NAME]
+  $PY benchmarks/experiments/converged_eval.py "$ROOT/$1/encoder.safetensors" "$DATA" "$ROOT/eval/${2:-$1}.json"
+}
+
+committed() { [ -e "$RESULTS/$1.json" ]; }   # RUN: its evaluation is committed
 
 has_rounds() {   # UNIT: the unit has a T=4 rounds arm
   local m=${1%-s*} s=${1##*-s}
   [ "$m" = "$ROUNDS_METHOD" ] && [[ " $ROUNDS_SEEDS " == *" $s "* ]]
 }
 
+has_lr0() { [[ " $LR0_METHODS " == *" ${1%-s*} "* ]]; }
+
 runs_of() {   # UNIT: the runs whose evaluations make the unit
   echo "pre-$1 ft-$1-standard ft-$1-raw-anchor cont-$1"
   if has_rounds "$1"; then echo "rounds-$1"; fi
+  if has_lr0 "$1"; then echo "lr0-$1"; fi
 }
 
 evaluated() {   # DIR UNIT: all the unit's evaluations are in DIR
@@ -108,19 +123,28 @@ evaluated() {   # DIR UNIT: all the unit's evaluations are in DIR
   for r in $(runs_of "$2"); do [ -e "$1/$r.json" ] || return 1; done
 }
 
-unit() {
+unit() {   # the arms whose evaluations are committed are not run again
   local u=$1
   local m=${u%-s*} s=${u##*-s}
   stage "pre-$u" pretrain "pre-$u" "$m" "$s" || return 1
-  stage "eval-pre-$u" evaluate "pre-$u"
+  if committed "pre-$u"; then stage "eval-base-$u" evaluate "pre-$u" "base-$u"
+  else stage "eval-pre-$u" evaluate "pre-$u"; fi
   for v in standard raw-anchor; do
-    stage "ft-$u-$v" finetune "ft-$u-$v" "pre-$u" "$v" 1 && stage "eval-ft-$u-$v" evaluate "ft-$u-$v"
+    committed "ft-$u-$v" || { stage "ft-$u-$v" finetune "ft-$u-$v" "pre-$u" "$v" 1 && stage "eval-ft-$u-$v" evaluate "ft-$u-$v"; }
   done
-  stage "cont-$u" control "cont-$u" "pre-$u" && stage "eval-cont-$u" evaluate "cont-$u"
-  if has_rounds "$u"; then   # T=4 rounds of 5 epochs (the same 20-epoch budget)
+  committed "cont-$u" || { stage "cont-$u" control "cont-$u" "pre-$u" && stage "eval-cont-$u" evaluate "cont-$u"; }
+  if has_rounds "$u" && ! committed "rounds-$u"; then   # T=4 rounds of 5 epochs (the same 20-epoch budget)
     stage "rounds-$u" finetune "rounds-$u" "pre-$u" standard 4 && stage "eval-rounds-$u" evaluate "rounds-$u"
   fi
-  evaluated "$ROOT/eval" "$u"
+  if has_lr0 "$u" && ! committed "lr0-$u"; then   # lr = 0: only BatchNorm's running statistics move
+    stage "lr0-$u" finetune "lr0-$u" "pre-$u" standard 1 optim.lr=0 && stage "eval-lr0-$u" evaluate "lr0-$u"
+  fi
+  evaluated "$ROOT/eval" "$u" || evaluated_mixed "$u"
+}
+
+evaluated_mixed() {   # UNIT: every run evaluated, here or committed
+  local r
+  for r in $(runs_of "$1"); do [ -e "$ROOT/eval/$r.json" ] || committed "$r" || return 1; done
 }
 
 for u in $UNITS; do
