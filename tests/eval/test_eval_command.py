@@ -48,8 +48,9 @@ def test_features_json_end_to_end_via_real_entry_point(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)      # exactly one JSON object and nothing else
-    assert set(out) == {"knn", "knn_weighted", "linear"}
+    assert set(out) == {"knn", "knn_weighted", "linear", "right", "n_test", "labels"}   # right: per-image outcomes
     assert set(out["knn"]["cosine"]) == {"5", "7"} and set(out["knn"]["euclidean"]) == {"5", "7"}
+    assert out["n_test"] == len(arrays["test_labels"])
     import torch
     ref = knn_classify(*(torch.from_numpy(arrays[k]) for k in
                          ("train_features", "train_labels", "test_features", "test_labels")),
@@ -67,7 +68,8 @@ def test_features_tables_and_no_linear(tmp_path):
     res = CliRunner().invoke(_app(), ["eval", "--features", str(tmp_path / "f.npz"), "--knn", "none",
                                       "--linear-epochs", "3", "--device", "cpu", "--json"])
     assert res.exit_code == 0, res.output
-    assert set(json.loads(res.stdout)) == {"linear"}
+    out = json.loads(res.stdout)
+    assert set(out) == {"linear", "right", "n_test", "labels"} and set(out["right"]) == {"linear", "linear_top5"}
 
 
 @pytest.mark.parametrize("override,needle", [

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from simxir.eval.paired import call, outcome_cells, paired_change
 from simxir.models import build_backbone, load_encoder
 
 
@@ -34,7 +35,16 @@ def test_finetune_moco_checkpoint_end_to_end(tmp_path):
               "--rounds", "2", "tensorboard=false"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(r.stdout)                       # exactly one JSON object on stdout
-    assert set(result) == {"before", "after", "label_free_change", "encoder"}
+    assert set(result) == {"before", "after", "label_free_change", "paired", "encoder"}
+    # every kNN and linear cell paired image by image, as paired_change computes it from the outcomes
+    assert set(result["paired"]) == {f"kNN {m} k={k}" for m in ("cos", "euc") for k in (5, 7, 11, 15, 17, 21)} | {
+        "linear top-1", "linear top-5"}
+    cells_b, cells_a = outcome_cells(result["before"]), outcome_cells(result["after"])
+    for name, got in result["paired"].items():
+        want = paired_change(cells_b[name], cells_a[name], seed=0)
+        assert {k: got[k] for k in want} == pytest.approx(want)
+        assert got["call"] == call(want)
+    assert result["paired"]["kNN cos k=11"]["before"] == pytest.approx(result["before"]["knn"]["cosine"]["11"])
     assert set(result["label_free_change"]) == {"rankme", "alignment", "uniformity", "within", "between", "ratio"}
     for side in ("before", "after"):
         knn = result[side]["knn"]
@@ -47,6 +57,7 @@ def test_finetune_moco_checkpoint_end_to_end(tmp_path):
         assert (run / name).is_file(), name
     report = (run / "report.md").read_text()
     assert "| after |" in report and "| change |" in report and "k=21" in report
+    assert "| kNN cos k=11 |" in report and "McNemar p" in report
     saved = json.loads((run / "results.json").read_text())
     assert saved["config"]["method"]["epochs_per_round"] == 1
     assert saved["load_report"]["format"] == "moco"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -20,7 +21,8 @@ from simxir.eval.features import dataset_features, load_features_npz, open_encod
 from simxir.eval.knn import DEFAULT_KS, faiss_available, parse_ks
 from simxir.eval.labelfree import LabelFreeConfig, evaluate_label_free
 from simxir.eval.linear import LinearProbeConfig
-from simxir.eval.report import format_label_free, format_tables
+from simxir.eval.paired import paired_cells
+from simxir.eval.report import format_label_free, format_paired, format_tables
 from simxir.io import json_safe
 from simxir.progress import log
 from simxir.protocol import EvalProtocol, evaluate, protocol_config, score_features
@@ -80,10 +82,25 @@ def eval_command(
     normalization: str = typer.Option("auto", "--normalization", help="auto: the encoder's own preprocessing "
                                       "(a transformers folder's preprocessor_config.json) when it has one, else "
                                       "the data's mean/std; data: always the data's"),
+    compare: tuple[str, str] | None = typer.Option(None, "--compare", metavar="BEFORE AFTER",
+                                            help="pair two evaluations on the same test images: each a "
+                                                 "`simxir eval --json` output (.json) or an encoder "
+                                                 "checkpoint evaluated here on --data; prints the paired "
+                                                 "change of every cell with its 95% interval and McNemar's p"),
     markdown: bool = typer.Option(False, "--markdown", help="print markdown tables"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Evaluate a frozen encoder (or saved features) with kNN and a linear probe."""
+    pair = list(compare or ())
+    if pair and (encoder is not None or features is not None):
+        raise UserError("--compare BEFORE AFTER: replaces --encoder and --features (each side is an eval JSON "
+                        "or an encoder checkpoint)")
+    if pair and save_features:
+        raise UserError("--compare: cannot be combined with --save-features")
+    if pair:
+        encoder = next((c for c in pair if not _is_result(c)), None)   # the options are checked with it
+        if encoder is None:
+            return _compare([_read_result(c) for c in pair], pair, json_out, markdown)
     if (encoder is None) == (features is None):
         raise UserError("expected exactly one of --encoder CKPT (with --data SPEC) or --features FEATS.npz")
     if encoder is not None and data is None:
@@ -131,6 +148,13 @@ def eval_command(
                               skip_unreadable=skip_unreadable)
         model, ds, evaluation, aug = open_encoder_data(encoder, data, backbone, fmt, allow_pickle, augment,
                                                        image_size, dev, loader, eval_data, normalization)
+        if pair:
+            opened = (model, evaluation, aug)
+            sides = [_read_result(c) if _is_result(c) else
+                     _evaluate_side(c, opened if c == encoder else None, data, backbone, fmt, allow_pickle, augment,
+                                    image_size, dev, loader, eval_data, protocol)
+                     for c in pair]
+            return _compare(sides, pair, json_out, markdown)
         if label_free or (label_free is None and not ds.labelled):
             summary, _, _ = evaluate_label_free(model, ds, aug, protocol.label_free, batch_size=batch_size)
             extra["label_free"] = summary
@@ -161,3 +185,50 @@ def _print(result: dict[str, Any], json_out: bool, markdown: bool, title: str) -
     if result.get("label_free"):
         print("\n" + format_label_free(result["label_free"], markdown), end="")
 
+
+
+def _is_result(path: str) -> bool:
+    return path.endswith(".json")
+
+
+def _read_result(path: str) -> dict[str, Any]:
+    """A saved ``simxir eval --json`` result (also ``finetune``'s before.json / after.json)."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--compare {path}: cannot read it as JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(result, dict) or not result.get("right"):
+        raise UserError(f"--compare {path}: expected a `simxir eval --json` result with per-image outcomes "
+                        f"(`right`); it has none (an older simxir wrote it, or the augmented protocol with "
+                        f"report=best); evaluate the encoder again")
+    return result
+
+
+def _evaluate_side(path: str, opened: tuple[Any, Any, Any] | None, data: str, backbone: str | None,
+                   fmt: str | None, allow_pickle: bool, augment: str | None, image_size: int | None, dev: Any,
+                   loader: LoaderConfig, eval_data: str | None, protocol: EvalProtocol) -> dict[str, Any]:
+    """One encoder of ``--compare`` under the same protocol (``opened``: its model, data and augment)."""
+    if opened is None:
+        model, _, evaluation, aug = open_encoder_data(path, data, backbone, fmt, allow_pickle, augment, image_size,
+                                                      dev, loader, eval_data, protocol.normalization)
+    else:
+        model, evaluation, aug = opened
+    if not evaluation.labelled:
+        raise UserError(f"--compare: --data {data} is unlabelled; pairing needs labels (pass --eval-data SPEC)")
+    log(f"evaluating {path}")
+    return evaluate(model, evaluation, aug, protocol)
+
+
+def _compare(sides: list[dict[str, Any]], names: list[str], json_out: bool, markdown: bool) -> None:
+    if len(sides) != 2:
+        raise UserError(f"--compare: expected two evaluations (BEFORE AFTER), got {len(sides)}")
+    cells = paired_cells(sides[0], sides[1], what=f"--compare {names[0]} {names[1]}")
+    if not cells:
+        raise UserError(f"--compare: {names[0]} and {names[1]} share no evaluated cell (kNN k / linear)")
+    if json_out:
+        print(json.dumps(json_safe({"before": sides[0], "after": sides[1], "paired": cells,
+                                    "sources": {"before": names[0], "after": names[1]}})))
+        return
+    title = f"simxir eval --compare: {names[0]} -> {names[1]}"
+    print(("## " if markdown else "") + title + "\n")
+    print(format_paired(cells, markdown), end="")

@@ -13,6 +13,7 @@ from simxir.errors import UserError
 from simxir.eval.features import dataset_features, model_device
 from simxir.eval.knn import DEFAULT_KS, METRICS, knn_classify
 from simxir.eval.linear import LinearProbeConfig, linear_probe
+from simxir.eval.paired import add_outcomes
 
 
 def check_features(train_f: torch.Tensor, test_f: torch.Tensor) -> None:
@@ -42,11 +43,14 @@ def evaluate_features(
     backend: str = "torch",
     device: torch.device | str | None = None,
     show_progress: bool = True,
+    outcomes: bool = False,
 ) -> dict[str, Any]:
     """``{"knn": ..., "knn_weighted": ..., "linear": {"top1", "top5"}}`` from frozen features.
 
     ``knn_ks`` empty skips kNN; ``linear=False`` leaves out the "linear" key. Empty splits and
-    non-finite features are refused (a UserError), never scored as 0 or chance.
+    non-finite features are refused (a UserError), never scored as 0 or chance. ``outcomes``: also
+    every test image's outcome per cell (``right``, ``n_test``, ``labels``: :func:`add_outcomes`),
+    so two evaluations can be compared image by image.
     """
     check_features(train_f, test_f)
     if weighted_temperature is not None and not (math.isfinite(weighted_temperature) and weighted_temperature > 0):
@@ -58,10 +62,13 @@ def evaluate_features(
     if knn_ks:
         result.update(knn_classify(train_f, train_y, test_f, test_y, ks=knn_ks, metrics=metrics,
                                    weighted_temperature=weighted_temperature, chunk_size=chunk_size,
-                                   backend=backend, show_progress=show_progress))
+                                   backend=backend, show_progress=show_progress, outcomes=outcomes))
     if linear:
         result["linear"] = linear_probe(train_f, train_y, test_f, test_y, linear_cfg,
-                                        show_progress=show_progress)
+                                        show_progress=show_progress, outcomes=outcomes)
+    if outcomes:
+        add_outcomes(result, result.pop("right", None), result.get("linear", {}).pop("right", None),
+                     test_y.cpu().numpy())
     return result
 
 

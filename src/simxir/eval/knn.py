@@ -22,6 +22,7 @@ nearest neighbours by cosine similarity ``s_i`` each neighbour adds ``exp(s_i / 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -271,22 +272,27 @@ def knn_classify(
     backend: str = "torch",
     device: torch.device | str | None = None,
     show_progress: bool = True,
-) -> dict[str, dict[str, dict[str, float]]]:
+    outcomes: bool = False,
+) -> dict[str, Any]:
     """Top-1 accuracies in percent: ``{"knn": {"cosine": {"5": 91.2, ...}, "euclidean": {...}},
-    "knn_weighted": {"cosine": {"5": ..., ...}}}`` (see :func:`knn_predict` for the arguments)."""
+    "knn_weighted": {"cosine": {"5": ..., ...}}}`` (see :func:`knn_predict` for the arguments).
+    ``outcomes``: also ``"right": {metric: {"5": (M,) bool, ...}}``, each test image's majority-vote
+    correctness (CPU), for paired before/after statistics (:mod:`simxir.eval.paired`)."""
     _check_inputs(train_f, train_y, test_f, test_y, [int(k) for k in ks], metrics)
     ncls = int(max(int(train_y.max()), int(test_y.max()) if test_y.numel() else 0)) + 1
     preds = knn_predict(train_f, train_y, test_f, ks, metrics, weighted_temperature, weighted_ks,
                         chunk_size, backend, device, num_classes=ncls, show_progress=show_progress)
     m = max(1, test_y.shape[0])
-    res: dict[str, dict[str, dict[str, float]]] = {}
+    res: dict[str, Any] = {}
     for kind, by_metric in preds.items():
         res[kind] = {}
         for met, by_k in by_metric.items():
             res[kind][met] = {}
             for k, p in by_k.items():
-                y = test_y.to(p.device, torch.int64)
-                res[kind][met][str(k)] = 100.0 * float((p == y).sum()) / m
+                hit = p == test_y.to(p.device, torch.int64)
+                res[kind][met][str(k)] = 100.0 * float(hit.sum()) / m
+                if outcomes and kind == "knn":
+                    res.setdefault("right", {}).setdefault(met, {})[str(k)] = hit.cpu()
     return res
 
 

@@ -6,6 +6,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -58,13 +59,17 @@ def _cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def topk_hit(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row: is the label among the ``k`` (at most the class count) largest logits? (M,) bool."""
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return (top == y.unsqueeze(1)).any(1)
+
+
 def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, k: int) -> float:
     """Percent of rows whose label is among the ``k`` largest logits."""
     if y.numel() == 0:
         return 0.0
-    k = min(k, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    return 100.0 * float((top == y.unsqueeze(1)).any(1).sum()) / y.numel()
+    return 100.0 * float(topk_hit(logits, y, k).sum()) / y.numel()
 
 
 def linear_probe(
@@ -75,12 +80,16 @@ def linear_probe(
     cfg: LinearProbeConfig | None = None,
     num_classes: int | None = None,
     show_progress: bool = True,
-) -> dict[str, float]:
+    outcomes: bool = False,
+) -> dict[str, Any]:
     """Train ``nn.Linear(d, C)`` on ``train_f`` with cross-entropy; return ``{"top1", "top5"}`` in percent
     on ``test_f`` (top-5 means top-min(5, C)). Deterministic given ``cfg.seed``; runs on the
-    features' device."""
+    features' device. ``outcomes``: also ``"right": {"top1": (M,) bool, "top5": (M,) bool}`` (CPU)."""
     logits, yte = _probe_logits(train_f, train_y, test_f, test_y, cfg, num_classes, show_progress)
-    return {"top1": topk_accuracy(logits, yte, 1), "top5": topk_accuracy(logits, yte, 5)}
+    out: dict[str, Any] = {"top1": topk_accuracy(logits, yte, 1), "top5": topk_accuracy(logits, yte, 5)}
+    if outcomes:
+        out["right"] = {"top1": topk_hit(logits, yte, 1).cpu(), "top5": topk_hit(logits, yte, 5).cpu()}
+    return out
 
 
 def linear_probe_predictions(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor,

@@ -8,7 +8,10 @@ after) for its two-sided p-value.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -87,18 +90,92 @@ def seeds_interval(values: list[float], level: float = 0.95) -> tuple[float, flo
     return float(v.mean() - half), float(v.mean() + half)
 
 
+def call(change: Mapping[str, Any]) -> str:
+    """The rule for calling a change real: ``gain`` / ``loss`` when the bootstrap interval excludes
+    zero AND McNemar's test agrees (p < 0.05; with a handful of discordant images the percentile
+    bootstrap alone is too eager), ``borderline gain`` / ``borderline loss`` when only the interval
+    does, else ``within noise``."""
+    if change["ci_low"] > 0 or change["ci_high"] < 0:
+        word = "gain" if change["ci_low"] > 0 else "loss"
+        return word if change["mcnemar_p"] < 0.05 else f"borderline {word}"
+    return "within noise"
+
+
 def verdict(change: dict[str, Any]) -> str:
     """One plain sentence: a gain, a loss, borderline, or within noise (the interval holds zero)."""
     ci = f"{change['change']:+.2f} points, {change['level']:.0%} CI [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}]"
     p = change["mcnemar_p"]
     ptxt = f"McNemar p = {p:.2g}" if not math.isnan(p) else ""
-    # a change counts when the bootstrap interval excludes zero AND McNemar's test agrees (p < 0.05):
-    # with a handful of discordant images the percentile bootstrap alone is too eager
-    if change["ci_low"] > 0 or change["ci_high"] < 0:
-        word = "gain" if change["ci_low"] > 0 else "loss"
-        if p < 0.05:
-            return f"a {word} ({ci}; {ptxt})"
-        return (f"a borderline {word}: the interval excludes zero but McNemar's test does not "
+    word = call(change)
+    if word in ("gain", "loss"):
+        return f"a {word} ({ci}; {ptxt})"
+    if word.startswith("borderline"):
+        return (f"a {word}: the interval excludes zero but McNemar's test does not "
                 f"confirm it ({ci}; {ptxt})")
     return (f"within noise ({ci}; {ptxt}; {change['only_after']} test images fixed, "
             f"{change['only_before']} broken)")
+
+
+def pack_outcomes(right: Any) -> str:
+    """A per-image correctness vector as text for JSON: its bits packed, base64."""
+    return base64.b64encode(np.packbits(np.asarray(right, dtype=bool).ravel()).tobytes()).decode()
+
+
+def unpack_outcomes(text: str, n: int) -> np.ndarray:
+    """:func:`pack_outcomes`'s inverse for ``n`` images."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
+
+
+def labels_digest(labels: Any) -> str:
+    """A short fingerprint of the test labels: two results are paired only on the same images."""
+    return hashlib.sha1(np.asarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def outcome_cells(result: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The per-image outcomes of a ``simxir eval --json`` result, one per table cell:
+    ``{"kNN cos k=11": (n,) bool, ..., "linear top-1": ..., "linear top-5": ...}`` (empty without them)."""
+    right, n = result.get("right") or {}, result.get("n_test")
+    if not right or not n:
+        return {}
+    cells = {}
+    for metric, by_k in (right.get("knn") or {}).items():
+        for k in sorted(by_k, key=int):
+            cells[f"kNN {metric[:3]} k={k}"] = unpack_outcomes(by_k[k], n)
+    for key, name in (("linear", "linear top-1"), ("linear_top5", "linear top-5")):
+        if right.get(key):
+            cells[name] = unpack_outcomes(right[key], n)
+    return cells
+
+
+def paired_cells(before: Mapping[str, Any], after: Mapping[str, Any], seed: int = 0,
+                 what: str = "before/after") -> dict[str, dict[str, Any]]:
+    """:func:`paired_change` (with its ``call``) for every cell both results hold per-image outcomes
+    of ({} when either has none); refused when they were measured on different test images."""
+    b, a = outcome_cells(before), outcome_cells(after)
+    if not b or not a:
+        return {}
+    if before.get("n_test") != after.get("n_test") or before.get("labels") != after.get("labels"):
+        raise UserError(f"{what}: the two evaluations scored different test images ({before.get('n_test')} "
+                        f"vs {after.get('n_test')} images, labels {before.get('labels')} vs "
+                        f"{after.get('labels')}); pair only evaluations on the same data")
+    out = {}
+    for name in (n for n in b if n in a):
+        c = paired_change(b[name], a[name], seed=seed)
+        out[name] = {**c, "call": call(c)}
+    return out
+
+
+def add_outcomes(result: dict[str, Any], knn_right: Mapping[str, Mapping[str, Any]] | None,
+                 linear_right: Mapping[str, Any] | None, labels: Any) -> dict[str, Any]:
+    """Put per-image outcomes (bool vectors from ``knn_classify`` / ``linear_probe`` with
+    ``outcomes=True``) into ``result`` as ``right`` (packed), ``n_test`` and ``labels`` (digest)."""
+    right: dict[str, Any] = {}
+    if knn_right:
+        right["knn"] = {m: {k: pack_outcomes(v) for k, v in by_k.items()} for m, by_k in knn_right.items()}
+    if linear_right:
+        right["linear"] = pack_outcomes(linear_right["top1"])
+        right["linear_top5"] = pack_outcomes(linear_right["top5"])
+    if right:
+        result.setdefault("right", {}).update(right)
+        result.update(n_test=int(np.asarray(labels).size), labels=labels_digest(labels))
+    return result

@@ -157,3 +157,22 @@ def format_label_free(summary: Mapping[str, Any], markdown: bool = False) -> str
             for m, name in names.items() if m in summary]
     head = f"label-free, {summary.get('images')} train images, {summary.get('clusters')} k-means clusters"
     return render_table([head, "value", "95% CI"], rows, markdown) + "\n"
+
+
+PAIRED_RULE = ("Paired over the same test images: change = after - before in points, its 95% bootstrap "
+               "interval over test images (2,000 resamples), McNemar's exact p on the images that changed "
+               "(fixed / broken); called a gain or a loss only when the interval excludes 0 and p < 0.05, "
+               "borderline when only the interval does.")
+
+
+def format_paired(cells: Mapping[str, Mapping[str, Any]], markdown: bool = False,
+                  labels: tuple[str, str] = ("before", "after")) -> str:
+    """One row per table cell of :func:`simxir.eval.paired.paired_cells`: both accuracies, the change
+    with its 95% interval, McNemar's p, the images fixed / broken and the call."""
+    if not cells:
+        return ""
+    rows = [[name, f"{c['before']:.2f}", f"{c['after']:.2f}", f"{c['change']:+.2f}",
+             f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]", f"{c['mcnemar_p']:.2g}",
+             f"{c['only_after']} / {c['only_before']}", c["call"]] for name, c in cells.items()]
+    head = ["paired change", labels[0], labels[1], "change", "95% CI", "McNemar p", "fixed / broken", "call"]
+    return render_table(head, rows, markdown) + "\n\n" + PAIRED_RULE + "\n"

@@ -18,7 +18,9 @@ def demo_command(
     pretrain_epochs: int = typer.Option(10, "--pretrain-epochs", help="pretraining epochs (short: the "
                                         "encoder should leave SimXIR room to act)"),
     finetune_epochs: int = typer.Option(20, "--finetune-epochs", help="SimXIR fine-tuning epochs"),
-    seed: int = typer.Option(0, "--seed", help="seed of every step"),
+    seed: int = typer.Option(0, "--seed", help="seed of every step (the first seed)"),
+    seeds: int = typer.Option(3, "--seeds", help="pretrain + fine-tune with this many seeds (seed, seed+1, ...) "
+                              "at the learning rate chosen with the first; the headline is their mean change"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Run the whole simxir story on the embedded digits data in a few minutes on a CPU."""
@@ -27,7 +29,7 @@ def demo_command(
     log(f"simxir demo: pretrain -> evaluate -> SimXIR fine-tune -> evaluate on digits; {EXPECTED}. "
         f"Output in {out}/")
     result = run_demo(out, method=method, pretrain_epochs=pretrain_epochs,
-                      finetune_epochs=finetune_epochs, seed=seed)
+                      finetune_epochs=finetune_epochs, seed=seed, seeds=seeds)
     tables = result.pop("_tables")
     if json_out:
         print(json.dumps(json_safe(result)))

@@ -23,10 +23,8 @@ from simxir.eval import (
     evaluate_features,
     extract_features,
     format_knn_table,
-    knn_predict,
 )
-from simxir.eval.linear import linear_probe_predictions
-from simxir.eval.paired import paired_change, verdict
+from simxir.eval.paired import outcome_cells, paired_change_seeds, verdict
 from simxir.finetune.report import format_report
 from simxir.finetune.run import build_finetune_config, run_finetune
 from simxir.io import atomic_write_bytes, atomic_write_json
@@ -55,25 +53,6 @@ def class_geometry(test_f: Any, labels: Any) -> dict[str, float]:
     m = GroupMetrics(labels.numpy(), exact_max=0, max_pair_groups=64)(f)
     within, between = float(m["intra_msd"].mean()), float(m["inter_msd"].mean())
     return {"within_class_msd": within, "between_class_msd": between, "ratio": within / between}
-
-
-def paired_tables(before: tuple[Any, Any], after: tuple[Any, Any], dataset: Any, ks: tuple[int, ...],
-                  linear_epochs: int, seed: int) -> dict[str, Any]:
-    """Per-image paired changes (bootstrap 95% CI, McNemar) of kNN (both metrics, every k) and of
-    the linear probe, between two encoders' (train, test) features on the same test images."""
-    y_tr, y_te = dataset.train.labels, dataset.test.labels
-    right = []
-    for tr, te in (before, after):
-        pred = knn_predict(tr, y_tr, te, ks=ks, weighted_temperature=None, show_progress=False)["knn"]
-        lin = linear_probe_predictions(tr, y_tr, te, y_te, LinearProbeConfig(epochs=linear_epochs),
-                                       show_progress=False)
-        right.append({"knn": {m: {k: (p == y_te).numpy() for k, p in by_k.items()} for m, by_k in pred.items()},
-                      "linear": (lin == y_te).numpy()})
-    out: dict[str, Any] = {"knn": {}, "linear": paired_change(right[0]["linear"], right[1]["linear"], seed=seed)}
-    for metric in right[0]["knn"]:
-        out["knn"][metric] = {str(k): paired_change(right[0]["knn"][metric][k], right[1]["knn"][metric][k],
-                                                    seed=seed) for k in ks}
-    return out
 
 
 def _plot(evals: dict[str, Any], paired: dict[str, Any], geometry: dict[str, dict[str, float]],
@@ -115,33 +94,67 @@ def _plot(evals: dict[str, Any], paired: dict[str, Any], geometry: dict[str, dic
     save_figure(fig, path)
 
 
+def _tables(cells: dict[str, Any]) -> dict[str, Any]:
+    """``paired_cells``' flat names as the demo's ``{"knn": {metric: {k: c}}, "linear": c}``."""
+    out: dict[str, Any] = {"knn": {}}
+    for name, c in cells.items():
+        if name.startswith("kNN "):
+            _, short, k = name.split(" ")
+            out["knn"].setdefault({"cos": "cosine", "euc": "euclidean"}[short], {})[k.split("=")[1]] = c
+    out["linear"] = cells["linear top-1"]
+    return out
+
+
+def seeds_verdict(c: dict[str, Any]) -> str:
+    """A seed-averaged change: a gain / loss when both its interval over test images and its interval
+    over seeds exclude 0, else within noise."""
+    per = ", ".join(f"{v:+.2f}" for v in c["changes"])
+    text = (f"{c['change']:+.2f} points (mean of {c['seeds']} seeds: {per}); 95% CI over test images "
+            f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], over seeds [{c['seed_ci_low']:+.2f}, "
+            f"{c['seed_ci_high']:+.2f}]")
+    if c["ci_low"] > 0 and c["seed_ci_low"] > 0:
+        return f"a gain: {text}"
+    if c["ci_high"] < 0 and c["seed_ci_high"] < 0:
+        return f"a loss: {text}"
+    return f"within noise: {text}"
+
+
 def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10, finetune_epochs: int = 20,
              seed: int = 0, linear_epochs: int = 100, lrs: tuple[float, ...] = SIMXIR_LRS,
-             val_fraction: float = 0.2) -> dict[str, Any]:
+             val_fraction: float = 0.2, seeds: int = 3) -> dict[str, Any]:
     """Pretrain (short, so the encoder is not at the ceiling) -> choose SimXIR's lr on a validation
-    split of the train images -> fine-tune -> paired before/after comparison on the test split."""
+    split of the train images -> fine-tune -> paired before/after comparison on the test split;
+    then pretrain and fine-tune again with ``seeds - 1`` more seeds at the chosen lr, so the headline
+    is a mean over seeds with its interval over test images and over seeds."""
     out = Path(out)
     if (out / "pretrain" / "checkpoint.pt").exists() or (out / "finetune" / "checkpoint.pt").exists():
         raise UserError(f"--out {out}: already holds a demo run; choose another folder or remove it")
+    if seeds < 1:
+        raise UserError(f"--seeds: expected a positive integer, got {seeds}")
     t0 = time.perf_counter()
     # the demo judges by labels (paired tables)
     protocol = EvalProtocol(linear_cfg=LinearProbeConfig(epochs=linear_epochs), label_free=None)
-    common = [f"seed={seed}", "tensorboard=false", "monitor.eval_size=360"]
+
+    def common(s: int) -> list[str]:
+        return [f"seed={s}", "tensorboard=false", "monitor.eval_size=360"]
+
+    def pretrain(s: int, folder: str) -> dict[str, Any]:
+        return run_pretrain(build_config(method, None, [f"epochs={pretrain_epochs}", *common(s)], data="digits"),
+                            out / folder)
+
+    def ft_cfg(lr: float, s: int) -> Any:
+        return build_finetune_config(None, [f"epochs={finetune_epochs}", "batch_size=256", "augment=auto",
+                                            f"optim.lr={lr}", *common(s)], data="digits")
 
     log(f"[1/5] pretraining convnet-small with {method} on digits, {pretrain_epochs} epochs with its "
         "default settings (short on purpose: the encoder should not start at the dataset's ceiling)")
-    pre = run_pretrain(build_config(method, None, [f"epochs={pretrain_epochs}", *common], data="digits"),
-                       out / "pretrain")
-
-    def ft_cfg(lr: float) -> Any:
-        return build_finetune_config(None, [f"epochs={finetune_epochs}", "batch_size=256", "augment=auto",
-                                            f"optim.lr={lr}", *common], data="digits")
+    pre = pretrain(seed, "pretrain")
 
     log(f"[2/5] choosing SimXIR's learning rate among {', '.join(f'{lr:g}' for lr in lrs)} on a "
         f"validation split ({val_fraction:.0%} of the train images; the test split is not looked at)")
     selection = []
     for lr in lrs:
-        r = run_finetune(ft_cfg(lr), pre["encoder"], out / f"select-lr{lr:g}", val_fraction=val_fraction,
+        r = run_finetune(ft_cfg(lr, seed), pre["encoder"], out / f"select-lr{lr:g}", val_fraction=val_fraction,
                          protocol=EvalProtocol(linear=False, label_free=None))
         cos_b, cos_a = r["before"]["knn"]["cosine"], r["after"]["knn"]["cosine"]
         gain = sum(cos_a[k] - cos_b[k] for k in cos_b) / len(cos_b)
@@ -151,8 +164,14 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
                default=selection[0])
 
     log(f"[3/5] SimXIR with lr {best['lr']:g} on all train images ({finetune_epochs} epochs), "
-        "evaluated on the test split before and after")
-    ft = run_finetune(ft_cfg(best["lr"]), pre["encoder"], out / "finetune", protocol=protocol)
+        "evaluated on the test split before and after"
+        + (f"; then seeds {seed + 1}..{seed + seeds - 1}: pretraining and SimXIR again" if seeds > 1 else ""))
+    ft = run_finetune(ft_cfg(best["lr"], seed), pre["encoder"], out / "finetune", protocol=protocol)
+    runs = [ft]
+    for s in range(seed + 1, seed + seeds):
+        pre_s = pretrain(s, f"pretrain-seed{s}")
+        runs.append(run_finetune(ft_cfg(best["lr"], s), pre_s["encoder"], out / f"finetune-seed{s}",
+                                 protocol=protocol))
 
     log("[4/5] paired comparison on the test images, and the embeddings' class geometry")
     dataset = load_dataset("digits")
@@ -165,39 +184,61 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
     random_tr, random_te = feats["random init"]
     random_eval = evaluate_features(random_tr, dataset.train.labels, random_te, dataset.test.labels,
                                     knn_ks=protocol.knn_ks, linear=protocol.linear, linear_cfg=protocol.linear_cfg)
-    paired = paired_tables(feats["pretrained"], feats["+ SimXIR"], dataset, protocol.knn_ks,
-                           linear_epochs, seed)
+    paired = _tables(ft["paired"])
+    cells = [(outcome_cells(r["before"]), outcome_cells(r["after"])) for r in runs]
+    over = _tables({name: paired_change_seeds([b[name] for b, _ in cells], [a[name] for _, a in cells], seed=seed)
+                    for name in ft["paired"]})
     geometry = {n: class_geometry(f[1], dataset.test.labels) for n, f in feats.items()}
 
     log("[5/5] writing the report")
     evals = {"random init": random_eval, f"{method} pretrained": ft["before"], "+ SimXIR": ft["after"]}
-    head_knn = paired["knn"]["cosine"][str(KNN_HEADLINE_K)]
+    head_knn, head_lin = over["knn"]["cosine"][str(KNN_HEADLINE_K)], over["linear"]
     lines_verdict = [
-        f"- cosine kNN (k = {KNN_HEADLINE_K}): {verdict(head_knn)}",
+        f"- cosine kNN (k = {KNN_HEADLINE_K}): {seeds_verdict(head_knn)}",
+        f"- linear probe top-1: {seeds_verdict(head_lin)}",
+        f"- seed {seed} alone (the tables below): cosine kNN k = {KNN_HEADLINE_K} "
+        f"{verdict(paired['knn']['cosine'][str(KNN_HEADLINE_K)])}; linear {verdict(paired['linear'])}",
+    ] if seeds > 1 else [
+        f"- cosine kNN (k = {KNN_HEADLINE_K}): {verdict(paired['knn']['cosine'][str(KNN_HEADLINE_K)])}",
         f"- linear probe top-1: {verdict(paired['linear'])}",
     ]
-    helped = any(c["ci_low"] > 0 and c["mcnemar_p"] < 0.05 for c in (head_knn, paired["linear"]))
+    if seeds > 1:
+        helped = any(c["ci_low"] > 0 and c["seed_ci_low"] > 0 for c in (head_knn, head_lin))
+    else:
+        helped = any(c["ci_low"] > 0 and c["mcnemar_p"] < 0.05
+                     for c in (paired["knn"]["cosine"][str(KNN_HEADLINE_K)], paired["linear"]))
     if not helped:
         lines_verdict.append("- So on digits SimXIR did not measurably help at the learning rate the "
-                             "validation split chose: no headline change is confirmed by both the interval "
-                             "and McNemar's test. This demo does not tune on the test split to make it "
-                             "look better.")
+                             "validation split chose: no headline change is confirmed"
+                             + (" over test images and over seeds." if seeds > 1 else
+                                " by both the interval and McNemar's test.")
+                             + " This demo does not tune on the test split to make it look better.")
     if max(s["val_knn_gain"] for s in selection) <= 0:
         lines_verdict.append("- No learning rate tried improved kNN on the validation split either.")
     g0, g1 = geometry["pretrained"], geometry["+ SimXIR"]
-    geo_line = (f"- class geometry (test embeddings on the unit sphere): within-class spread "
+    geo_line = (f"- class geometry (test embeddings on the unit sphere, seed {seed}): within-class spread "
                 f"{g0['within_class_msd']:.3f} -> {g1['within_class_msd']:.3f}, between-class "
                 f"{g0['between_class_msd']:.3f} -> {g1['between_class_msd']:.3f}, ratio "
                 f"{g0['ratio']:.3f} -> {g1['ratio']:.3f} (lower = classes tighter relative to their "
                 f"distance: the paper's contraction/alienation)")
     seconds = time.perf_counter() - t0
-    paired_rows = ["| change (after - before) | points | 95% CI (bootstrap) | McNemar p | fixed / broken |",
+    paired_rows = [f"Seed {seed}.", "",
+                   "| change (after - before) | points | 95% CI (bootstrap) | McNemar p | fixed / broken |",
                    "|---|---|---|---|---|"]
     for name, c in ([(f"kNN cos k={k}", c) for k, c in paired["knn"]["cosine"].items()]
                     + [(f"kNN euc k={k}", c) for k, c in paired["knn"]["euclidean"].items()]
                     + [("linear top-1", paired["linear"])]):
         paired_rows.append(f"| {name} | {c['change']:+.2f} | [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] | "
                            f"{c['mcnemar_p']:.2g} | {c['only_after']} / {c['only_before']} |")
+    seed_rows = [f"Mean over seeds {', '.join(str(s) for s in range(seed, seed + seeds))} (each pretrained "
+                 f"and fine-tuned with its own seed, the same lr), paired on the same test images.", "",
+                 "| change (after - before) | mean | per seed | 95% CI over test images | 95% CI over seeds |",
+                 "|---|---|---|---|---|"]
+    for name, c in ([(f"kNN cos k={k}", c) for k, c in over["knn"]["cosine"].items()]
+                    + [("linear top-1", over["linear"])]):
+        seed_rows.append(f"| {name} | {c['change']:+.2f} | {' / '.join(f'{v:+.2f}' for v in c['changes'])} | "
+                         f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] | [{c['seed_ci_low']:+.2f}, "
+                         f"{c['seed_ci_high']:+.2f}] |")
     sel_rows = ["| SimXIR lr | mean cosine kNN change on validation |", "|---|---|"] + [
         f"| {s['lr']:g}{' (chosen)' if s is best else ''} | {s['val_knn_gain']:+.2f} |" for s in selection]
     lines = [
@@ -205,9 +246,11 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
         f"scikit-learn's digits ({len(dataset.train.labels)} train / {len(dataset.test.labels)} test, "
         f"16x16), convnet-small, {method} for {pretrain_epochs} epochs with its default settings, then "
         f"SimXIR for {finetune_epochs} epochs (SGD, l2 loss, one round) at the lr chosen on a "
-        f"{val_fraction:.0%} validation split of the train images. Finished in {seconds:.0f} s.", "",
+        f"{val_fraction:.0%} validation split of the train images (seed {seed}), {seeds} seed(s). "
+        f"Finished in {seconds:.0f} s.", "",
         "## How sure are we?", "", *lines_verdict, geo_line, "",
-        "## kNN top-1 (%), cells cos / euc", "", format_knn_table(evals, markdown=True), "",
+        *((["## Over seeds", "", *seed_rows, ""]) if seeds > 1 else []),
+        f"## kNN top-1 (%), cells cos / euc, seed {seed}", "", format_knn_table(evals, markdown=True), "",
         "## Paired changes on the same test images", "", *paired_rows, "",
         "## Learning-rate choice (validation split only)", "", *sel_rows, "",
         format_report(ft["before"], ft["after"], title="Before / after SimXIR", markdown=True),
@@ -217,9 +260,10 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
     atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
     summary = {"random": random_eval, "pretrained": ft["before"], "finetuned": ft["after"],
                "paired": paired, "geometry": geometry, "lr_selection": selection, "lr": best["lr"],
+               "seeds": list(range(seed, seed + seeds)), "over_seeds": over,
                "simxir_helped": helped, "pretrain_collapsed": pre["collapsed"], "encoder": ft["encoder"],
                "report": str(out / "report.md"), "seconds": round(seconds, 1)}
     atomic_write_json(summary, out / "demo.json")
     summary["_tables"] = "\n".join([format_knn_table(evals), "", "How sure are we?", *lines_verdict,
-                                     geo_line, "", *paired_rows])
+                                     geo_line, "", *(seed_rows if seeds > 1 else paired_rows)])
     return summary

@@ -76,10 +76,10 @@ def finetune_command(
     if json_out:
         print(json.dumps(json_safe({"before": result["before"], "after": result["after"],
                                     "label_free_change": result["label_free_change"],
-                                    "encoder": result["encoder"]})))
+                                    "paired": result["paired"], "encoder": result["encoder"]})))
         return
     print(format_report(result["before"], result["after"], title=f"SimXIR fine-tuning: {encoder} on {cfg.data}",
-                        label_free=result["label_free_change"]), end="")
+                        label_free=result["label_free_change"], paired=result["paired"]), end="")
     print(f"\nencoder: {result['encoder']}" + "".join(
         f"\n{k} layout: {v}" for k, v in result["exported"].items() if k != "simxir"))
     print(f"report: {Path(out) / 'report.md'}")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from simxir.eval.report import render_table
+from simxir.eval.report import format_paired, render_table
 from simxir.io import atomic_write_bytes, atomic_write_json
 from simxir.plotting import figure, honest_ylim, save_figure
 
@@ -84,9 +84,11 @@ def label_free_table(change: Mapping[str, Any], markdown: bool = False) -> str:
 
 
 def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: str = "",
-                  markdown: bool = False, label_free: Mapping[str, Any] | None = None) -> str:
-    """The kNN and linear tables (when there were labels) and the label-free table (when given), as
-    text (``markdown=False``) or markdown."""
+                  markdown: bool = False, label_free: Mapping[str, Any] | None = None,
+                  paired: Mapping[str, Any] | None = None) -> str:
+    """The kNN and linear tables (when there were labels), the paired changes with their intervals
+    (when given: ``simxir.eval.paired.paired_cells``) and the label-free table (when given), as text
+    (``markdown=False``) or markdown."""
     parts = []
     if title:
         parts.append(f"## {title}\n" if markdown else f"{title}\n")
@@ -95,6 +97,8 @@ def format_report(before: Mapping[str, Any], after: Mapping[str, Any], title: st
     lin = linear_table(before, after, markdown)
     if lin:
         parts.append(lin)
+    if paired:
+        parts.append(format_paired(paired, markdown))
     if label_free:
         parts.append(label_free_table(label_free, markdown))
     return "\n".join(parts)
@@ -170,7 +174,7 @@ def write_report(summary: Mapping[str, Any], run_dir: str | Path, title: str = "
                      f"excludes 0. {LABEL_FREE_NOTE}")
     if summary.get("collapsed"):
         lines.append("**The fine-tuned encoder COLLAPSED (collapse monitor of the engine).**")
-    lines += ["", format_report(before, after, markdown=True, label_free=change)]
+    lines += ["", format_report(before, after, markdown=True, label_free=change, paired=summary.get("paired"))]
     if labelled:
         lines += ["![kNN over k](knn_over_k.png)", ""]
     atomic_write_bytes(run_dir / "report.md", "\n".join(lines).encode())

@@ -22,6 +22,7 @@ from simxir import distributed
 from simxir.config import to_dict
 from simxir.errors import UserError
 from simxir.eval.labelfree import evaluate_label_free, paired
+from simxir.eval.paired import paired_cells
 from simxir.finetune.report import write_report
 from simxir.io import atomic_write_bytes, atomic_write_json, read_npz
 from simxir.models import export_encoder, load_encoder
@@ -153,6 +154,7 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
     tuned = tuned.to("cpu")
     summary = _summary(cfg, encoder, report, result, before, after, val_fraction, run_dir, pre, evaluation)
     summary["label_free_change"] = change
+    summary["paired"] = paired_cells(before, after, what="finetune before/after")
     if main:
         atomic_write_json(after, run_dir / "after.json")
         summary["exported"] = _export(tuned, report, encoder, run_dir, allow_pickle, result["encoder"])

@@ -18,6 +18,7 @@ from simxir.eval.features import dataset_features, model_device
 from simxir.eval.knn import DEFAULT_KS
 from simxir.eval.labelfree import LabelFreeConfig
 from simxir.eval.linear import LinearProbeConfig
+from simxir.eval.paired import add_outcomes
 from simxir.protocol.linear import PROTOCOLS, protocol_config, protocol_probe
 
 
@@ -50,11 +51,12 @@ class EvalProtocol:
 
 def score_features(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor,
                    protocol: EvalProtocol, device: torch.device | str | None = None) -> dict[str, Any]:
-    """kNN and, under the fast protocol, the linear probe on precomputed features."""
+    """kNN and, under the fast protocol, the linear probe on precomputed features, with every test
+    image's outcome (``right``) for paired comparisons."""
     result = evaluate_features(train_f, train_y, test_f, test_y, knn_ks=protocol.knn_ks,
                                linear=protocol.linear and not protocol.augmented, linear_cfg=protocol.linear_cfg,
                                weighted_temperature=protocol.weighted_temperature, backend=protocol.knn_backend,
-                               device=device)
+                               device=device, outcomes=True)
     if "linear" in result:
         result["linear"]["protocol"] = "fast"
     return result
@@ -88,5 +90,6 @@ def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: Ev
         result["linear"] = protocol_probe(backbone, dataset, augment, cfg, linear_dir,
                                           resume=linear_dir is not None if resume is None else resume,
                                           feature_batch=protocol.batch_size)
+        add_outcomes(result, None, result["linear"].pop("right", None), dataset.test.labels.cpu().numpy())
         backbone.train(was)
     return result

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from simxir.augment import Augment, ViewSpec
 from simxir.config import deep_update, from_dict, read_recipe, to_dict
 from simxir.eval.features import feature_autocast, model_device, split_features
+from simxir.eval.linear import topk_hit
 from simxir.io import atomic_save, load_checkpoint
 from simxir.progress import log, progress
 from simxir.recipes import find_recipe
@@ -182,7 +183,7 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
         backbone.train(was)
     if test_f is None:
         test_f = split_features(backbone, dataset, "test", augment, feature_batch, device)
-    last = _score(classifier, test_f, dataset.test.labels, device)
+    last = _score(classifier, test_f, dataset.test.labels, device, outcomes=cfg.report == "last")
     out = {**(best if cfg.report == "best" and best else last), "protocol": "augmented", "epochs": cfg.epochs,
            "batch_size": cfg.batch_size, "optim": cfg.optim.name, "lr": plan.peak_lr, "bn": cfg.bn,
            "report": cfg.report}
@@ -192,13 +193,19 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
 
 
 def _score(classifier: nn.Module, test_f: torch.Tensor, labels: torch.Tensor,
-           device: torch.device) -> dict[str, float]:
-    """Top-1 / top-5 (percent) of the classifier on precomputed test features (eval mode)."""
+           device: torch.device, outcomes: bool = False) -> dict[str, Any]:
+    """Top-1 / top-5 (percent) of the classifier on precomputed test features (eval mode);
+    ``outcomes``: also ``right`` (each image's top-1 / top-5 hit; a best-epoch report has none, its
+    two numbers may come from different epochs)."""
     classifier.eval()
     with torch.no_grad():
-        hits = topk_hits(classifier(test_f.to(device).float()), labels.to(device), (1, 5)).tolist()
+        logits, y = classifier(test_f.to(device).float()), labels.to(device)
+        hits = topk_hits(logits, y, (1, 5)).tolist()
     n = max(1, int(labels.shape[0]))
-    return {"top1": 100.0 * hits[0] / n, "top5": 100.0 * hits[1] / n}
+    out: dict[str, Any] = {"top1": 100.0 * hits[0] / n, "top5": 100.0 * hits[1] / n}
+    if outcomes:
+        out["right"] = {"top1": topk_hit(logits, y, 1).cpu(), "top5": topk_hit(logits, y, 5).cpu()}
+    return out
 
 
 def protocol_config(recipe: str | Path | None, overrides: dict[str, Any] | None = None) -> ProtocolConfig:
