@@ -36,6 +36,9 @@ RULES: list[tuple[str, str]] = [
     ("decorrelation_curves.*", "decorrelation curves of all methods (benchmarks/experiments/decorrelation_curves.py)"),
     ("theorem31/*", "`simxir analyze --theorem` check of the bridging paper's Theorem 3.1"),
     # checkpoints
+    ("bridge-official.json", "the bridge loss and gradients against the official code's Model.forward, and the "
+                            "imagenet-bridge-code recipe's equivalence to main.py's defaults "
+                            "(benchmarks/checkpoints/verify_bridge_official.py)"),
     ("lightly.*", "lightly checkpoints built with lightly's own code, loaded and exported back "
                   "(benchmarks/checkpoints/verify_lightly.py)"),
     ("mmpretrain.*", "mmselfsup/mmpretrain checkpoints (benchmarks/checkpoints/verify_mmpretrain.py)"),
@@ -56,6 +59,10 @@ RULES: list[tuple[str, str]] = [
     ("results.json", "the table's numbers, as the script that wrote README.md computed them"),
     ("runs/pre-*.json", "`simxir eval --json` of the pretrained encoder (method, seed in the name)"),
     ("runs/cont-*.json", "the same encoder pretrained as long again (the compute-matched control)"),
+    ("runs/lr0-*.json", "SimXIR's recipe and epochs at learning rate 0: only BatchNorm statistics move (the lr = 0 "
+                        "control)"),
+    ("runs/base-*.json", "the pretraining rerun for the lr = 0 arm, evaluated to show it equals the committed "
+                         "encoder"),
     ("runs/ft-*.json", "`simxir finetune --json` of that encoder (variant in the name)"),
     ("runs/rounds-*.json", "fine-tuning with several rounds T"),
     ("runs/random.json", "`simxir eval --json` of a randomly initialised encoder"),

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from simxir.errors import UserError
 from simxir.methods.barlow_twins import barlow_twins_loss
 from simxir.methods.bridge import bridge_loss, bridge_terms
 from simxir.methods.moco import infonce_loss
@@ -193,6 +194,24 @@ def test_bridge_loss_symmetrized_average() -> None:
     i21, c21 = _ref_bridge_one_way(z2, z1, w, 2)
     ref = (2.0 * (i12 + i21) + 5.0 * (c12 + c21)) / 2
     _check(bridge_loss(z1, z2, w, c_inv=2.0, c_cov=5.0, partitions=2), ref, (z1, z2, w))
+    # directions=sum: the official code's total, the two directions added
+    _check(bridge_loss(z1, z2, w, c_inv=2.0, c_cov=5.0, partitions=2, directions="sum"), 2 * ref, (z1, z2, w))
+    with pytest.raises(UserError, match="directions"):
+        bridge_loss(z1, z2, w, directions="both")
+
+
+def test_bridge_method_passes_its_directions() -> None:
+    from simxir.methods import build_method  # noqa: PLC0415
+    from simxir.models import build_backbone  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(8, 3, 16, 16), torch.randn(8, 3, 16, 16)
+    losses = {}
+    for d in ("mean", "sum"):
+        torch.manual_seed(1)
+        m = build_method("bridge", build_backbone("convnet-small"), {"directions": d, "proj_sizes": [16, 8]})
+        losses[d] = m(x1, x2)["loss"]
+    torch.testing.assert_close(losses["sum"], 2 * losses["mean"])
 
 
 def test_bridge_stop_gradient_only_cuts_the_target_side() -> None:

@@ -27,6 +27,10 @@ class BridgeConfig:
     c_cov: float = 1.0
     partitions: int = 1            # k of eq. 19 per process (W processes: k*W in all); 1 is eq. 17
     inv_per_sample: bool = False   # True: sum over dims, mean over samples (eq. 17 literally)
+    # the two directions (1 -> 2, 2 -> 1): "mean" (eq. 16's 1/2) or "sum" (the official code's total,
+    # which its LARS runs optimised: the bridging ImageNet recipes; LARS is not scale-invariant for
+    # the bias/norm parameters it does not adapt, nor for the balance with weight decay)
+    directions: Literal["mean", "sum"] = "mean"
 
 
 def bridge_terms(z1: Tensor, z2: Tensor, w: Tensor, partitions: int = 1,
@@ -59,22 +63,27 @@ def bridge_terms(z1: Tensor, z2: Tensor, w: Tensor, partitions: int = 1,
 
 def bridge_loss(z1: Tensor, z2: Tensor, w: Tensor, c_inv: float = 25.0, c_cov: float = 1.0,
                 partitions: int = 1, stop_gradient: bool = False, inv_per_sample: bool = False,
-                cov_scale: float = 1.0, with_terms: bool = False
+                cov_scale: float = 1.0, with_terms: bool = False, directions: str = "mean"
                 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-    """Symmetrized loss: the average of the two directions (1 -> 2 and 2 -> 1), each
-    c_inv * invariance + c_cov * covariance (``bridge_terms``); averaging is the 1/2 of the
-    paper's symmetric eq. 16. With ``stop_gradient`` the predicted side's target (z2 in 1 -> 2,
-    z1 in 2 -> 1) is detached; the covariance term always uses the predicting side.
+    """Symmetrized loss over the two directions (1 -> 2 and 2 -> 1), each c_inv * invariance +
+    c_cov * covariance (``bridge_terms``): their average (``directions="mean"``, the 1/2 of the
+    paper's symmetric eq. 16) or their sum (``"sum"``, the official code's total, twice the mean).
+    With ``stop_gradient`` the predicted side's target (z2 in 1 -> 2, z1 in 2 -> 1) is detached;
+    the covariance term always uses the predicting side.
 
     ``cov_scale`` multiplies the covariance term: the method passes the number of processes, since
     eq. 19 sums it over partitions (each process's batch is one) while DDP averages gradients.
-    With ``with_terms`` also the two averaged terms (for logging): ``(loss, (inv, cov))``."""
+    With ``with_terms`` also the two terms, averaged over directions (for logging): ``(loss, (inv, cov))``."""
+    if directions not in ("mean", "sum"):
+        raise UserError(f"bridge directions: expected mean or sum, got {directions!r}")
     t1, t2 = (z1.detach(), z2.detach()) if stop_gradient else (z1, z2)
     wtw = w.T @ w
     inv_a, cov_a = bridge_terms(z1, t2, w, partitions, inv_per_sample, wtw)
     inv_b, cov_b = bridge_terms(z2, t1, w, partitions, inv_per_sample, wtw)
     inv, cov = (inv_a + inv_b) / 2, (cov_a + cov_b) / 2
     loss = c_inv * inv + c_cov * cov * cov_scale
+    if directions == "sum":
+        loss = 2 * loss
     return (loss, (inv, cov)) if with_terms else loss
 
 
@@ -124,7 +133,8 @@ class Bridge(Method):
             # cov_scale: k partitions on one process == k/W on each of W processes (see bridge_loss)
             loss, (inv, cov) = bridge_loss(s1, s2, self._w(s1), cfg.c_inv, cfg.c_cov, cfg.partitions,
                                            cfg.stop_gradient, cfg.inv_per_sample,
-                                           cov_scale=distributed.world_size(), with_terms=True)
+                                           cov_scale=distributed.world_size(), with_terms=True,
+                                           directions=cfg.directions)
         # z1/z2 of the contract are what the loss compares: the standardized outputs (raw with STD off)
         return self._outputs(loss, s1, s2, f1, inv_loss=inv, cov_loss=cov)
 
