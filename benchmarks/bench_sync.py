@@ -13,8 +13,10 @@ host wait for a device value (``aten._local_scalar_dense`` behind ``.item()``/``
 ``nonzero``, ``masked_select``, ``unique``, ...) plus ``Tensor.tolist``/``numpy`` calls, over an epoch
 of N and of 2N steps; the difference / N is the steady-state count per step (set-up and epoch-end
 monitors cancel). The augmentation is counted on the path a GPU takes (``sync_free``; on the CPU
-it reads masks on purpose, which is free there). On a GPU, ``torch.cuda.set_sync_debug_mode``
-would report the same sites.
+it reads masks on purpose, which is free there). This counter cannot see blocking host-to-device
+copies (a Python number or pageable tensor sent to the GPU); ``benchmarks/gpu_check.py``'s
+``syncs`` section adds them, covers every method and the bridging ImageNet recipe, and on a GPU
+counts with ``torch.cuda.set_sync_debug_mode`` itself.
 
     python benchmarks/bench_sync.py --before 8e3ec30 --repeats 2 --out results/sync
 """

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import datetime
 import os
 
 import torch
 import torch.distributed as dist
+
+# Collectives fail after this long (NCCL's watchdog, gloo's timeout); SIMXIR_DIST_TIMEOUT_S sets it.
+DEFAULT_TIMEOUT_S = 1800
+# How long the other ranks wait, off the collective backend, while rank 0 evaluates or saves alone
+# (kNN over a large train set, a 100-epoch probe): SIMXIR_WAIT_TIMEOUT_S.
+DEFAULT_WAIT_S = 4 * 3600
 
 
 def is_distributed() -> bool:
@@ -24,20 +32,56 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def _seconds(name: str, default: int) -> datetime.timedelta:
+    value = os.environ.get(name, "")
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        seconds = default
+    return datetime.timedelta(seconds=seconds if seconds > 0 else default)
+
+
 def init_from_env() -> torch.device:
     """Initialise the process group when launched by ``torchrun`` (WORLD_SIZE > 1).
 
-    Uses nccl on CUDA and gloo on CPU. Returns the device this process should use.
+    Uses nccl on CUDA (the process's GPU set first and passed as ``device_id``) and gloo on CPU,
+    with an explicit timeout (``SIMXIR_DIST_TIMEOUT_S``, default 30 min); the group is destroyed
+    when the process exits. Returns the device this process should use.
     """
     ws = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available()
-    if ws > 1 and not is_distributed():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    device = torch.device("cuda", local_rank % torch.cuda.device_count()) if use_cuda else torch.device("cpu")
     if use_cuda:
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+        torch.cuda.set_device(device)
+    if ws > 1 and not is_distributed():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+                                timeout=_seconds("SIMXIR_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S),
+                                device_id=device if use_cuda else None)
+        atexit.register(shutdown)
+    return device
+
+
+def shutdown() -> None:
+    """Destroy the process group if one is up."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def wait_for_main() -> None:
+    """Every rank meets here, the others waiting for rank 0 to finish work it does alone
+    (evaluation, checkpoints, reports), in a barrier of a CPU (gloo) group whose timeout is
+    ``SIMXIR_WAIT_TIMEOUT_S`` (default 4 h): no NCCL collective is pending meanwhile, so NCCL's
+    watchdog cannot kill the job, and the collective that follows starts with every rank there. The
+    group lives for this one barrier (a few milliseconds to build), so none outlives a caller's
+    ``destroy_process_group``."""
+    if world_size() <= 1:
+        return
+    group = dist.new_group(backend="gloo", timeout=_seconds("SIMXIR_WAIT_TIMEOUT_S", DEFAULT_WAIT_S))
+    try:
+        dist.barrier(group=group)
+    finally:
+        dist.destroy_process_group(group)
 
 
 class _GatherWithGrad(torch.autograd.Function):

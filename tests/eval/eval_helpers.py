@@ -14,7 +14,7 @@ def small_dataset():
     return ImageDataset("random", split(37), split(11), ["a", "b", "c"])
 
 
-def features(batch_size: int = 8):
+def features(batch_size: int = 8, main_only: bool = False):
     """(train, test) features of a seeded convnet-small over small_dataset, through simxir's eval path."""
     from simxir.augment import build_augment
     from simxir.eval.features import dataset_features
@@ -24,7 +24,7 @@ def features(batch_size: int = 8):
     torch.manual_seed(0)
     model = build_backbone("convnet-small")
     aug = build_augment("tiny", 16, ds.mean, ds.std)
-    tr, _, te, _ = dataset_features(model, ds, aug, batch_size)
+    tr, _, te, _ = dataset_features(model, ds, aug, batch_size, main_only=main_only)
     return tr, te
 
 
@@ -35,6 +35,36 @@ def extract_worker(rank: int, world: int, init_file: str, out_file: str) -> None
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         tr, te = features()
+        torch.save({"train": tr, "test": te}, out_file.replace(".pt", f".{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def mixed_dtype_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
+    """Rank 1 stores its features as float16 (as when its host has less free memory), rank 0 as
+    float32: the gathered rows must agree in dtype on every process."""
+    import torch.distributed as dist
+
+    from simxir.eval import features as F
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        F.feature_dtype = lambda n, d: torch.float16 if rank == 1 else torch.float32
+        tr, te = features()
+        torch.save({"train": tr, "test": te}, out_file.replace(".pt", f".{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def main_only_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
+    """dataset_features(main_only=True): rank 0 holds every row, the others none."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        tr, te = features(main_only=True)
         torch.save({"train": tr, "test": te}, out_file.replace(".pt", f".{rank}.pt"))
     finally:
         dist.destroy_process_group()

@@ -60,3 +60,28 @@ def test_finetune_under_two_process_torchrun_writes_one_report_equal_to_single_p
     reports = list((tmp_path / "two").rglob("report.md"))
     assert len(reports) == 1 and (tmp_path / "two" / "after.json").is_file()
     assert json.loads((tmp_path / "two" / "before.json").read_text()) == b["before"]
+
+
+def test_processes_that_choose_different_storage_still_gather_one_dtype(tmp_path):
+    from eval_helpers import mixed_dtype_worker
+
+    out = str(tmp_path / "f.pt")
+    mp.spawn(mixed_dtype_worker, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
+    single_tr, _ = features()
+    for r in range(2):
+        got = torch.load(out.replace(".pt", f".{r}.pt"), weights_only=True)
+        assert got["train"].dtype == torch.float16, r          # the smaller storage, agreed by all
+        torch.testing.assert_close(got["train"].float(), single_tr, rtol=2e-3, atol=2e-3)
+
+
+def test_features_for_rank_0_alone_are_held_by_rank_0_alone(tmp_path):
+    from eval_helpers import main_only_worker
+
+    out = str(tmp_path / "f.pt")
+    mp.spawn(main_only_worker, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
+    single_tr, single_te = features()
+    zero = torch.load(out.replace(".pt", ".0.pt"), weights_only=True)
+    one = torch.load(out.replace(".pt", ".1.pt"), weights_only=True)
+    torch.testing.assert_close(zero["train"], single_tr, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(zero["test"], single_te, rtol=1e-5, atol=1e-6)
+    assert one["train"].shape == (0, single_tr.shape[1]) and one["test"].shape[0] == 0

@@ -112,6 +112,30 @@ def test_moco_queue_fifo_pointer_and_wraparound(backbone) -> None:
     torch.testing.assert_close(m.queue, torch.arange(2 * 12 * 4, dtype=torch.float32).reshape(2, 12, 4)[:, 2:])
 
 
+def test_moco_reads_its_queue_pointer_from_the_device_once_and_again_after_a_load(backbone, monkeypatch) -> None:
+    """The pointer lives on the host between steps (int(tensor) is a device sync on CUDA); a loaded
+    checkpoint's pointer is read again."""
+    m = build_method("moco", backbone, MoCoConfig(proj_hidden=16, proj_dim=4, queue_size=10))
+    reads = []
+    real = torch.Tensor.__int__
+
+    def counting(self):  # noqa: ANN001, ANN202
+        reads.append(1)
+        return real(self)
+
+    monkeypatch.setattr(torch.Tensor, "__int__", counting)
+    for _ in range(3):
+        m.enqueue(torch.ones(2, 3, 4))
+    assert len(reads) == 1 and m._ptr == 9
+    state = m.state_dict()
+    state["queue_ptr"] = torch.tensor(4)
+    m.load_state_dict(state)
+    m.enqueue(torch.ones(2, 3, 4))
+    assert len(reads) == 2 and m._ptr == 7
+    monkeypatch.undo()
+    assert int(m.queue_ptr) == 7
+
+
 def test_moco_forward_uses_old_queue_then_enqueues_keys(backbone, views) -> None:
     m = build_method("moco", backbone, MoCoConfig(proj_hidden=16, proj_dim=4, queue_size=16))
     queue0 = m.queue.clone()

@@ -43,3 +43,31 @@ def test_every_rank_names_the_epoch_rank_0s_checkpoint_holds(tmp_path):
     for rank in (0, 1):
         msg = (tmp_path / f"msg.{rank}").read_text()
         assert "epoch 3, step 1" in msg and "(after epoch 1)" in msg, (rank, msg)
+
+
+@pytest.mark.slow
+def test_a_slow_evaluation_on_rank_0_does_not_time_out_the_others(tmp_path):
+    """Rank 0 evaluates alone for longer than the collectives' timeout; the other rank waits off the
+    collective backend (distributed.wait_for_main), so the run completes."""
+    from train_toys import slow_eval_worker
+
+    out = tmp_path / "msg"
+    mp.spawn(slow_eval_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out), 3.0, 6.0),
+             nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"msg.{rank}").read_text() == "done", rank
+
+
+@pytest.mark.slow
+def test_epoch_metrics_are_the_runs_not_rank_0s(tmp_path):
+    """A value each process logs differently (its rank) is reported as the mean over processes, the
+    same on every rank."""
+    import json
+
+    from train_toys import metrics_worker
+
+    out = tmp_path / "m"
+    mp.spawn(metrics_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out)), nprocs=2, join=True)
+    got = [json.loads((tmp_path / f"m.{r}").read_text()) for r in (0, 1)]
+    assert got[0]["rank_tag"] == got[1]["rank_tag"] == 0.5
+    assert got[0]["loss"] == got[1]["loss"]

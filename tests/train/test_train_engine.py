@@ -103,7 +103,7 @@ def test_resume_keeps_the_precision_auto_chose_when_the_trial_would_now_choose_o
     with pytest.raises(Killed):
         train(cfg, _method(), ds, aug, tmp_path / "cut", callbacks=[kill_after(1)])
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["precision"] == {
-        "amp": "bfloat16", "channels_last": True, "device": "cpu"}
+        "amp": "bfloat16", "channels_last": True, "device": "cpu", "tf32": False}
     bf16_wins[0] = False   # the resumed process's trial would now keep fp32
     assert precision.choose_precision(_auto_plan(), _method(), 8).amp_dtype is None
     resumed = train(cfg, _method(seed=99), ds, aug, tmp_path / "cut", resume=True)

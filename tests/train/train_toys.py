@@ -239,3 +239,70 @@ def nan_worker(rank: int, world: int, init_file: str, run_dir: str, out_file: st
             f.write(message)
     finally:
         dist.destroy_process_group()
+
+
+def slow_eval_worker(rank: int, world: int, init_file: str, run_dir: str, out_file: str, timeout_s: float,
+                     eval_s: float) -> None:
+    """A 2-process run whose collectives time out after ``timeout_s``, while rank 0's evaluation at
+    each epoch end takes ``eval_s`` (longer): each rank writes "done" or its error."""
+    import datetime
+    import time
+
+    import torch.distributed as dist
+
+    from simxir.train import TrainConfig, train
+    from simxir.train.config import MonitorConfig, OptimConfig
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        cfg = TrainConfig(epochs=2, batch_size=16, precision="fp32", channels_last=False, device="cpu",
+                          tensorboard=False, optim=OptimConfig(name="sgd", lr=0.1),
+                          monitor=MonitorConfig(eval_size=16))
+        torch.manual_seed(0)
+
+        def slow(backbone, epoch):  # noqa: ANN001, ANN202
+            time.sleep(eval_s)
+            return {"slow_eval": float(epoch)}
+
+        try:
+            train(cfg, ToyMethod(), toy_dataset(), ToyAugment(), run_dir, evaluator=slow)
+            message = "done"
+        except Exception as exc:  # noqa: BLE001 - the test reads what went wrong
+            message = f"{type(exc).__name__}: {exc}"
+        with open(f"{out_file}.{rank}", "w") as f:
+            f.write(message)
+    finally:
+        distributed.shutdown()
+
+
+class RankTagged(ToyMethod):
+    """ToyMethod that also logs its process's rank (a per-process value, as z_spread or the probe's hits)."""
+
+    def forward(self, v1, v2):
+        out = super().forward(v1, v2)
+        out["rank_tag"] = torch.full((), float(distributed.rank()), device=out["loss"].device)
+        return out
+
+
+def metrics_worker(rank: int, world: int, init_file: str, run_dir: str, out_file: str) -> None:
+    """A 2-process run of RankTagged: each rank writes its epoch metrics."""
+    import json
+
+    import torch.distributed as dist
+
+    from simxir.train import TrainConfig, train
+    from simxir.train.config import MonitorConfig, OptimConfig
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = TrainConfig(epochs=1, batch_size=16, precision="fp32", channels_last=False, device="cpu",
+                          tensorboard=False, optim=OptimConfig(name="sgd", lr=0.1), monitor=MonitorConfig(eval_size=16))
+        torch.manual_seed(0)
+        r = train(cfg, RankTagged(), toy_dataset(), ToyAugment(), run_dir)
+        with open(f"{out_file}.{rank}", "w") as f:
+            json.dump(r["epochs"][-1], f)
+    finally:
+        distributed.shutdown()

@@ -47,15 +47,19 @@ class LoaderConfig:
     stats_sample: int = 512           # train images the streamed mean/std are estimated from
 
 
+MAX_WORKERS = 32   # beyond this a process's workers cost more start-up and memory than they decode
+
+
 def default_workers() -> int:
     """Loader workers per process: the CPUs of this process (affinity) shared among the node's
-    processes (``LOCAL_WORLD_SIZE``), one left for the training loop; 1 to 8."""
+    processes (``LOCAL_WORLD_SIZE``), one left for the training loop; 1 to ``MAX_WORKERS``
+    (15 on a 16-core box with one GPU, 1 per process with 8 GPUs on 16 cores)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(8, cpus // local - 1))
+    return max(1, min(MAX_WORKERS, cpus // local - 1))
 
 
 def loader_workers(cfg: LoaderConfig) -> int:

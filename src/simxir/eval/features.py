@@ -61,9 +61,10 @@ def extract_features(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     desc: str = "features",
+    rows_held: int | None = None,
 ) -> torch.Tensor:
     """Run ``model`` in eval mode over ``images_uint8`` (N, 3, H, W) in batches; return (N, d) on CPU
-    (float32, or float16 when float32 would not fit: :func:`feature_dtype`).
+    (float32, or float16 when float32 would not fit: :func:`feature_dtype` of ``rows_held``, default N).
 
     ``transform`` is an ``Augment`` (its deterministic ``.eval`` is used), any callable mapping a
     uint8 batch on ``device`` to the model's input, or None (divide by 255). ``device`` defaults to
@@ -77,7 +78,7 @@ def extract_features(
     n = images_uint8.shape[0]
     starts = range(0, n, batch_size)
     return _frozen_features(model, (images_uint8[s:s + batch_size] for s in starts), transform, device, desc,
-                            len(starts), n)
+                            len(starts), n, rows_held)
 
 
 def feature_dtype(n: int, dim: int) -> torch.dtype:
@@ -94,9 +95,12 @@ def feature_autocast(dev: torch.device) -> Any:
 
 
 def _frozen_features(model: nn.Module, batches: Iterable[torch.Tensor], transform: object | None,
-                     device: torch.device | str | None, desc: str, total: int, n: int) -> torch.Tensor:
+                     device: torch.device | str | None, desc: str, total: int, n: int,
+                     rows_held: int | None = None) -> torch.Tensor:
     """``model`` in eval mode (restored afterwards) over uint8 ``batches`` of ``n`` images in all:
-    (n, d) on CPU (:func:`feature_dtype`); copies are pinned and non-blocking on CUDA."""
+    (n, d) on CPU, stored as :func:`feature_dtype` of ``rows_held`` (default ``n``: the rows the host
+    will hold in the end, the whole split when shards are gathered); host batches are pinned and
+    copied non-blocking on CUDA."""
     tf = resolve_transform(transform)
     dev = torch.device(device) if device is not None else model_device(model)
     cuda = dev.type == "cuda"
@@ -107,11 +111,11 @@ def _frozen_features(model: nn.Module, batches: Iterable[torch.Tensor], transfor
     try:
         with torch.inference_mode(), feature_autocast(dev):
             for xb in progress(batches, desc=desc, total=total):
-                if cuda and not xb.is_pinned():
+                if cuda and xb.device.type == "cpu" and not xb.is_pinned():   # a GPU batch: as it is
                     xb = xb.pin_memory()
                 fb = model(tf(xb.to(dev, non_blocking=True))).flatten(1)
                 if out is None:
-                    out = torch.empty(n, fb.shape[1], dtype=feature_dtype(n, fb.shape[1]),
+                    out = torch.empty(n, fb.shape[1], dtype=feature_dtype(rows_held or n, fb.shape[1]),
                                       pin_memory=cuda)
                 out[pos:pos + fb.shape[0]].copy_(fb, non_blocking=cuda)
                 pos += fb.shape[0]
@@ -130,27 +134,39 @@ def shard(n: int) -> tuple[int, int]:
     return n * r // w, n * (r + 1) // w
 
 
-def gather_rows(part: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+def gather_rows(part: torch.Tensor, n: int, device: torch.device, main_only: bool = False) -> torch.Tensor:
     """The blocks of :func:`shard` from every process, concatenated in rank order (n rows, on CPU,
-    on every process); sent through ``device`` (NCCL needs CUDA tensors)."""
+    on every process; ``main_only``: on rank 0 only, the others get 0 rows, so one host holds
+    N x d instead of every process); sent through ``device`` (NCCL needs CUDA tensors)."""
     w = distributed.world_size()
     if w == 1:
         return part
     sizes = [n * (r + 1) // w - n * r // w for r in range(w)]
-    dim = torch.tensor([part.shape[1] if part.numel() else 0], device=device)
-    dist.all_reduce(dim, op=dist.ReduceOp.MAX)
-    buf = torch.zeros(max(sizes), int(dim), dtype=part.dtype, device=device)
+    # the width, and float16 storage if any process chose it (each chose from its own free memory)
+    agree = torch.tensor([part.shape[1] if part.numel() else 0, int(part.dtype == torch.float16)], device=device)
+    dist.all_reduce(agree, op=dist.ReduceOp.MAX)
+    dim, half = agree.tolist()
+    buf = torch.zeros(max(sizes), dim, dtype=torch.float16 if half else part.dtype, device=device)
     buf[:part.shape[0]] = part.to(device)
-    got = [torch.empty_like(buf) for _ in range(w)]
-    dist.all_gather(got, buf)
+    if main_only:
+        main = distributed.is_main()
+        got = [torch.empty_like(buf) for _ in range(w)] if main else None
+        dist.gather(buf, got, dst=0)
+        if not main:
+            return buf.new_zeros(0, dim).cpu()
+    else:
+        got = [torch.empty_like(buf) for _ in range(w)]
+        dist.all_gather(got, buf)
     return torch.cat([g[:k] for g, k in zip(got, sizes, strict=True)]).cpu()
 
 
 def split_features(model: nn.Module, dataset: Any, split: str, transform: object | None = None,
-                   batch_size: int = 256, device: torch.device | str | None = None) -> torch.Tensor:
+                   batch_size: int = 256, device: torch.device | str | None = None,
+                   main_only: bool = False) -> torch.Tensor:
     """Features of ``dataset.<split>``: in-memory images, or a streamed folder's files decoded by
     DataLoader workers with the evaluation crop (Resize -> CenterCrop). Under torchrun each process
-    extracts its block of the split and every process gets all rows, in order."""
+    extracts its block of the split and every process gets all rows, in order (``main_only``: rank 0
+    alone gets them, the others 0 rows)."""
     if batch_size < 1:
         raise UserError(f"--batch-size: expected a positive integer, got {batch_size}")
     part = getattr(dataset, split)
@@ -158,8 +174,9 @@ def split_features(model: nn.Module, dataset: Any, split: str, transform: object
     n = len(part.labels)
     lo, hi = shard(n)
     if not getattr(dataset, "streamed", False):
-        mine = extract_features(model, part.images[lo:hi], transform, batch_size, dev, desc=f"{split} features")
-        return gather_rows(mine, n, dev)
+        mine = extract_features(model, part.images[lo:hi], transform, batch_size, dev, desc=f"{split} features",
+                                rows_held=n)
+        return gather_rows(mine, n, dev, main_only)
     cfg = dataset.loader
     images_ds = Subset(EvalImages(part, dataset.image_size, cfg.skip_unreadable), range(lo, hi))
     loader = make_loader(images_ds, batch_size=batch_size, workers=loader_workers(cfg), prefetch=cfg.prefetch,
@@ -171,18 +188,19 @@ def split_features(model: nn.Module, dataset: Any, split: str, transform: object
             skipped[0] += count_unreadable(bad, cfg.skip_unreadable, x)
             yield x
 
-    mine = _frozen_features(model, images(), transform, dev, f"{split} features", len(loader), hi - lo)
+    mine = _frozen_features(model, images(), transform, dev, f"{split} features", len(loader), hi - lo, rows_held=n)
     if skipped[0]:
         log(f"{split} features: {skipped[0]} unreadable files skipped (replaced by the next readable file)")
-    return gather_rows(mine, n, dev)
+    return gather_rows(mine, n, dev, main_only)
 
 
 def dataset_features(model: nn.Module, dataset: Any, transform: object | None = None, batch_size: int = 256,
-                     device: torch.device | str | None = None
+                     device: torch.device | str | None = None, main_only: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(train features, train labels, test features, test labels) of an in-memory or streamed dataset."""
-    tr = split_features(model, dataset, "train", transform, batch_size, device)
-    te = split_features(model, dataset, "test", transform, batch_size, device)
+    """(train features, train labels, test features, test labels) of an in-memory or streamed dataset
+    (``main_only``: the features on rank 0 only, see :func:`split_features`)."""
+    tr = split_features(model, dataset, "train", transform, batch_size, device, main_only)
+    te = split_features(model, dataset, "test", transform, batch_size, device, main_only)
     return tr, dataset.train.labels, te, dataset.test.labels
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from simxir import distributed
 from simxir.config import to_dict
@@ -159,8 +158,7 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
         atomic_write_json(after, run_dir / "after.json")
         summary["exported"] = _export(tuned, report, encoder, run_dir, allow_pickle, result["encoder"])
         write_report(summary, run_dir, title=f"SimXIR fine-tuning of {encoder} on {cfg.data}")
-    if distributed.world_size() > 1:
-        dist.barrier()
+    distributed.wait_for_main()   # rank 0 exported and wrote the report alone
     return summary
 
 

@@ -79,7 +79,7 @@ class BYOL(Method):
             t2 = self.target_projector(self.target_backbone(v2))
         with full_precision(p1.device):
             loss = byol_loss(p1.float(), t2.float()) + byol_loss(p2.float(), t1.float())
-        return self._outputs(loss, z1, z2, f1, tau=torch.tensor(self.tau, device=loss.device))
+        return self._outputs(loss, z1, z2, f1, tau=torch.full((), self.tau, device=loss.device))   # no H2D copy
 
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """EMA of the target with tau = cosine_tau(tau_base, step, total_steps); step is 0-based."""

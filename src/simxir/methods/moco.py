@@ -76,6 +76,8 @@ class MoCo(Method):
         self.momentum_projector = make_target(self.projector)
         self.register_buffer("queue", F.normalize(torch.randn(2, cfg.queue_size, cfg.proj_dim), dim=-1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self._ptr: int | None = None   # queue_ptr on the host, read once: no device sync per step
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_ptr", None))
         self.tau = cfg.ema
 
     @torch.no_grad()
@@ -86,11 +88,15 @@ class MoCo(Method):
         if b >= size:  # more keys than room: keep the newest ones
             self.queue.copy_(keys[:, b - size:].to(self.queue.dtype))
             self.queue_ptr.zero_()
+            self._ptr = 0
             return
-        ptr = int(self.queue_ptr)
+        if self._ptr is None:   # after construction or a checkpoint load
+            self._ptr = int(self.queue_ptr)
+        ptr = self._ptr
         idx = (ptr + torch.arange(b, device=self.queue.device)) % size
         self.queue[:, idx] = keys.to(self.queue.dtype)
-        self.queue_ptr.fill_((ptr + b) % size)
+        self._ptr = (ptr + b) % size
+        self.queue_ptr.fill_(self._ptr)
 
     def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
         f1, f2 = self.backbone(v1), self.backbone(v2)
@@ -108,7 +114,7 @@ class MoCo(Method):
                 loss = infonce_loss(z1.float(), k2, queue[1], t)
         if self.training:
             self.enqueue(torch.stack([gather_no_grad(k1), gather_no_grad(k2)]))
-        return self._outputs(loss, z1, z2, f1, tau=torch.tensor(self.tau, device=loss.device))
+        return self._outputs(loss, z1, z2, f1, tau=torch.full((), self.tau, device=loss.device))   # no H2D copy
 
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """EMA of the key encoder: constant ``ema`` or cosine-scheduled to 1 (step 0-based)."""

@@ -76,12 +76,14 @@ def evaluate(backbone: torch.nn.Module, dataset: Any, augment: Any, protocol: Ev
     if not getattr(dataset, "labelled", True):
         return {}
     was = backbone.training
-    feats = features or dataset_features(backbone, dataset, augment, protocol.batch_size)
+    # kNN and the fast probe run on rank 0: only it holds the N x d features
+    feats = features or dataset_features(backbone, dataset, augment, protocol.batch_size, main_only=True)
     result: dict[str, Any] = {}
     if distributed.is_main():
         result = score_features(*feats, protocol, device=model_device(backbone))
     backbone.train(was)
     if distributed.world_size() > 1:
+        distributed.wait_for_main()   # kNN and the probe ran on rank 0 alone
         box = [result]
         dist.broadcast_object_list(box, src=0)
         result = box[0]

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from simxir import distributed
 from simxir.config import save_recipe, to_dict
 from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
 from simxir.io import to_python
@@ -159,11 +160,13 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
                 _log_epoch(run, run_dir, history, step)
                 if saved.due(cfg.checkpoint_interval_s) or epoch + 1 == cfg.epochs:
                     saved.save(run, run_dir, probe, history, step)
+            distributed.wait_for_main()   # rank 0 evaluated and saved alone
             saved.share(plan)
             if any(bool(cb(epoch + 1, metrics)) for cb in callbacks):
                 stopped_early = epoch + 1 < cfg.epochs
                 if plan.main and saved.epoch != epoch + 1:
                     saved.save(run, run_dir, probe, history, step)
+                distributed.wait_for_main()
                 saved.share(plan)
                 break
     except _NonFiniteLoss as exc:
@@ -184,8 +187,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     encoder = None
     if plan.main and not stopped_early:
         encoder = str(write_run_encoder(trainable.method.backbone, run_dir))
-    if plan.world > 1:
-        dist.barrier()
+    distributed.wait_for_main()   # rank 0 wrote the encoder alone
     last = history[-1] if history else {}
     return {"epochs": history, "collapsed": bool(last.get("collapsed", False)), "encoder": encoder,
             "run_dir": str(run_dir), "steps": run.step_log, "stopped_early": stopped_early}
@@ -237,17 +239,35 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
                   else cfg.batch_size / (t_end - t_start))
     metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
                                "train_time_s": t_end - t_start, "train_img_per_s": imgs_per_s}
-    metrics.update(run.source.epoch_stats())
+    once = {f"once:{k}": v for k, v in run.source.epoch_stats().items()}   # per epoch, not per step
+    if spread_init is not None:   # the loss's embeddings' spread at the very first step
+        once["once:z_spread_init"] = spread_init
+    both = _over_ranks({**sums, **once}, plan)   # the epoch's one read of the logged tensors
+    sums = {k: v for k, v in both.items() if not k.startswith("once:")}
+    metrics.update({k.removeprefix("once:"): v for k, v in both.items() if k.startswith("once:")})
+    if "skipped_unreadable" in metrics:   # a count: summed over processes
+        metrics["skipped_unreadable"] = int(round(metrics["skipped_unreadable"] * plan.world))
+    metrics.update({k: v / n_steps for k, v in sums.items() if not k.startswith("probe_")})
     if "data_wait_s" in metrics:   # the share of the loop spent waiting for the loader
         metrics["data_wait_frac"] = metrics["data_wait_s"] / max(t_end - t_start, 1e-9)
-    if spread_init is not None:   # the loss's embeddings' spread at the very first step
-        metrics["z_spread_init"] = float(spread_init)
-    sums = {k: float(v) for k, v in sums.items()}   # the epoch's one read of the logged tensors
-    metrics.update({k: v / n_steps for k, v in sums.items() if not k.startswith("probe_")})
     if sums.get("probe_count"):
         metrics["probe_train_top1"] = sums["probe_hits1"] / sums["probe_count"]
         metrics["probe_train_top5"] = sums["probe_hits5"] / sums["probe_count"]
     return metrics, step
+
+
+def _over_ranks(sums: dict[str, Any], plan: Plan) -> dict[str, float]:
+    """Each value averaged over the processes (one all-reduce per epoch) and read to the host once:
+    per-process numbers (z_spread, the loader's wait, the probe's hits and counts: their ratio is
+    then the global accuracy) become the run's."""
+    keys = sorted(sums)
+    if not keys:
+        return {}
+    vec = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64).to(plan.device).reshape(()) for k in keys])
+    if plan.world > 1:
+        dist.all_reduce(vec)
+        vec /= plan.world
+    return dict(zip(keys, vec.tolist(), strict=True))
 
 
 def _monitors(run: _Run, metrics: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:

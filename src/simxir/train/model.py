@@ -3,6 +3,7 @@ SyncBatchNorm + DDP when distributed)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -53,6 +54,13 @@ def build_probe(feature_dim: int, num_classes: int, seed: int) -> nn.Linear:
     return probe
 
 
+# torch >= 2.12 names it forward_sync_buffers (buffers still broadcast once at construction);
+# older versions only have broadcast_buffers (every rank builds the same buffers from the same seed)
+NO_FORWARD_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                          if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+                          else {"broadcast_buffers": False})
+
+
 def prepare_model(method: nn.Module, probe: nn.Module | None, device: torch.device,
                   channels_last: bool, find_unused_parameters: bool = False
                   ) -> tuple[Trainable, nn.Module]:
@@ -67,6 +75,9 @@ def prepare_model(method: nn.Module, probe: nn.Module | None, device: torch.devi
     model: nn.Module = trainable
     if distributed.is_distributed():   # also a 1-process group (torchrun --nproc-per-node 1)
         trainable = convert_sync_batchnorm(trainable, device)
+        # no buffer broadcast each forward: BatchNorm statistics are SyncBatchNorm's (global, equal on
+        # every rank), MoCo's queue takes the keys gathered from all ranks, EMA targets follow equal
+        # weights; broadcasting them would copy ~64 MB (MoCo's queue) per step for nothing
         model = DDP(trainable, device_ids=[device.index] if device.type == "cuda" else None,
-                    find_unused_parameters=find_unused_parameters)
+                    find_unused_parameters=find_unused_parameters, **NO_FORWARD_BUFFER_SYNC)
     return trainable, model

@@ -56,6 +56,18 @@ def epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed % 2**64, epoch, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def use_tf32(precision: str, device: torch.device) -> bool:
+    """TF32 for the fp32 work on CUDA (the losses' fp32 regions, kNN, the probes) unless
+    ``precision: fp32`` asks for full fp32; never off CUDA."""
+    return device.type == "cuda" and precision != "fp32"
+
+
+def set_tf32(on: bool) -> None:
+    """Let (or forbid) CUDA matmuls and cuDNN convolutions in float32 use TF32 tensor cores."""
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
 @dataclass(frozen=True)
 class Plan:
     """The resolved run: ``cfg`` with its epochs filled in, and the numbers the loop needs."""
@@ -73,6 +85,7 @@ class Plan:
     warmup_steps: int
     peak_lr: float
     precision_reason: str = ""   # why amp_dtype/channels_last are what they are (simxir.train.precision)
+    tf32: bool = False           # fp32 matmuls / convolutions on CUDA tensor cores (TF32)
 
     @property
     def main(self) -> bool:
@@ -130,9 +143,11 @@ def plan_run(cfg: TrainConfig, n_train: int, device: torch.device | None = None)
         raise UserError(f"batch_size: {cfg.batch_size} over {world} processes x {cfg.accumulate} accumulation steps "
                         f"leaves {micro} image per forward pass; BatchNorm needs at least 2")
     steps_per_epoch = n_train // cfg.batch_size
+    tf32 = use_tf32(cfg.precision, device)
     if device.type == "cuda":   # every step has the same shapes: let cuDNN time its kernels once
         torch.backends.cudnn.benchmark = True
-    return Plan(cfg=cfg, device=device, amp_dtype=resolve_precision(cfg.precision, device),
+        set_tf32(tf32)
+    return Plan(cfg=cfg, device=device, amp_dtype=resolve_precision(cfg.precision, device), tf32=tf32,
                 channels_last=resolve_channels_last(cfg.channels_last), rank=rank, world=world,
                 micro=micro, local_batch=micro * cfg.accumulate, steps_per_epoch=steps_per_epoch,
                 total_steps=steps_per_epoch * cfg.epochs,

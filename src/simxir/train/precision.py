@@ -82,9 +82,10 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 def precision_record(plan: Plan) -> dict[str, object]:
     """What a checkpoint keeps of the choice: ``{"amp": "bfloat16" | "float16" | None,
-    "channels_last": bool, "device": "cpu" | "cuda" | ...}``."""
+    "channels_last": bool, "device": "cpu" | "cuda" | ..., "tf32": bool}``."""
     amp = None if plan.amp_dtype is None else str(plan.amp_dtype).split(".")[-1]
-    return {"amp": amp, "channels_last": bool(plan.channels_last), "device": plan.device.type}
+    return {"amp": amp, "channels_last": bool(plan.channels_last), "device": plan.device.type,
+            "tf32": bool(plan.tf32)}
 
 
 def step_gflops(method: nn.Module, device: torch.device, image_size: int, n: int) -> float:

@@ -52,7 +52,7 @@ class PortableSyncBatchNorm(_BatchNorm):
             return super().forward(input)
         dims = [0] + list(range(2, input.dim()))
         x = input.float()
-        count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
+        count = torch.full((1,), float(x.numel() // x.shape[1]), device=x.device)   # a fill: no host copy
         total = _all_reduce_sum(torch.cat([x.sum(dim=dims), count]))
         n = total[-1]
         mean = total[:-1] / n
