@@ -378,3 +378,16 @@ def test_finetune_and_eval_read_a_streamed_folder(tmp_path):
                         "--no-linear", "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-1500:]
     assert json.loads(r.stdout)["knn"]["cosine"]["5"] == res["before"]["knn"]["cosine"]["5"]
+
+
+def test_collate_in_a_worker_stacks_into_shared_memory(monkeypatch):
+    """In a loader worker the batch is built in shared memory (as torch's default_collate does), so
+    it is not copied again on its way to the main process; outside a worker it is a plain stack."""
+    from simxir.data import stream
+
+    items = [(torch.full((3, 4, 4), i, dtype=torch.uint8), i, []) for i in range(5)]
+    plain, labels, bad = stream.collate(items)
+    assert not plain.is_shared() and labels.tolist() == [0, 1, 2, 3, 4] and bad == []
+    monkeypatch.setattr(stream, "get_worker_info", lambda: object())
+    shared, _, _ = stream.collate(items)
+    assert shared.is_shared() and torch.equal(shared, plain) and shared.shape == (5, 3, 4, 4)

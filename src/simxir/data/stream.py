@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from simxir.data.crops import eval_view, train_views, view_rng
 from simxir.data.dataset import Classes, channel_stats
@@ -161,7 +161,12 @@ def collate(items: list[tuple[torch.Tensor | None, int, list[str]]]) -> tuple[to
     tensors = [x for x, _, _ in items]
     if any(x is None for x in tensors):
         return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), bad
-    return (torch.stack(tensors), torch.tensor([y for _, y, _ in items], dtype=torch.int64), bad)
+    out = None
+    if get_worker_info() is not None:   # stack straight into shared memory, as default_collate does:
+        x0 = tensors[0]                 # no second copy when the batch goes to the main process
+        storage = x0._typed_storage()._new_shared(len(tensors) * x0.numel(), device=x0.device)
+        out = x0.new(storage).resize_(len(tensors), *x0.shape)
+    return (torch.stack(tensors, out=out), torch.tensor([y for _, y, _ in items], dtype=torch.int64), bad)
 
 
 def count_unreadable(bad: list[str], skip: bool, images: torch.Tensor) -> int:
