@@ -23,7 +23,7 @@ class BridgeConfig:
     predictor: Literal["linear", "identity"] = "linear"   # "identity": the paper's I-PRED
     standardize: bool = True       # BatchNorm1d(affine=False) on each view's projector output
     stop_gradient: bool = False    # ablation: detach the target side, as BYOL/SimSiam
-    c_inv: float = 25.0            # the paper's best weights (Tables 2/4)
+    c_inv: float = 25.0            # the paper's 2048^3 row (Tables 2/4; docs/paper-settings.md)
     c_cov: float = 1.0
     partitions: int = 1            # k of eq. 19 per process (W processes: k*W in all); 1 is eq. 17
     inv_per_sample: bool = False   # True: sum over dims, mean over samples (eq. 17 literally)
