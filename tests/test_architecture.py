@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "simxir"
 # lowest first; a module may import its own package and the layers below its own
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "__init__"),
-    ("config", "io", "device", "distributed", "progress", "sizes", "recipes"),
+    ("config", "io", "device", "distributed", "progress", "sizes", "recipes", "schedules"),
     ("plotting", "rundir"),
     ("methods", "models", "augment", "data", "decorrelation"),
     ("train", "eval"),

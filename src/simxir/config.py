@@ -51,6 +51,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if value == choice or (isinstance(value, str) and str(choice) == value):
                 return choice
         raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
+    if origin is dict:
+        if isinstance(value, str) and value.strip().startswith("{"):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        inner = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, inner, f"{key}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.strip().startswith("[") else [
@@ -155,6 +162,10 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
                 raise ConfigError(f"unknown key {key!r}; valid keys: {valid}")
             if i == len(parts) - 1:
                 node[part] = _coerce(_parse_scalar(raw), types_[part], key)
+            elif typing.get_origin(types_[part]) is dict and i == len(parts) - 2:   # a mapping's entry
+                entry = {parts[-1]: _parse_scalar(raw)}
+                node[part] = {**(node.get(part) or {}), **_coerce(entry, types_[part], ".".join(parts[:-1]))}
+                break
             else:
                 sub = types_[part]
                 if not dataclasses.is_dataclass(sub):

@@ -147,6 +147,10 @@ class Method(nn.Module):
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """Called by the engine after each optimizer step (EMA updates live here)."""
 
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called by the engine after backward (gradients in place, clipped when ``optim.clip_grad``)
+        and before the optimizer step, e.g. to cancel a layer's gradient (DINO's first epoch)."""
+
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the engine at the start of each epoch."""
 

@@ -5,8 +5,6 @@ checked against DINO's own ``DINOLoss`` and ``DINOHead`` (benchmarks/checkpoints
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -14,6 +12,7 @@ from torch import Tensor, nn
 
 from simxir import distributed
 from simxir.errors import UserError
+from simxir.schedules import cosine_value
 
 
 def dino_loss(student: Tensor, teacher: Tensor, center: Tensor, student_temp: float, teacher_temp: float,
@@ -119,15 +118,6 @@ class DINOHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.last_layer(F.normalize(self.mlp(x), dim=-1, p=2))
-
-
-def cosine_value(step: int, total: int, start: float, end: float) -> float:
-    """DINO's per-step cosine schedule (``utils.cosine_scheduler`` without warm-up) from ``start``
-    towards ``end`` over ``total`` steps: ``end + (start - end) (1 + cos(pi step / total)) / 2`` (the
-    teacher momentum 0.996 -> 1, the weight decay 0.04 -> 0.4)."""
-    if total < 1:
-        raise UserError(f"cosine schedule: expected at least one step, got {total}")
-    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * step / total))
 
 
 __all__ = ["DINOHead", "WeightNormLinear", "cosine_value", "dino_center", "dino_loss", "teacher_temperature"]

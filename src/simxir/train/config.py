@@ -30,6 +30,8 @@ class OptimConfig:
     eta: float = 0.02                 # LARS trust coefficient (BYOL/solo-learn use 0.02 or 1e-3)
     clip_lars_lr: bool = False        # LARS: cap the adapted lr at the scheduled lr (solo-learn)
     exclude_bias_norm: bool = True    # bias/norm (1-d) params: no weight decay, no LARS adaptation
+    clip_grad: float = 0.0            # max global norm of the method's gradients (0: off; DINO 3.0), no host sync
+    weight_decay_end: float | None = None   # cosine per step from weight_decay to this (DINO 0.04 -> 0.4)
 
 
 @dataclass
@@ -39,6 +41,9 @@ class ScheduleConfig:
     name: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: float = 0.0
     final_lr_ratio: float = 0.0
+    # method values on a per-step cosine, {key: [start, end]} of the method's config (e.g. moco's
+    # {"temperature": [0.2, 0.1]}); set on the method's config before every step
+    method: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass

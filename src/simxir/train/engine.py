@@ -50,7 +50,7 @@ from simxir.train.monitors import collapse_label, evaluate_monitors
 from simxir.train.optim import build_optimizer
 from simxir.train.plan import Plan, epoch_seed, plan_run
 from simxir.train.precision import choose_precision, precision_record
-from simxir.train.schedule import apply_lr, lr_factor
+from simxir.train.schedule import apply_lr, apply_value_schedules, check_value_schedules, lr_factor
 from simxir.train.source import MemorySource, StreamSource, make_source
 from simxir.train.step import train_step
 
@@ -111,6 +111,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     plan = choose_precision(plan, method, int(getattr(augment, "image_size", 0) or dataset.image_size),
                             saved=ckpt.get("precision") if ckpt is not None else None)
     cfg = plan.cfg
+    check_value_schedules(cfg, getattr(method, "cfg", None))
     why = getattr(method, "batch_statistics", "")
     if cfg.accumulate > 1 and why:
         raise UserError(f"accumulate={cfg.accumulate}: {cfg.method_name}'s loss uses {why} over the whole batch; "
@@ -211,10 +212,23 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
     lr = run.optimizer.param_groups[0]["lr"]
     t_start = t_first = time.perf_counter()
     steps = run.source.steps(epoch)
+    method = run.trainable.method
+    scheduled = cfg.optim.weight_decay_end is not None or bool(cfg.schedule.method)
+    params = [p for p in method.parameters() if p.requires_grad] if cfg.optim.clip_grad > 0 else []
+    hook = getattr(method, "before_optimizer_step", None)   # a Method's; a bare nn.Module may lack it
     for i in bar:
         lr = apply_lr(run.optimizer, lr_factor(step, plan.total_steps, plan.warmup_steps, cfg.schedule))
+        if scheduled:
+            apply_value_schedules(cfg, run.optimizer, getattr(method, "cfg", None), step, plan.total_steps)
+
+        def before_step(at: int = step) -> None:   # gradients in place, optimizer not yet stepped
+            if params:   # a tensor norm and one multiply: no host read
+                torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad, foreach=True)
+            if hook is not None:
+                hook(at, plan.total_steps)
+
         loss, logs = train_step(run.model, run.optimizer, next(steps), cfg.accumulate,
-                                plan.amp_dtype, run.scaler)
+                                plan.amp_dtype, run.scaler, before_step)
         if not math.isfinite(loss):
             raise _NonFiniteLoss(f"loss is {loss} at epoch {epoch + 1}, step {i + 1} of the epoch "
                                  f"(global step {step + 1})")

@@ -6,7 +6,9 @@ import math
 
 import torch
 
-from simxir.train.config import ScheduleConfig
+from simxir.errors import UserError
+from simxir.schedules import cosine_value
+from simxir.train.config import ScheduleConfig, TrainConfig
 
 AUTO_MIN_EPOCHS = 10
 AUTO_MIN_STEPS = 150
@@ -41,3 +43,31 @@ def apply_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
     for g in optimizer.param_groups:
         g["lr"] = g["base_lr"] * factor
     return optimizer.param_groups[0]["lr"]
+
+
+def check_value_schedules(cfg: TrainConfig, method_cfg: object) -> None:
+    """``schedule.method`` names numeric fields of the method's config, each with [start, end]."""
+    for key, pair in cfg.schedule.method.items():
+        if not hasattr(method_cfg, key) or isinstance(getattr(method_cfg, key), bool) or \
+                not isinstance(getattr(method_cfg, key), int | float):
+            raise UserError(f"schedule.method.{key}: {cfg.method_name or 'the method'}'s config has no numeric "
+                            f"field {key!r}")
+        if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(v, int | float) for v in pair)):
+            raise UserError(f"schedule.method.{key}: expected [start, end], got {pair!r}")
+    if cfg.optim.weight_decay_end is not None and cfg.optim.weight_decay_end < 0:
+        raise UserError(f"optim.weight_decay_end: expected >= 0, got {cfg.optim.weight_decay_end}")
+    if cfg.optim.clip_grad < 0:
+        raise UserError(f"optim.clip_grad: expected >= 0 (0: off), got {cfg.optim.clip_grad}")
+
+
+def apply_value_schedules(cfg: TrainConfig, optimizer: torch.optim.Optimizer, method_cfg: object, step: int,
+                          total_steps: int) -> None:
+    """Set this step's weight decay (the decayed group; cosine to ``optim.weight_decay_end``) and
+    the scheduled method values."""
+    if cfg.optim.weight_decay_end is not None:
+        wd = cosine_value(step, total_steps, cfg.optim.weight_decay, cfg.optim.weight_decay_end)
+        for g in optimizer.param_groups:
+            if g.get("name") == "decay":
+                g["weight_decay"] = wd
+    for key, (start, end) in cfg.schedule.method.items():
+        setattr(method_cfg, key, cosine_value(step, total_steps, float(start), float(end)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 
 import torch
@@ -18,15 +18,16 @@ _SKIP_KEYS = {"loss", "probe_loss", "probe_logits", "z1", "z2", "feats1"}
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
                batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], n_micro: int,
-               amp_dtype: torch.dtype | None, scaler: torch.amp.GradScaler | None = None
-               ) -> tuple[float, dict[str, torch.Tensor]]:
+               amp_dtype: torch.dtype | None, scaler: torch.amp.GradScaler | None = None,
+               before_step: Callable[[], None] | None = None) -> tuple[float, dict[str, torch.Tensor]]:
     """One optimizer step over ``n_micro`` micro-batches (gradient accumulation; DDP syncs on the last).
 
     Returns ``(loss, logs)``: the method loss averaged over micro-batches and processes (nan/inf
     when diverged, in which case the optimizer does NOT step), and local logs as 0-d tensors on the
     device (other 0-d outputs, ``z_spread``, probe top-1/top-5 counts), for the caller to read when
     it logs. Reading the loss is the step's one host-device synchronization (the nan/inf guard; a
-    GradScaler's inf check adds its own).
+    GradScaler's inf check adds its own). ``before_step`` runs between backward and the optimizer
+    step (the gradients unscaled when a GradScaler is used): clipping, method hooks.
     """
     optimizer.zero_grad(set_to_none=True)
     loss_sum: torch.Tensor | None = None
@@ -61,6 +62,10 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     if not math.isfinite(value):
         optimizer.zero_grad(set_to_none=True)
         return value, logs
+    if before_step is not None:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        before_step()
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
