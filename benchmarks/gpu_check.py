@@ -268,9 +268,10 @@ def resnet(c: Check) -> dict:
     from simxir.models import build_backbone  # noqa: PLC0415
     from simxir.train.plan import set_tf32  # noqa: PLC0415
 
-    arch, size = ("resnet18-cifar", 32) if c.quick else ("resnet50", 224)
-    batches = (8, 16) if c.quick else (128, 256)
-    steps = 2 if c.quick else 12
+    arch, size = ("resnet18-cifar", 16) if c.quick else ("resnet50", 224)
+    batches = (4, 8) if c.quick else (128, 256)
+    steps = 1 if c.quick else 12
+    warm = 1 if c.quick else 2
     peak = next((v for k, v in PEAK_TFLOPS.items() if c.cuda and k in torch.cuda.get_device_name(0)), None)
     from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
@@ -296,7 +297,7 @@ def resnet(c: Check) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        for _ in range(2):
+        for _ in range(warm):
             step()
         c.sync()
         t0 = time.perf_counter()
