@@ -60,3 +60,26 @@ def test_bad_images_raise_user_error():
         extract_features(net, torch.zeros(3, 4, 4, dtype=torch.uint8), None)
     with pytest.raises(UserError):
         extract_features(net, torch.zeros(2, 3, 4, 4, dtype=torch.uint8), None, batch_size=0)
+
+
+def test_extraction_in_channels_last_gives_the_model_its_layout_back():
+    """On CUDA features are extracted in channels_last (here forced on the CPU): the same features,
+    and every convolution weight in its own layout again afterwards, still trainable."""
+    from simxir.eval.features import channels_last
+    from simxir.models import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("resnet18-cifar").eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        want = model(x)
+    with channels_last(model, True) as cl:
+        assert cl and model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            got = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert all(p.is_contiguous() for p in model.parameters())
+    model.train()(x).sum().backward()                          # ordinary parameters: gradients flow
+    assert model.conv1.weight.grad is not None
+    with channels_last(torch.nn.Linear(3, 3), True) as cl:     # nothing to convert
+        assert not cl

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,25 @@ def feature_autocast(dev: torch.device) -> Any:
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=True) if on else nullcontext()
 
 
+@contextmanager
+def channels_last(model: nn.Module, on: bool) -> Iterator[bool]:
+    """Run ``model``'s convolutions in channels_last inside the block (the faster layout on CUDA
+    tensor cores) and give each 4-d parameter its memory format back afterwards; yields whether the
+    inputs should be channels_last too (only when the model has convolutions)."""
+    four_d = [p for p in model.parameters() if p.dim() == 4]
+    if not (on and four_d):
+        yield False
+        return
+    was_cl = [p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in four_d]
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield True
+    finally:
+        for p, cl in zip(four_d, was_cl, strict=True):
+            if not cl:
+                p.data = p.data.contiguous()
+
+
 def _frozen_features(model: nn.Module, batches: Iterable[torch.Tensor], transform: object | None,
                      device: torch.device | str | None, desc: str, total: int, n: int,
                      rows_held: int | None = None) -> torch.Tensor:
@@ -109,11 +128,13 @@ def _frozen_features(model: nn.Module, batches: Iterable[torch.Tensor], transfor
     out: torch.Tensor | None = None
     pos = 0
     try:
-        with torch.inference_mode(), feature_autocast(dev):
+        # the layout changes outside inference mode: the parameters stay ordinary (trainable) tensors
+        with channels_last(model, cuda) as cl, torch.inference_mode(), feature_autocast(dev):
             for xb in progress(batches, desc=desc, total=total):
                 if cuda and xb.device.type == "cpu" and not xb.is_pinned():   # a GPU batch: as it is
                     xb = xb.pin_memory()
-                fb = model(tf(xb.to(dev, non_blocking=True))).flatten(1)
+                xb = tf(xb.to(dev, non_blocking=True))
+                fb = model(xb.contiguous(memory_format=torch.channels_last) if cl else xb).flatten(1)
                 if out is None:
                     out = torch.empty(n, fb.shape[1], dtype=feature_dtype(rows_held or n, fb.shape[1]),
                                       pin_memory=cuda)
