@@ -16,7 +16,7 @@ from simxir.experiments.demo import run_demo
 def test_demo_pipeline_short(tmp_path):
     out = tmp_path / "demo"
     result = run_demo(out, method="simsiam", pretrain_epochs=1, finetune_epochs=1, linear_epochs=3,
-                      lrs=(5e-4, 5e-2))
+                      lrs=(5e-4, 5e-2), seeds=2)
     for key in ("random", "pretrained", "finetuned"):
         assert set(result[key]["knn"]) == {"cosine", "euclidean"}
         assert 0 < result[key]["linear"]["top1"] <= 100
@@ -32,6 +32,12 @@ def test_demo_pipeline_short(tmp_path):
     assert head["ci_low"] <= head["change"] <= head["ci_high"] and head["n"] == 360
     assert [s["lr"] for s in result["lr_selection"]] == [5e-4, 5e-2] and result["lr"] in (5e-4, 5e-2)
     assert "How sure are we?" in report and "95% CI" in report and "McNemar" in report
+    # two seeds: the headline is their mean change, paired per seed on the same test images
+    over = result["over_seeds"]["knn"]["cosine"]["11"]
+    assert result["seeds"] == [0, 1] and over["seeds"] == 2 and len(over["changes"]) == 2
+    assert over["changes"][0] == pytest.approx(head["change"])          # seed 0 is the tables' run
+    assert over["change"] == pytest.approx(sum(over["changes"]) / 2)
+    assert (out / "finetune-seed1" / "results.json").is_file() and "## Over seeds" in report
     for name in ("random init", "pretrained", "+ SimXIR"):
         g = result["geometry"][name]
         assert g["within_class_msd"] > 0 and g["between_class_msd"] > 0 and g["ratio"] > 0
