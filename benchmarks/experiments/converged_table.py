@@ -541,7 +541,7 @@ def main() -> None:
     flat_text = (f"{len(flat)} of {total} pretraining runs pass the flatness rule below (kNN gain over the last 20% "
                  f"of epochs under 0.5 points)" + ("" if len(flat) == total else
                  f"; the others were still improving, so these are {a.epochs}-epoch encoders, not converged ones, "
-                 f"and the +20-epoch control is expected to gain"))
+                 f"and the +20-epoch control is expected to gain") + ".")
     same = [u for u, ok in bases.items() if ok]
     other = [u for u, ok in bases.items() if not ok]
     base_text = ((f"; {', '.join(same)}: bit-identical to the committed encoders (every per-image outcome and "
