@@ -210,6 +210,7 @@ def ddp_worker(rank: int, world: int, init_file: str, names: list[str], out_file
         results = {name: one_engine_step(name, True, rank, world) for name in names}
         if rank == 0:
             torch.save(results, out_file)
+        dist.barrier()   # no rank tears gloo down while another still talks to it (a SIGABRT under load)
     finally:
         dist.destroy_process_group()
 
