@@ -34,6 +34,7 @@ from simxir import distributed
 from simxir.config import save_recipe, to_dict
 from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
 from simxir.io import to_python
+from simxir.methods.base import Method
 from simxir.progress import log, progress
 from simxir.train.checkpoint import (
     CHECKPOINT,
@@ -214,19 +215,11 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
     steps = run.source.steps(epoch)
     method = run.trainable.method
     scheduled = cfg.optim.weight_decay_end is not None or bool(cfg.schedule.method)
-    params = [p for p in method.parameters() if p.requires_grad] if cfg.optim.clip_grad > 0 else []
-    hook = getattr(method, "before_optimizer_step", None)   # a Method's; a bare nn.Module may lack it
+    before_step = _before_step(method, cfg.optim.clip_grad, lambda: step, plan.total_steps)
     for i in bar:
         lr = apply_lr(run.optimizer, lr_factor(step, plan.total_steps, plan.warmup_steps, cfg.schedule))
         if scheduled:
             apply_value_schedules(cfg, run.optimizer, getattr(method, "cfg", None), step, plan.total_steps)
-
-        def before_step(at: int = step) -> None:   # gradients in place, optimizer not yet stepped
-            if params:   # a tensor norm and one multiply: no host read
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad, foreach=True)
-            if hook is not None:
-                hook(at, plan.total_steps)
-
         loss, logs = train_step(run.model, run.optimizer, next(steps), cfg.accumulate,
                                 plan.amp_dtype, run.scaler, before_step)
         if not math.isfinite(loss):
@@ -268,6 +261,27 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
         metrics["probe_train_top1"] = sums["probe_hits1"] / sums["probe_count"]
         metrics["probe_train_top5"] = sums["probe_hits5"] / sums["probe_count"]
     return metrics, step
+
+
+def _before_step(method: nn.Module, clip_grad: float, current_step: Callable[[], int],
+                 total_steps: int) -> Callable[[], None] | None:
+    """What runs between backward and the optimizer step: gradient clipping (a tensor norm and one
+    multiply, no host read) and the method's ``before_optimizer_step`` when it has its own; None
+    when neither is there, so a step without them does nothing extra (no GradScaler unscale)."""
+    params = [p for p in method.parameters() if p.requires_grad] if clip_grad > 0 else []
+    hook = getattr(method, "before_optimizer_step", None)   # a Method's; a bare nn.Module may lack it
+    if hook is not None and getattr(type(method), "before_optimizer_step", None) is Method.before_optimizer_step:
+        hook = None   # the base class's no-op
+    if not params and hook is None:
+        return None
+
+    def before_step() -> None:
+        if params:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad, foreach=True)
+        if hook is not None:
+            hook(current_step(), total_steps)
+
+    return before_step
 
 
 def _over_ranks(sums: dict[str, Any], plan: Plan) -> dict[str, float]:
