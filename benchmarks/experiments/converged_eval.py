@@ -12,27 +12,18 @@ Usage: python benchmarks/experiments/converged_eval.py ENCODER DATA OUT [--linea
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from simxir.eval.features import encoder_features
 from simxir.eval.knn import DEFAULT_KS, knn_predict
 from simxir.eval.linear import LinearProbeConfig, linear_probe_logits
+from simxir.eval.paired import pack_outcomes
 from simxir.experiments.demo import class_geometry
-
-
-def pack(right: np.ndarray) -> str:
-    return base64.b64encode(np.packbits(right.astype(bool)).tobytes()).decode()
-
-
-def unpack(text: str, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
 
 
 def evaluate(encoder: str, data: str, linear_epochs: int) -> dict:
@@ -49,12 +40,12 @@ def evaluate(encoder: str, data: str, linear_epochs: int) -> dict:
         for k, p in by_k.items():
             right = p.numpy() == y
             out["knn"][metric][str(k)] = 100.0 * float(right.mean())
-            out["right"]["knn"][metric][str(k)] = pack(right)
+            out["right"]["knn"][metric][str(k)] = pack_outcomes(right)
     top5 = (logits.topk(5, dim=1).indices == yte[:, None]).any(dim=1).numpy()
     right = logits.argmax(dim=1).numpy() == y
     out["linear"] = {"top1": 100.0 * float(right.mean()), "top5": 100.0 * float(top5.mean())}
-    out["right"]["linear"] = pack(right)
-    out["right"]["linear_top5"] = pack(top5)
+    out["right"]["linear"] = pack_outcomes(right)
+    out["right"]["linear_top5"] = pack_outcomes(top5)
     out["geometry"] = class_geometry(te, yte)
     out["wall_s"] = time.time() - start
     return out

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import pearsonr, spearmanr, ttest_1samp
 
-from simxir.eval.paired import paired_change_seeds, seeds_interval
+from simxir.eval.paired import paired_change_seeds, seeds_interval, unpack_outcomes
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "results" / "finetune" / "converged"
@@ -43,17 +43,11 @@ HEADLINE = (("kNN cos k=11", ("knn", "cosine", "11")), ("kNN euc k=11", ("knn", 
             ("linear top-1", ("linear",)), ("linear top-5", ("linear_top5",)))
 
 
-def unpack(text: str, n: int) -> np.ndarray:
-    import base64  # noqa: PLC0415
-
-    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
-
-
 def right(ev: dict, key: tuple[str, ...]) -> np.ndarray:
     node: Any = ev["right"]
     for k in key:
         node = node[k]
-    return unpack(node, ev["n_test"])
+    return unpack_outcomes(node, ev["n_test"])
 
 
 def load_evals(root: Path | None, from_results: bool) -> dict[str, dict]:

@@ -220,8 +220,6 @@ def _evaluate_side(path: str, opened: tuple[Any, Any, Any] | None, data: str, ba
 
 
 def _compare(sides: list[dict[str, Any]], names: list[str], json_out: bool, markdown: bool) -> None:
-    if len(sides) != 2:
-        raise UserError(f"--compare: expected two evaluations (BEFORE AFTER), got {len(sides)}")
     cells = paired_cells(sides[0], sides[1], what=f"--compare {names[0]} {names[1]}")
     if not cells:
         raise UserError(f"--compare: {names[0]} and {names[1]} share no evaluated cell (kNN k / linear)")
