@@ -69,3 +69,13 @@ def cli(monkeypatch, capsys):
         return CliResult(int(exc.value.code or 0), got.out, got.err)
 
     return run
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for torchrun's --master-port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

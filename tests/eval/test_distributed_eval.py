@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -25,14 +24,8 @@ def test_sharded_extraction_over_two_gloo_processes_equals_one_process(tmp_path)
         torch.testing.assert_close(got["test"], single_te, rtol=1e-5, atol=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_finetune_under_two_process_torchrun_writes_one_report_equal_to_single_process(tmp_path):
+def test_finetune_under_two_process_torchrun_writes_one_report_equal_to_single_process(tmp_path, free_port):
     from simxir.models import build_backbone, save_encoder
 
     torch.manual_seed(0)
@@ -45,7 +38,7 @@ def test_finetune_under_two_process_torchrun_writes_one_report_equal_to_single_p
                             env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(_free_port()), "-m", "simxir.cli", *args,
+                          "--master-port", str(free_port), "-m", "simxir.cli", *args,
                           "--out", str(tmp_path / "two")],
                          env=env, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]

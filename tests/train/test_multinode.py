@@ -4,7 +4,6 @@ the same run as one process: the same encoder, up to float reduction order."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,8 @@ COMMON = ["pretrain", "--method", "simsiam", "epochs=3", "batch_size=64", "tenso
 RTOL, ATOL = 1e-4, 1e-4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_two_nodes_train_what_one_process_trains(tmp_path):
+def test_two_nodes_train_what_one_process_trains(tmp_path, free_port):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8),
              y_train=np.arange(64) % 4, x_test=rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
@@ -37,7 +30,7 @@ def test_two_nodes_train_what_one_process_trains(tmp_path):
     data = ["--data", f"npz:{tmp_path / 'd.npz'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SIMXIR_PROGRESS": "lines"}
     env.pop("SIMXIR_QUIET", None)
-    port = _free_port()
+    port = free_port
     start = time.time()
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                                "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
