@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import pearsonr, spearmanr, ttest_1samp
 
-from simxir.eval.paired import paired_change_seeds, seeds_interval, unpack_outcomes
+from simxir.eval.paired import paired_change_seeds, seeds_call, seeds_interval, unpack_outcomes
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "results" / "finetune" / "converged"
@@ -195,12 +195,9 @@ def decide(c: dict | None) -> str:
     """helps / hurts when the image interval and (with >= 2 seeds) the seed interval exclude 0."""
     if c is None:
         return "not run"
-    pos = c["ci_low"] > 0 and (c["seeds"] >= 2 and c["seed_ci_low"] > 0)
-    neg = c["ci_high"] < 0 and (c["seeds"] >= 2 and c["seed_ci_high"] < 0)
-    if pos:
-        return "helps"
-    if neg:
-        return "hurts"
+    word = seeds_call(c)
+    if word != "within noise":
+        return {"gain": "helps", "loss": "hurts"}[word]
     return "cannot tell" if c["seeds"] >= 2 else "cannot tell (1 seed)"
 
 

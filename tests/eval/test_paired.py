@@ -189,3 +189,14 @@ def test_eval_compare_pairs_two_saved_results(tmp_path, cli):
     bad = cli(["eval", "--compare", tmp_path / "old.json", tmp_path / "a.json", "--json"])
     assert bad.code == 2 and "old.json" in bad.error and "per-image outcomes" in bad.error
     assert bad.json["status"] == "error"
+
+
+def test_seed_averaged_changes_need_both_intervals_and_two_seeds():
+    from simxir.eval.paired import seeds_call
+
+    base = {"ci_low": 0.2, "ci_high": 2.0, "seed_ci_low": 0.1, "seed_ci_high": 1.9, "seeds": 3}
+    assert seeds_call(base) == "gain"
+    assert seeds_call({**base, "seed_ci_low": -0.1}) == "within noise"
+    assert seeds_call({**base, "seeds": 1, "seed_ci_low": math.nan, "seed_ci_high": math.nan}) == "within noise"
+    worse = {"ci_low": -2.0, "ci_high": -0.2, "seed_ci_low": -1.9, "seed_ci_high": -0.1, "seeds": 2}
+    assert seeds_call(worse) == "loss"

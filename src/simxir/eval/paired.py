@@ -101,6 +101,18 @@ def call(change: Mapping[str, Any]) -> str:
     return "within noise"
 
 
+def seeds_call(change: Mapping[str, Any]) -> str:
+    """The rule for a seed-averaged change (:func:`paired_change_seeds`): ``gain`` / ``loss`` when
+    its interval over test images and its interval over seeds (two seeds at least) both exclude 0,
+    else ``within noise``."""
+    several = change["seeds"] >= 2
+    if change["ci_low"] > 0 and several and change["seed_ci_low"] > 0:
+        return "gain"
+    if change["ci_high"] < 0 and several and change["seed_ci_high"] < 0:
+        return "loss"
+    return "within noise"
+
+
 def verdict(change: dict[str, Any]) -> str:
     """One plain sentence: a gain, a loss, borderline, or within noise (the interval holds zero)."""
     ci = f"{change['change']:+.2f} points, {change['level']:.0%} CI [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}]"

@@ -24,7 +24,7 @@ from simxir.eval import (
     extract_features,
     format_knn_table,
 )
-from simxir.eval.paired import outcome_cells, paired_change_seeds, verdict
+from simxir.eval.paired import outcome_cells, paired_change_seeds, seeds_call, verdict
 from simxir.finetune.report import format_report
 from simxir.finetune.run import build_finetune_config, run_finetune
 from simxir.io import atomic_write_bytes, atomic_write_json
@@ -112,11 +112,8 @@ def seeds_verdict(c: dict[str, Any]) -> str:
     text = (f"{c['change']:+.2f} points (mean of {c['seeds']} seeds: {per}); 95% CI over test images "
             f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], over seeds [{c['seed_ci_low']:+.2f}, "
             f"{c['seed_ci_high']:+.2f}]")
-    if c["ci_low"] > 0 and c["seed_ci_low"] > 0:
-        return f"a gain: {text}"
-    if c["ci_high"] < 0 and c["seed_ci_high"] < 0:
-        return f"a loss: {text}"
-    return f"within noise: {text}"
+    word = seeds_call(c)
+    return f"{'a ' if word != 'within noise' else ''}{word}: {text}"
 
 
 def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10, finetune_epochs: int = 20,
@@ -203,7 +200,7 @@ def run_demo(out: str | Path, method: str = "simsiam", pretrain_epochs: int = 10
         f"- linear probe top-1: {verdict(paired['linear'])}",
     ]
     if seeds > 1:
-        helped = any(c["ci_low"] > 0 and c["seed_ci_low"] > 0 for c in (head_knn, head_lin))
+        helped = any(seeds_call(c) == "gain" for c in (head_knn, head_lin))
     else:
         helped = any(c["ci_low"] > 0 and c["mcnemar_p"] < 0.05
                      for c in (paired["knn"]["cosine"][str(KNN_HEADLINE_K)], paired["linear"]))
