@@ -112,7 +112,8 @@ def compare(model_cls: type, n: int, d: int, gpus: int, inv_coef: float, cov_coe
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", type=Path, help="checkout of KJ-rc/bridging-the-gap (main.py)")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "checkpoints" / "bridge-official.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write the JSON here (results/checkpoints/bridge-official.json); default: print only")
     a = ap.parse_args()
     model_cls = official_model_class(a.src)
     rows = []
@@ -131,8 +132,9 @@ def main() -> None:
                   method.get("directions", "mean"), 11)
     row["recipe"] = str(recipe.relative_to(ROOT / "src" / "simxir")) if ROOT in recipe.parents else str(recipe)
     rows.append(row)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"source": "KJ-rc/bridging-the-gap main.py Model.forward", "rows": rows}, indent=1))
+    if a.out is not None:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps({"source": "KJ-rc/bridging-the-gap main.py Model.forward", "rows": rows}, indent=1))
     for r in rows:
         print(f"n={r['n']} d={r['d']} gpus={r['gpus']} official {r['official']} simxir {r['simxir']}: "
               f"loss diff {r['loss_diff']:.2e}, grad diff {r['grad_diff']:.2e} {'OK' if r['ok'] else 'MISMATCH'}"

@@ -96,7 +96,8 @@ def check_head(head_cls: type, use_bn: bool, norm_last_layer: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", type=Path, help="checkout of facebookresearch/dino")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "checkpoints" / "dino-official.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write the JSON here (results/checkpoints/dino-official.json); default: print only")
     a = ap.parse_args()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29561")
     init = Path(tempfile.mkdtemp()) / "init"
@@ -120,8 +121,9 @@ def main() -> None:
           and all(v < 1e-12 for v in sched.values()))
     out = {"source": "facebookresearch/dino main_dino.py DINOLoss, vision_transformer.py DINOHead, utils.py "
                      "cosine_scheduler", "loss": losses, "head": heads, "schedules_max_diff": sched, "ok": ok}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1))
+    if a.out is not None:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(out, indent=1))
     worst = {k: max(r[k] for r in losses) for k in ("loss_diff", "grad_diff", "center_diff", "temp_diff")}
     print(f"loss over {len(losses)} cases (2/4/10 crops x 5 epochs), worst: {worst}")
     for h in heads:
