@@ -66,7 +66,7 @@ def _bare_setup(args, amp: bool, channels_last: bool, device: torch.device):
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = method(v1, v2)
+            out = method([v1, v2])
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

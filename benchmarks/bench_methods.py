@@ -38,7 +38,7 @@ def _step_fn(model, v1, v2, baseline: bool):
         if baseline:
             loss = model(v1).mean() + model(v2).mean()
         else:
-            loss = model(v1, v2)["loss"]
+            loss = model([v1, v2])["loss"]
         loss.backward()
         if not baseline:
             model.on_train_step_end(1, 100)

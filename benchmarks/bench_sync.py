@@ -125,7 +125,7 @@ def _child(name: str, what: str) -> dict:
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
 
     def step():
-        out = m(v1, v2)
+        out = m([v1, v2])
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -59,7 +59,7 @@ def bare(attn: str, precision: str, steps: int) -> float:
 
     def step() -> None:
         with ac:
-            out = m(v1, v2)
+            out = m([v1, v2])
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -363,7 +363,7 @@ def step_split(c: Check) -> dict:
         mark()
         v1, v2 = aug.views(x)
         mark()
-        loss = m(v1, v2)["loss"]
+        loss = m([v1, v2])["loss"]
         loss.backward()
         mark()
         opt.step()

@@ -38,7 +38,7 @@ def unnormalize(v: torch.Tensor) -> torch.Tensor:
 
 
 def aug_with(v1: ViewSpec, v2: ViewSpec | None = None, size: int = 16) -> Augment:
-    return Augment("test", size, MEAN, STD, v1, v2 or v1)
+    return Augment("test", size, MEAN, STD, [v1, v2 or v1])
 
 
 # ---------------------------------------------------------------- pipeline: exact behaviours
@@ -150,9 +150,9 @@ def test_a_share_of_the_batch_gets_the_rows_of_the_whole_batchs_draws():
                 torch.testing.assert_close(p, w[lo:hi], atol=1e-6, rtol=0, msg=recipe)
     crops = images(8, 16)
     a.seed(4, "cpu")
-    whole = a.finish_views(crops, crops)
+    whole = a.finish_views([crops, crops])
     a.seed(4, "cpu")
-    part = a.finish_views(crops[4:], crops[4:], rows=(8, 4))
+    part = a.finish_views([crops[4:], crops[4:]], rows=(8, 4))
     torch.testing.assert_close(part[1], whole[1][4:], atol=1e-6, rtol=0)
     with pytest.raises(UserError, match="rows"):
         a.views(x, rows=(12, 6))

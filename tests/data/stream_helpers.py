@@ -59,7 +59,7 @@ def plain_augment(size: int):
     from simxir.augment import Augment, ViewSpec
 
     v = ViewSpec(scale=(0.2, 1.0), jitter_p=0.0, gray_p=0.0)
-    return Augment("plain", size, (0.5,) * 3, (0.25,) * 3, v, v)
+    return Augment("plain", size, (0.5,) * 3, (0.25,) * 3, [v, v])
 
 
 def stream_step(root: str, batch: int = 8, size: int = 16) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_training_crops_reach_the_left_and_right_edges(tmp_path):
     spec = ViewSpec(scale=(0.08, 1.0))
     red = 0
     for epoch in range(150):
-        v = train_views(split.path(0), [view_rng(0, epoch, 0, k) for k in range(2)], 32, [spec, spec])
+        v = torch.stack(train_views(split.path(0), [view_rng(0, epoch, 0, k) for k in range(2)], 32, [spec, spec]))
         r, g, b = v[:, 0].float(), v[:, 1].float(), v[:, 2].float()
         red += int(((r > 200) & (g < 50) & (b < 50)).flatten(1).any(1).sum())
     assert red >= 5  # a centre square of a 500x375 image never holds the 10 px edge stripes
@@ -92,25 +93,28 @@ def test_fallback_is_the_clamped_centre_crop():
         torch.Generator(), 10, 1000, (0.99, 1.0), (3 / 4, 4 / 3))
 
 
-def test_zero_and_two_workers_give_identical_batches(tmp_path):
+@pytest.mark.parametrize("local", [0, 3])
+def test_zero_and_two_workers_give_identical_batches(tmp_path, local):
     root = jpeg_folder(tmp_path, 24, 2)
     ds = _stream(root)
     plan = stream_plan(len(ds.train), 8, accumulate=2)
     aug = plain_augment(16)
+    specs = (*aug.specs, *[replace(aug.specs[0], scale=(0.05, 0.4), size=8)] * local)   # multi-crop
     batches = {}
     for workers in (0, 2):
         sampler = RankBatches(len(ds.train), plan)
-        loader = make_loader(TrainViews(ds.train, 16, aug.specs, 0, False), batch_sampler=sampler,
+        loader = make_loader(TrainViews(ds.train, 16, specs, 0, False), batch_sampler=sampler,
                              workers=workers)
         got = []
         for epoch in (0, 1):
             sampler.epoch = epoch
-            got += [(x.clone(), y.clone()) for x, y, _ in loader]
+            got += [([v.clone() for v in x], y.clone()) for x, y, _ in loader]
         batches[workers] = got
     assert len(batches[0]) == 2 * 3 * 2
+    assert [tuple(v.shape) for v in batches[0][0][0]] == [(4, 3, 16, 16)] * 2 + [(4, 3, 8, 8)] * local
     for (x0, y0), (x2, y2) in zip(batches[0], batches[2]):
-        assert torch.equal(x0, x2) and torch.equal(y0, y2)
-    assert not torch.equal(batches[0][0][0], batches[0][6][0])  # epochs differ
+        assert all(torch.equal(a, b) for a, b in zip(x0, x2)) and torch.equal(y0, y2)
+    assert not torch.equal(batches[0][0][0][0], batches[0][6][0][0])  # epochs differ
 
 
 @pytest.mark.slow
@@ -186,8 +190,8 @@ def test_modes_and_uppercase_extension_decode_to_rgb(tmp_path):
     ds = _stream(root)
     assert len(ds.train) == 6
     for i in range(len(ds.train)):
-        v = train_views(ds.train.path(i), [view_rng(0, 0, i, 0)], 16, [ViewSpec()])
-        assert v.shape == (1, 3, 16, 16) and v.dtype == torch.uint8
+        (v,) = train_views(ds.train.path(i), [view_rng(0, 0, i, 0)], 16, [ViewSpec()])
+        assert v.shape == (3, 16, 16) and v.dtype == torch.uint8
 
 
 def test_unreadable_file_stops_with_its_path_or_is_skipped_and_counted(tmp_path):
@@ -335,8 +339,8 @@ def test_imagenet_recipes_build_their_config_and_streamed_pipeline(recipe, tmp_p
     aug = build_augment(cfg.augment, ds.image_size, ds.mean, ds.std)
     crops, y, bad = next(iter(make_loader(TrainViews(ds.train, 224, aug.specs, cfg.seed, False),
                                              batch_sampler=[[(0, 0), (0, 1)]])))
-    assert crops.shape == (2, 2, 3, 224, 224) and not bad
-    v1, v2 = aug.finish_views(crops[:, 0], crops[:, 1])
+    assert [c.shape for c in crops] == [(2, 3, 224, 224)] * 2 and not bad
+    v1, v2 = aug.finish_views(crops)
     assert v1.shape == (2, 3, 224, 224) and torch.isfinite(v1).all() and torch.isfinite(v2).all()
 
 

@@ -110,7 +110,7 @@ def test_unlabelled_streamed_batches_are_the_same_with_zero_and_two_workers(tmp_
         got = []
         for epoch in (0, 1):
             sampler.epoch = epoch
-            got += [(x.clone(), y.clone()) for x, y, _ in loader]
+            got += [(torch.stack(x), y.clone()) for x, y, _ in loader]
         batches[workers] = got
     assert len(batches[0]) == 2 * 3
     for (x0, y0), (x2, y2) in zip(batches[0], batches[2]):

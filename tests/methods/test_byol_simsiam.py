@@ -71,7 +71,7 @@ def test_byol_target_starts_equal_and_gets_no_gradient(tiny, views) -> None:
     m = build_method("byol", tiny())
     for a, b in zip(m.backbone.parameters(), m.target_backbone.parameters()):
         assert torch.equal(a, b)
-    m(*views)["loss"].backward()
+    m(views)["loss"].backward()
     assert all(p.grad is None for p in m.target_backbone.parameters())
     assert all(p.grad is None for p in m.target_projector.parameters())
 
@@ -88,7 +88,7 @@ def test_simsiam_stop_gradient_matches_explicit_formula(tiny, views) -> None:
     torch.manual_seed(0)
     m = build_method("simsiam", tiny())
     params = list(m.projector.parameters()) + list(m.predictor.parameters())
-    g_ours = torch.autograd.grad(m(*views)["loss"], params)
+    g_ours = torch.autograd.grad(m(views)["loss"], params)
 
     def ref(stop: bool) -> torch.Tensor:
         z1, z2 = (m.projector(m.backbone(v)) for v in views)

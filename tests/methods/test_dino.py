@@ -93,3 +93,114 @@ def test_head_loads_a_weight_normed_state_dict_strictly_with_identical_outputs()
     frozen = DINOHead(12, 50, hidden_dim=16, bottleneck_dim=8)
     assert not frozen.last_layer.weight_g.requires_grad and bool((frozen.last_layer.weight_g == 1).all())
     assert [type(m).__name__ for m in frozen.mlp] == ["Linear", "GELU", "Linear", "GELU", "Linear"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the method: student on every crop, EMA teacher on the global crops
+
+class _Flat(torch.nn.Module):
+    """A backbone without BatchNorm, so per-view and grouped forwards agree exactly."""
+
+    feature_dim = 12
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 12)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return torch.tanh(self.lin(x.mean(dim=(2, 3))))
+
+
+def _dino(**kw):  # noqa: ANN202
+    from simxir.methods import build_method
+
+    torch.manual_seed(0)
+    return build_method("dino", _Flat(), {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8, **kw})
+
+
+def _views(n_local: int, b: int = 5):  # noqa: ANN202
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(b, 3, 8, 8, generator=g) for _ in range(2)] + \
+        [torch.randn(b, 3, 4, 4, generator=g) for _ in range(n_local)]
+
+
+@pytest.mark.parametrize("n_local", [0, 3])
+def test_method_loss_is_dino_loss_of_per_view_logits_and_the_centre_moves(n_local):
+    m = _dino(warmup_teacher_temp=0.02, teacher_temp=0.06, warmup_teacher_temp_epochs=3)
+    m.use_views(2, n_local)
+    m.on_epoch_start(1)
+    views = _views(n_local)
+    with torch.no_grad():
+        student = torch.cat([m.head(m.backbone(v)) for v in views])
+        teacher = torch.cat([m.teacher_head(m.teacher_backbone(v)) for v in views[:2]])
+    center = m.center.clone()
+    want = dino_loss(student, teacher, center, 0.1, 0.04, 2)       # epoch 1 of 0.02 -> 0.06 over 3 epochs
+    out = m(views)
+    torch.testing.assert_close(out["loss"], want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(m.center, dino_center(teacher, center, 0.9), rtol=1e-5, atol=1e-7)
+    assert float(out["teacher_temp"]) == pytest.approx(0.04)
+    q = torch.softmax((teacher - center) / 0.04, dim=-1)
+    assert float(out["teacher_entropy"]) == pytest.approx(float(-(q * q.log()).sum(-1).mean()), rel=1e-4)
+    m.eval()
+    before = m.center.clone()
+    m(views)
+    assert torch.equal(m.center, before)                          # evaluation leaves the centre alone
+
+
+def test_last_layer_is_frozen_in_the_first_epochs_and_the_teacher_follows_dinos_momentum():
+    m = _dino(freeze_last_layer=1, momentum_teacher=0.9)
+    m.use_views(2, 2)
+    m.on_epoch_start(0)
+    m(_views(2))["loss"].backward()
+    m.before_optimizer_step(0, 10)
+    assert m.head.last_layer.weight_v.grad is None and m.head.last_layer.weight_g.grad is None
+    assert m.head.mlp[0].weight.grad is not None
+    m.on_epoch_start(1)
+    m.zero_grad()
+    m(_views(2))["loss"].backward()
+    m.before_optimizer_step(5, 10)
+    assert m.head.last_layer.weight_v.grad is not None
+    teacher = [p.detach().clone() for p in m.teacher_head.parameters()]
+    with torch.no_grad():
+        for p in m.head.parameters():
+            p.add_(1.0)
+    m.on_train_step_end(3, 10)
+    mom = cosine_value(3, 10, 0.9, 1.0)
+    assert float(m.momentum) == pytest.approx(mom)
+    for t0, t1, s in zip(teacher, m.teacher_head.parameters(), m.head.parameters()):
+        torch.testing.assert_close(t1, mom * t0 + (1 - mom) * s.detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_teacher_has_no_stochastic_depth_and_starts_as_the_student():
+    from simxir.methods import build_method
+    from simxir.models import build_backbone
+
+    torch.manual_seed(0)
+    m = build_method("dino", build_backbone("vit-tiny-p8-32", drop_path=0.2), {"out_dim": 16, "hidden_dim": 16,
+                                                                                "bottleneck_dim": 8})
+    rates = [getattr(b.drop_path, "drop_prob", 0.0) for b in m.backbone.blocks]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2) and rates == sorted(rates)
+    assert all(getattr(b.drop_path, "drop_prob", 0.0) == 0.0 for b in m.teacher_backbone.blocks)
+    for a, b in zip(m.backbone.state_dict().values(), m.teacher_backbone.state_dict().values()):
+        assert torch.equal(a, b)
+    x = torch.randn(4, 3, 32, 32)
+    m.teacher_backbone.train()
+    torch.testing.assert_close(m.teacher_backbone(x), m.teacher_backbone(x))   # deterministic in training
+
+
+def test_views_the_methods_take():
+    m = _dino()
+    m.use_views(2, 8)
+    m.use_views(1, 2)
+    with pytest.raises(UserError, match="at least two views"):
+        m.use_views(1, 0)
+    from simxir.methods import build_method
+    from simxir.models import build_backbone
+
+    for name in ("moco", "simclr", "barlow_twins", "vicreg", "bridge"):
+        with pytest.raises(UserError, match="takes no local crops"):
+            build_method(name, build_backbone("convnet-small")).use_views(2, 2)
+    with pytest.raises(UserError, match="global crops"):
+        build_method("byol", build_backbone("convnet-small")).use_views(3, 0)
+    with pytest.raises(UserError, match="raw-anchor"):
+        build_method("simxir", build_backbone("convnet-small"), {"variant": "raw-anchor"}).use_views(2, 2)

@@ -73,7 +73,7 @@ def test_ddp_gradients_match_single_process_full_batch() -> None:
     x1, x2 = _data()
     for name in CASES:
         m = _model(name)
-        out = m(x1, x2)
+        out = m([x1, x2])
         out["loss"].backward()
         ref = _grads(m)
         for r in range(2):

@@ -27,7 +27,7 @@ def _run(name: str, cfg: dict, watch: tuple[str, ...]):
         getattr(method, w).register_forward_hook(lambda _m, _i, out, w=w: seen[w].append(out))
     v1, v2 = torch.randn(2, 16, 3, 16, 16).unbind(0)
     queue = method.queue.clone() if hasattr(method, "queue") else None
-    out = method(v1, v2)
+    out = method([v1, v2])
     return method, out, seen, queue
 
 

@@ -210,7 +210,7 @@ def test_bridge_method_passes_its_directions() -> None:
     for d in ("mean", "sum"):
         torch.manual_seed(1)
         m = build_method("bridge", build_backbone("convnet-small"), {"directions": d, "proj_sizes": [16, 8]})
-        losses[d] = m(x1, x2)["loss"]
+        losses[d] = m([x1, x2])["loss"]
     torch.testing.assert_close(losses["sum"], 2 * losses["mean"])
 
 

@@ -21,6 +21,7 @@ SMALL = {
     "moco": {"proj_hidden": 16, "proj_dim": 8, "queue_size": 32},
     "simclr": {"proj_hidden": 16, "proj_dim": 8},
     "bridge": {"proj_sizes": [16, 8], "partitions": 2},
+    "dino": {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8},
     "simxir": {},
 }
 MOMENTUM = {"byol": ("target_backbone", "target_projector"),
@@ -37,7 +38,7 @@ def test_forward_contract(name, convnet_small, views) -> None:
     m = build_method(name, convnet_small, SMALL[name])
     m.train()
     m.on_epoch_start(0)
-    out = m(*views)
+    out = m(views)
     loss = out["loss"]
     assert loss.dim() == 0 and torch.isfinite(loss)
     n = views[0].shape[0]
@@ -66,7 +67,7 @@ def test_forward_contract(name, convnet_small, views) -> None:
 def test_momentum_copy_moves_toward_online_after_step(name, backbone, views) -> None:
     m = build_method(name, backbone, SMALL[name])
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
-    m(*views)["loss"].backward()
+    m(views)["loss"].backward()
     opt.step()
     online = dict(m.backbone.named_parameters())
     frozen = dict(getattr(m, MOMENTUM[name][0]).named_parameters())
@@ -143,7 +144,7 @@ def test_moco_forward_uses_old_queue_then_enqueues_keys(backbone, views) -> None
     with torch.no_grad():
         k1 = torch.nn.functional.normalize(m.momentum_projector(m.momentum_backbone(v1)), dim=-1)
         k2 = torch.nn.functional.normalize(m.momentum_projector(m.momentum_backbone(v2)), dim=-1)
-    out = m(v1, v2)
+    out = m([v1, v2])
     with torch.no_grad():
         q1 = m.projector(m.backbone(v1))
         q2 = m.projector(m.backbone(v2))
@@ -156,7 +157,7 @@ def test_moco_forward_uses_old_queue_then_enqueues_keys(backbone, views) -> None
     torch.testing.assert_close(m.queue[:, n:], queue0[:, n:])
     m.eval()
     with torch.no_grad():
-        m(v1, v2)
+        m([v1, v2])
     assert int(m.queue_ptr) == n  # evaluation passes do not enqueue
 
 
@@ -179,7 +180,7 @@ def test_simclr_positive_and_negative_counts(n_local, n_global, offset) -> None:
 def test_bridge_method_loss_is_bridge_loss_on_standardized_outputs(backbone, views) -> None:
     m = build_method("bridge", backbone, BridgeConfig(proj_sizes=[16, 8], partitions=2,
                                                       c_inv=3.0, c_cov=2.0))
-    out = m(*views)
+    out = m(views)
     with torch.no_grad():
         z1, z2 = (m.projector(m.backbone(v)) for v in views)
         ref = bridge_loss(standardize(z1), standardize(z2), m.predictor.weight, 3.0, 2.0, 2)
@@ -189,7 +190,7 @@ def test_bridge_method_loss_is_bridge_loss_on_standardized_outputs(backbone, vie
 def test_bridge_standardize_off_uses_raw_outputs(backbone, views) -> None:
     m = build_method("bridge", backbone, BridgeConfig(proj_sizes=[16, 8], standardize=False, c_inv=8.0, c_cov=8.0))
     assert isinstance(m.standardizer, nn.Identity)
-    out = m(*views)
+    out = m(views)
     with torch.no_grad():
         z1, z2 = (m.projector(m.backbone(v)) for v in views)
         ref = bridge_loss(z1, z2, m.predictor.weight, 8.0, 8.0, 1)
@@ -201,7 +202,7 @@ def test_bridge_identity_predictor(backbone, views) -> None:
     assert m.predictor is None
     assert not any("predictor" in name for name, _ in m.named_parameters())
     torch.testing.assert_close(m.predictor_weight(), torch.eye(8))
-    out = m(*views)
+    out = m(views)
     with torch.no_grad():
         z1, z2 = (m.projector(m.backbone(v)) for v in views)
         ref = bridge_loss(standardize(z1), standardize(z2), torch.eye(8), 8.0, 8.0, 1)
@@ -214,7 +215,7 @@ def test_bridge_stop_gradient_switch_changes_gradients(backbone, views) -> None:
     a = build_method("bridge", backbone, BridgeConfig(proj_sizes=[16, 8]))
     b = copy.deepcopy(a)
     b.cfg = BridgeConfig(proj_sizes=[16, 8], stop_gradient=True)
-    la, lb = a(*views)["loss"], b(*views)["loss"]
+    la, lb = a(views)["loss"], b(views)["loss"]
     torch.testing.assert_close(la, lb)  # same value ...
     ga = torch.autograd.grad(la, list(a.projector.parameters()))
     gb = torch.autograd.grad(lb, list(b.projector.parameters()))
@@ -228,7 +229,7 @@ def test_bridge_rejects_bad_partitions(backbone) -> None:
         build_method("bridge", backbone, BridgeConfig(proj_sizes=[8], partitions=0))
     m = build_method("bridge", small_backbone_copy(backbone), BridgeConfig(proj_sizes=[8], partitions=64))
     with pytest.raises(UserError, match="partitions"):
-        m(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
+        m([torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)])
 
 
 @pytest.mark.parametrize("name,extra", [(n, {}) for n in sorted(SMALL) if n != "simxir"]   # SimXIR: no projector
@@ -240,11 +241,14 @@ def test_scale_sensitive_says_whether_shrinking_the_projector_output_changes_the
     m = build_method(name, backbone, {**SMALL[name], **extra})
     shrunk = copy.deepcopy(m)     # deep copies: MoCo's forward enqueues keys
     # outputs at scale 100 vs 50: far above the normalization eps, which dominates at init scale
-    m.projector.register_forward_hook(lambda _mod, _inp, out: 100.0 * out)
-    shrunk.projector.register_forward_hook(lambda _mod, _inp, out: 50.0 * out)
+    def proj(method):  # noqa: ANN001, ANN202 - DINO's projector is its head's MLP (l2-normalised after)
+        return method.head.mlp if name == "dino" else method.projector
+
+    proj(m).register_forward_hook(lambda _mod, _inp, out: 100.0 * out)
+    proj(shrunk).register_forward_hook(lambda _mod, _inp, out: 50.0 * out)
     torch.manual_seed(0)
-    base = float(m(*views)["loss"].detach())
+    base = float(m(views)["loss"].detach())
     torch.manual_seed(0)
-    half = float(shrunk(*views)["loss"].detach())
+    half = float(shrunk(views)["loss"].detach())
     changed = abs(half - base) > 1e-3 * abs(base)
     assert changed == m.scale_sensitive, (name, extra, base, half)

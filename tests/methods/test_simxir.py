@@ -12,7 +12,7 @@ from torch import nn
 from train_toys import Killed, kill_after
 
 from simxir.errors import UserError
-from simxir.methods import RawAnchorViews, SimXIR, SimXIRConfig, simxir_loss
+from simxir.methods import SimXIR, SimXIRConfig, simxir_loss
 
 
 def _loop_loss(f: torch.Tensor, g: torch.Tensor, kind: str) -> float:
@@ -68,7 +68,7 @@ def _sgd_steps(method: SimXIR, n_steps: int, total: int, start: int = 0, lr: flo
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=lr)
     for step in range(start, start + n_steps):
         x = torch.randn(16, 6)
-        out = method(x + 0.1 * torch.randn_like(x), x + 0.1 * torch.randn_like(x))
+        out = method([x + 0.1 * torch.randn_like(x), x + 0.1 * torch.randn_like(x)])
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -118,7 +118,7 @@ def test_batch_norm_modes_of_the_target():
         method.train()
         assert method.target.training is (mode == "batch")
         before = _state(method.target)
-        out = method(x1, x2)
+        out = method([x1, x2])
         with torch.no_grad():
             t = method.target.lin(x2)
             if mode == "batch":   # batch statistics (biased variance), as BN computes in training
@@ -139,7 +139,7 @@ def test_symmetric_loss_is_the_mean_of_both_directions():
     with torch.no_grad():
         expect = 0.5 * (_loop_loss(method.backbone(a), method.target(b), "l2")
                         + _loop_loss(method.backbone(b), method.target(a), "l2"))
-        assert method(a, b)["loss"].item() == pytest.approx(expect, rel=1e-5)
+        assert method([a, b])["loss"].item() == pytest.approx(expect, rel=1e-5)
 
 
 def test_bad_option_combinations():
@@ -149,16 +149,19 @@ def test_bad_option_combinations():
         SimXIR(BNEncoder(), SimXIRConfig(steps_per_round=-1))
 
 
-def test_raw_anchor_views_are_the_clean_image_and_one_augmented_view():
+def test_raw_anchor_views_are_the_clean_image_and_one_augmented_view(convnet_small):
     from simxir.augment import build_augment
+    from simxir.train.config import TrainConfig
+    from simxir.train.engine import method_views
 
-    aug = build_augment("simsiam-cifar", 16, (0.5,) * 3, (0.25,) * 3)
+    aug = build_augment("byol-imagenet", 16, (0.5,) * 3, (0.25,) * 3)
+    views = method_views(SimXIR(convnet_small, SimXIRConfig(variant="raw-anchor")), aug, TrainConfig())
     x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
     torch.manual_seed(3)
-    v1, v2 = RawAnchorViews(aug).views(x)
+    v1, v2 = views.views(x)
     torch.testing.assert_close(v1, aug.eval(x))
     torch.manual_seed(3)
-    torch.testing.assert_close(v2, aug.view(x, aug.specs[1]))
+    torch.testing.assert_close(v2, aug.view(x, aug.specs[1]))   # the recipe's second view (BYOL's differs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +206,7 @@ def test_finetuning_contracts_classes_on_a_synthetic_problem():
     opt = torch.optim.SGD(method.backbone.parameters(), lr=0.02)
     total = 400
     for step in range(total):
-        out = method(x + 0.5 * torch.randn(n, d), x + 0.5 * torch.randn(n, d))
+        out = method([x + 0.5 * torch.randn(n, d), x + 0.5 * torch.randn(n, d)])
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -259,9 +262,11 @@ def test_resume_across_a_round_boundary_reproduces_the_run(tmp_path):
 
 def test_raw_anchor_views_come_from_the_method(convnet_small):
     from simxir.augment import build_augment
+    from simxir.train.config import TrainConfig
+    from simxir.train.engine import method_views
 
     aug = build_augment("tiny", 8, (0.5,) * 3, (0.25,) * 3)
-    assert SimXIR(convnet_small, SimXIRConfig()).views_of(aug) is aug
-    views = SimXIR(convnet_small, SimXIRConfig(variant="raw-anchor")).views_of(aug)
+    assert method_views(SimXIR(convnet_small, SimXIRConfig()), aug, TrainConfig()) is aug
+    views = method_views(SimXIR(convnet_small, SimXIRConfig(variant="raw-anchor")), aug, TrainConfig())
     x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
     torch.testing.assert_close(views.views(x)[0], aug.eval(x))   # the anchor is the un-augmented image

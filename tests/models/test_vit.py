@@ -213,7 +213,7 @@ def test_every_method_trains_a_vit(method):
     m = build_method(method, build_backbone("vit-tiny-cifar"))
     x1, x2 = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
     before = m.backbone.blocks[0].attn.qkv.weight.detach().clone()
-    out = m(x1, x2)
+    out = m([x1, x2])
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
     torch.optim.SGD(m.parameters(), lr=0.1).step()

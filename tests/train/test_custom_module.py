@@ -47,7 +47,7 @@ SMALL = {"byol": {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16},
          "simsiam": {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16},
          "barlow_twins": {"proj_sizes": [16, 8]}, "vicreg": {"proj_sizes": [16, 8]},
          "moco": {"proj_hidden": 16, "proj_dim": 8, "queue_size": 64}, "simclr": {"proj_hidden": 16, "proj_dim": 8},
-         "bridge": {"proj_sizes": [16, 8]}}
+         "bridge": {"proj_sizes": [16, 8]}, "dino": {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8}}
 OVER = ["epochs=1", "batch_size=256", "tensorboard=false", "monitor.eval_size=64", "probe.enabled=false"]
 
 
@@ -60,6 +60,7 @@ def test_every_method_trains_a_users_module_and_saves_its_own_state_dict(tmp_pat
     module = Pooled()
     method = build_method(name, module, cfg.method)
     assert module.feature_dim == 12                          # measured once
+    augment = build_augment("auto", data.image_size, data.mean, data.std, multicrop=cfg.multicrop)   # dino: 2 + 8
     res = train(cfg, method, data, augment, tmp_path / name)
     back = Pooled()
     back.load_state_dict(load_file(tmp_path / name / "encoder.safetensors"))   # the module's own keys

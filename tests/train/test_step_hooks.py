@@ -37,7 +37,8 @@ class _Model(nn.Module):
         super().__init__()
         self.lin = nn.Linear(6, 4)
 
-    def forward(self, v1, v2, y=None):  # noqa: ANN001, ANN201
+    def forward(self, views, y=None):  # noqa: ANN001, ANN201
+        v1, v2 = views
         return {"loss": 50 * (self.lin(v1) - self.lin(v2).flip(0)).pow(2).sum()}
 
 
@@ -55,14 +56,14 @@ def test_clipping_in_the_hook_equals_torchs_and_reads_nothing_more_from_the_devi
         torch.nn.utils.clip_grad_norm_(list(a.parameters()), 1.0, foreach=True)
 
     with _Reads() as reads:
-        train_step(a, opt_a, [(v1, v2, None)], 1, None, before_step=clip)
+        train_step(a, opt_a, [([v1, v2], None)], 1, None, before_step=clip)
     assert reads.n == 1                                    # the loss read, and nothing else
     # the hook ran after backward (gradients there) and before the step (parameters not moved)
     assert all(g.abs().sum() > 0 for g in seen["grads"])
     assert all(torch.equal(p0, p1) for p0, p1 in zip(seen["params"], [p.detach() for p in b.parameters()]))
     # by hand: backward, clip to norm 1, SGD step
     opt_b.zero_grad()
-    b(v1, v2)["loss"].backward()
+    b([v1, v2])["loss"].backward()
     norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in b.parameters()))
     assert norm > 1.0                                      # the clip had work to do
     for p in b.parameters():

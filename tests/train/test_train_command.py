@@ -138,7 +138,7 @@ def test_every_recipe_builds_and_takes_a_step(recipe, method):
     aug = build_augment(cfg.augment, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     v1, v2 = aug.views(torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8))
     before = [p.detach().clone() for p in m.backbone.parameters()]
-    loss = m(v1, v2)["loss"]
+    loss = m([v1, v2])["loss"]
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.multiprocessing as mp
-from train_toys import DDP_CASES, USER_CASES, ddp_worker, nan_worker, one_engine_step
+from train_toys import DDP_CASES, LOCAL_CROPS, USER_CASES, ddp_worker, nan_worker, one_engine_step
 
 # float32, different reduction orders (SyncBN all-reduce, DDP gradient averaging, gathers):
 RTOL, ATOL = 1e-4, 1e-4  # 5e-5 seen on conv biases on some CPUs; a wrong average is ~0.1
@@ -15,7 +15,7 @@ RTOL, ATOL = 1e-4, 1e-4  # 5e-5 seen on conv biases on some CPUs; a wrong averag
 def test_ddp_step_equals_single_process_step(tmp_path):
     from simxir.methods import METHODS
 
-    names = [n for n in DDP_CASES if n in ("toy", *USER_CASES) or n in METHODS]
+    names = [n for n in DDP_CASES if n in ("toy", *USER_CASES, *LOCAL_CROPS) or n in METHODS]
     assert names == list(DDP_CASES), f"not registered methods: {sorted(set(DDP_CASES) - set(names))}"
     out = tmp_path / "ddp.pt"
     mp.spawn(ddp_worker, args=(2, str(tmp_path / "init"), names, str(out)), nprocs=2, join=True)

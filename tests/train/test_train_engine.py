@@ -79,8 +79,8 @@ def test_auto_precision_keeps_fp32_without_a_trial_for_a_model_too_small_to_matt
             super().__init__()
             self.b = build_backbone("convnet-small")
 
-        def forward(self, v1, v2):
-            return self.b(v1).sum() + self.b(v2).sum()
+        def forward(self, views):
+            return sum(self.b(v).sum() for v in views)
 
     assert precision.step_gflops(Backbone(), torch.device("cpu"), 32, 64) == pytest.approx(
         2 * 64 * per_image / 1e9, rel=1e-6)
@@ -231,7 +231,8 @@ def test_gradient_accumulation_of_a_per_sample_loss_equals_the_full_batch(tmp_pa
             self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(48, 6))
             self.backbone.feature_dim = 6
 
-        def forward(self, v1, v2):
+        def forward(self, views):
+            v1, v2 = views
             f1 = self.backbone(v1)
             return {"loss": (f1 - self.backbone(v2)).pow(2).sum(1).mean() + f1.pow(2).mean(),
                     "feats1": f1.detach()}
@@ -246,7 +247,7 @@ def test_gradient_accumulation_of_a_per_sample_loss_equals_the_full_batch(tmp_pa
         trainable, model = prepare_model(m, probe, torch.device("cpu"), channels_last=False)
         opt = build_optimizer(OptimConfig(name="sgd", lr=0.1), m, 0.1, [{"params": list(probe.parameters())}])
         k = 16 // n_micro
-        batches = [(v1[i:i + k], v2[i:i + k], y[i:i + k]) for i in range(0, 16, k)]
+        batches = [([v1[i:i + k], v2[i:i + k]], y[i:i + k]) for i in range(0, 16, k)]
         train_step(model, opt, batches, n_micro, None)
         params.append([p.detach().clone() for p in trainable.parameters()])
     for a, b in zip(*params):
@@ -275,8 +276,8 @@ class ShrinkingToy(ToyMethod):
         self.factor = factor
         self.scale_sensitive = scale_sensitive
 
-    def forward(self, v1, v2):
-        out = super().forward(v1, v2)
+    def forward(self, views):
+        out = super().forward(views)
         scale = self.factor ** self.steps_done
         return {**out, "z1": out["z1"] * scale, "z2": out["z2"] * scale}
 

@@ -100,7 +100,8 @@ class ToyMethod(nn.Module):
         self.steps_done = 0
         self.epochs_started: list[int] = []
 
-    def forward(self, v1, v2):
+    def forward(self, views):
+        v1, v2 = views
         f1, f2 = self.backbone(v1), self.backbone(v2)
         z1, z2 = self.projector(f1), self.projector(f2)
         p1 = self.predictor(z1)
@@ -141,8 +142,12 @@ DDP_CASES = {  # name -> (method config single-process, method config per proces
     # a user's own module (no .arch, no .feature_dim) under SimSiam and under SimXIR
     "user-module-simsiam": ({"proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32}, None),
     "user-module-simxir": ({}, None),
+    # multi-crop: 2 global + 2 local (8 px) views; DINO's centre is averaged over the processes
+    "dino": ({"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16}, None),
+    "simsiam-multicrop": ({"proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32}, None),
 }
 USER_CASES = ("user-module-simsiam", "user-module-simxir")
+LOCAL_CROPS = {"dino": 2, "simsiam-multicrop": 2}
 
 
 class PlainEncoder(nn.Module):
@@ -158,7 +163,7 @@ class PlainEncoder(nn.Module):
 
 
 def build_case(name: str, distributed_run: bool):
-    """(method, v1, v2, y): identical weights and pre-augmented views in every process."""
+    """(method, views, y): identical weights and pre-augmented views in every process."""
     from simxir.methods import build_method
     from simxir.models import build_backbone
 
@@ -170,12 +175,14 @@ def build_case(name: str, distributed_run: bool):
     else:
         single, multi = DDP_CASES[name]
         cfg = multi if (distributed_run and multi is not None) else single
-        method = build_method(name, build_backbone("convnet-small"), dict(cfg))
+        method = build_method(name.removesuffix("-multicrop"), build_backbone("convnet-small"), dict(cfg))
+    local = LOCAL_CROPS.get(name, 0)
+    if local:
+        method.use_views(2, local)
     g = torch.Generator().manual_seed(1)
-    shape = (DDP_GLOBAL_BATCH, 3, 16, 16)
-    v1, v2 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    views = [torch.randn(DDP_GLOBAL_BATCH, 3, s, s, generator=g) for s in [16, 16] + [8] * local]
     y = torch.randint(0, 4, (DDP_GLOBAL_BATCH,), generator=g)
-    return method, v1, v2, y
+    return method, views, y
 
 
 def one_engine_step(name: str, distributed_run: bool, rank: int = 0, world: int = 1) -> dict:
@@ -185,7 +192,7 @@ def one_engine_step(name: str, distributed_run: bool, rank: int = 0, world: int 
     from simxir.train.config import OptimConfig
     from simxir.train.optim import build_optimizer
 
-    method, v1, v2, y = build_case(name, distributed_run)
+    method, views, y = build_case(name, distributed_run)
     torch.manual_seed(2)
     probe = nn.Linear(method.backbone.feature_dim, 4)
     trainable, model = prepare_model(method, probe, torch.device("cpu"), channels_last=False,
@@ -194,7 +201,7 @@ def one_engine_step(name: str, distributed_run: bool, rank: int = 0, world: int 
                           [{"params": list(probe.parameters()), "lr": 0.1}])
     n = DDP_GLOBAL_BATCH // world
     sl = slice(rank * n, (rank + 1) * n)
-    loss, _ = train_step(model, opt, [(v1[sl], v2[sl], y[sl])], 1, None)
+    loss, _ = train_step(model, opt, [([v[sl] for v in views], y[sl])], 1, None)
     trainable.method.on_train_step_end(0, 10)
     state = {k: v.detach().clone() for k, v in trainable.state_dict().items()}
     state["__loss__"] = torch.tensor(loss)
@@ -281,8 +288,8 @@ def slow_eval_worker(rank: int, world: int, init_file: str, run_dir: str, out_fi
 class RankTagged(ToyMethod):
     """ToyMethod that also logs its process's rank (a per-process value, as z_spread or the probe's hits)."""
 
-    def forward(self, v1, v2):
-        out = super().forward(v1, v2)
+    def forward(self, views):
+        out = super().forward(views)
         out["rank_tag"] = torch.full((), float(distributed.rank()), device=out["loss"].device)
         return out
 

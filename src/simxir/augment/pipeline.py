@@ -1,10 +1,13 @@
-"""Recipes and the :class:`Augment` object: uint8 NCHW batches -> two normalized float views."""
+"""Recipes and the :class:`Augment` object: uint8 NCHW batches -> a sequence of normalized float views,
+one per :class:`ViewSpec` (two for most methods; 2 global + N local crops with multi-crop)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +21,10 @@ from simxir.sizes import eval_resize
 @dataclass(frozen=True)
 class ViewSpec:
     """The random transform of one view, applied in this order:
-    resized crop (+ flip), colour jitter, grayscale, Gaussian blur, solarize, normalize."""
+    resized crop (+ flip), colour jitter, grayscale, Gaussian blur, solarize, normalize.
+
+    ``size``: the output side (0: the augment's ``image_size``; multi-crop's local crops are smaller).
+    ``raw``: no random transform at all, the deterministic evaluation view (SimXIR's raw anchor)."""
 
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -29,6 +35,11 @@ class ViewSpec:
     blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
+    size: int = 0
+    raw: bool = False
+
+
+RAW = ViewSpec(raw=True)
 
 
 def _simsiam_cifar() -> tuple[ViewSpec, ViewSpec]:
@@ -56,8 +67,20 @@ def _tiny() -> tuple[ViewSpec, ViewSpec]:
     return v, v
 
 
+def _dino() -> tuple[ViewSpec, ViewSpec]:
+    """DINO's global crops (facebookresearch/dino main_dino.py DataAugmentationDINO): crop scale
+    0.4-1 (``--global_crops_scale``), flip, jitter 0.4/0.4/0.2/0.1 at p 0.8, grayscale 0.2; blur
+    sigma 0.1-2 at p 1.0 (first) / 0.1 + solarize 0.2 (second). Its local crops: :data:`LOCAL_SPECS`."""
+    v1 = ViewSpec(scale=(0.4, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2, flip_p=0.5,
+                  blur_p=1.0, blur_sigma=(0.1, 2.0))
+    return v1, replace(v1, blur_p=0.1, solarize_p=0.2)
+
+
 _RECIPES = {"simsiam-cifar": _simsiam_cifar, "simsiam-imagenet": _simsiam_imagenet, "byol-imagenet": _byol_imagenet,
-            "tiny": _tiny}
+            "tiny": _tiny, "dino": _dino}
+# a recipe's local crop (multi-crop) where it is not its first view at the local scale and size:
+# DINO's is blur at p 0.5, no solarize (local_transfo)
+LOCAL_SPECS = {"dino": lambda: replace(_dino()[0], blur_p=0.5)}
 RECIPES: tuple[str, ...] = (*_RECIPES, "auto")
 
 
@@ -113,29 +136,45 @@ def _check_input(x: Tensor) -> None:
         raise UserError(f"augment input: expected a uint8 tensor (N, 3, H, W), got {got}")
 
 
+def _specs(specs: Sequence[ViewSpec]) -> tuple[ViewSpec, ...]:
+    if isinstance(specs, ViewSpec) or not isinstance(specs, Sequence) or not specs \
+            or not all(isinstance(v, ViewSpec) for v in specs):
+        raise UserError(f"augment views: expected a sequence of one or more ViewSpec, got {specs!r}")
+    return tuple(specs)
+
+
 class Augment:
-    """Batched two-view augmentation on the batch's own device.
+    """Batched augmentation on the batch's own device: one view per spec of ``specs``.
 
     Random parameters are drawn on the batch's device, from the augment's own generator once
     :meth:`seed` has set one for that device (the training sources do, every epoch), else from
     torch's default generator of that device (``torch.manual_seed``)."""
 
     def __init__(self, recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 view1: ViewSpec, view2: ViewSpec, cpu_threads: int | None = None) -> None:
+                 specs: Sequence[ViewSpec], cpu_threads: int | None = None) -> None:
         self.recipe = recipe
         self.cpu_threads = cpu_threads
         self.image_size = image_size
         self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32)
         self.std = torch.tensor([float(s) for s in std], dtype=torch.float32)
-        self.specs = (view1, view2)
-        self.blur_kernel = blur_kernel_size(image_size)
+        self.specs = _specs(specs)
         self.generator: torch.Generator | None = None
         self.sync_free: bool | None = None     # None: on every device but the CPU
         self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def __repr__(self) -> str:
-        return (f"Augment(recipe={self.recipe!r}, image_size={self.image_size}, "
+        return (f"Augment(recipe={self.recipe!r}, image_size={self.image_size}, views={len(self.specs)}, "
                 f"mean={self.mean.tolist()}, std={self.std.tolist()})")
+
+    def size_of(self, spec: ViewSpec) -> int:
+        """The output side of ``spec``'s view."""
+        return spec.size or self.image_size
+
+    def with_specs(self, specs: Sequence[ViewSpec]) -> Augment:
+        """The same augmentation (sizes, statistics, generator) making ``specs``' views instead."""
+        out = copy.copy(self)
+        out.specs = _specs(specs)
+        return out
 
     def seed(self, seed: int, device: torch.device | str) -> None:
         """Draw from now on from an own generator on ``device``, seeded with ``seed``."""
@@ -151,17 +190,20 @@ class Augment:
     def _no_sync(self, x: Tensor) -> bool:
         return x.device.type != "cpu" if self.sync_free is None else self.sync_free
 
-    def _threads(self, x: Tensor) -> AbstractContextManager[None]:
-        return _cpu_threads(x, x.shape[0] * 3 * self.image_size ** 2, self.cpu_threads)
+    def _threads(self, x: Tensor, size: int | None = None) -> AbstractContextManager[None]:
+        return _cpu_threads(x, x.shape[0] * 3 * (size or self.image_size) ** 2, self.cpu_threads)
 
     def view(self, x: Tensor, spec: ViewSpec, rows: Rows = None) -> Tensor:
         """One random view of a uint8 batch -> normalized float32, (N, 3, size, size).
 
         ``rows=(total, offset)``: draw the parameters of a batch of ``total`` images and use rows
         ``offset .. offset + N`` (a process's share of the global batch: every process draws what
-        one process would, so a distributed run sees the single-process run's views)."""
+        one process would, so a distributed run sees the single-process run's views).
+        A ``raw`` spec gives :meth:`eval`'s view and draws nothing."""
+        if spec.raw:
+            return self.eval(x)
         _check_input(x)
-        with self._threads(x):
+        with self._threads(x, self.size_of(spec)):
             return self._view(x, spec, rows)
 
     def _view(self, x: Tensor, spec: ViewSpec, rows: Rows = None) -> Tensor:
@@ -172,7 +214,8 @@ class Augment:
         boxes = params.crop_boxes(total, height, width, spec.scale, spec.ratio, **kw)[sl]
         flip = params.bernoulli(total, spec.flip_p, **kw)[sl]
         draws = self._colour_draws(total, spec, kw, sl)
-        return self._colour(ops.resized_crop(ops.to_float(x), boxes, self.image_size, flip), spec, draws)
+        size = self.size_of(spec)
+        return self._colour(ops.resized_crop(ops.to_float(x), boxes, size, flip), spec, draws)
 
     @staticmethod
     def _colour_draws(n: int, spec: ViewSpec, kw: dict, sl: slice = slice(None)) -> tuple[Tensor, ...]:
@@ -189,7 +232,7 @@ class Augment:
         if spec.gray_p > 0:
             out = ops.grayscale(out, gray)
         if spec.blur_p > 0:
-            out = ops.gaussian_blur(out, blur, sigma, self.blur_kernel, sync_free=no_sync)
+            out = ops.gaussian_blur(out, blur, sigma, blur_kernel_size(out.shape[-1]), sync_free=no_sync)
         if spec.solarize_p > 0:
             out = ops.solarize(out, sol)
         return self._normalize(out)
@@ -202,23 +245,28 @@ class Augment:
 
     def finish(self, crops: Tensor, spec: ViewSpec, rows: Rows = None) -> Tensor:
         """The rest of one view (colour jitter ... normalize) for a uint8 batch of crops already
-        resized to ``image_size`` and flipped (the streamed loader's output)."""
+        resized to the spec's size and flipped (the streamed loader's output; a ``raw`` spec's crops
+        are the evaluation view, only normalized)."""
         _check_input(crops)
-        if tuple(crops.shape[2:]) != (self.image_size, self.image_size):
-            raise UserError(f"augment crops: expected {self.image_size}x{self.image_size}, got "
-                            f"{crops.shape[2]}x{crops.shape[3]}")
+        size = self.size_of(spec)
+        if tuple(crops.shape[2:]) != (size, size):
+            raise UserError(f"augment crops: expected {size}x{size}, got {crops.shape[2]}x{crops.shape[3]}")
+        if spec.raw:
+            return self._normalize(ops.to_float(crops))
         kw = {"device": crops.device, "generator": self._gen(crops)}
         total, sl = _rows(crops.shape[0], rows)
-        with self._threads(crops):
+        with self._threads(crops, size):
             return self._colour(ops.to_float(crops), spec, self._colour_draws(total, spec, kw, sl))
 
-    def finish_views(self, c1: Tensor, c2: Tensor, rows: Rows = None) -> tuple[Tensor, Tensor]:
-        """:meth:`finish` of view 1's and view 2's crops."""
-        return self.finish(c1, self.specs[0], rows), self.finish(c2, self.specs[1], rows)
+    def finish_views(self, crops: Sequence[Tensor], rows: Rows = None) -> list[Tensor]:
+        """:meth:`finish` of each spec's crops, in order."""
+        if len(crops) != len(self.specs):
+            raise UserError(f"augment crops: expected {len(self.specs)} views, got {len(crops)}")
+        return [self.finish(c, spec, rows) for c, spec in zip(crops, self.specs)]
 
-    def views(self, x: Tensor, rows: Rows = None) -> tuple[Tensor, Tensor]:
-        """Two views (view 1 then view 2 of the recipe) of a uint8 NCHW batch (``rows``: see :meth:`view`)."""
-        return self.view(x, self.specs[0], rows), self.view(x, self.specs[1], rows)
+    def views(self, x: Tensor, rows: Rows = None) -> list[Tensor]:
+        """One view per spec, in order, of a uint8 NCHW batch (``rows``: see :meth:`view`)."""
+        return [self.view(x, spec, rows) for spec in self.specs]
 
     def eval(self, x: Tensor) -> Tensor:
         """Deterministic: resize the shorter side to :func:`simxir.sizes.eval_resize` (antialiased;
@@ -245,10 +293,60 @@ class Augment:
         return self._normalize(out)
 
 
+@dataclass
+class MultiCropConfig:
+    """The views each image gives: ``global_crops`` of the recipe's views (its views in turn) and
+    ``local_crops`` smaller crops (DINO's multi-crop: 2 global at 224 px, scale 0.4-1, and local at
+    96 px, scale 0.05-0.4). Two global crops and no local ones are the recipe itself."""
+
+    global_crops: int = 2
+    local_crops: int = 0
+    global_size: int = 0                            # 0: the run's image_size
+    local_size: int = 0                             # 0: local_size_for(image_size): 96 at 224, 16 at 32
+    global_scale: tuple[float, float] | None = None  # None: the recipe's crop scale
+    local_scale: tuple[float, float] = (0.05, 0.4)
+
+
+def local_size_for(image_size: int) -> int:
+    """DINO's local side relative to the global one (96 / 224), as a multiple of 8 (ViT patches), >= 8."""
+    return max(8, 8 * round(image_size * 3 / 56))
+
+
+def _check_scale(key: str, v: Any) -> tuple[float, float]:
+    ok = isinstance(v, Sequence) and len(v) == 2 and all(isinstance(a, int | float) and not isinstance(a, bool)
+                                                           for a in v)
+    if not ok or not 0 < v[0] <= v[1] <= 1:
+        raise UserError(f"multicrop.{key}: expected [low, high] with 0 < low <= high <= 1, got {v!r}")
+    return float(v[0]), float(v[1])
+
+
+def view_specs(recipe: str, image_size: int, multicrop: MultiCropConfig | None = None) -> tuple[ViewSpec, ...]:
+    """The recipe's views for ``multicrop`` (None: the recipe's own two views)."""
+    base = _RECIPES[recipe]()
+    mc = multicrop or MultiCropConfig()
+    for key in ("global_crops", "local_crops", "global_size", "local_size"):
+        v = getattr(mc, key)
+        low = 1 if key == "global_crops" else 0
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise UserError(f"multicrop.{key}: expected an integer >= {low}, got {v!r}")
+    globals_ = [base[i % len(base)] for i in range(mc.global_crops)]
+    if mc.global_scale is not None:
+        scale = _check_scale("global_scale", mc.global_scale)
+        globals_ = [replace(v, scale=scale) for v in globals_]
+    if mc.global_size and mc.global_size != image_size:
+        globals_ = [replace(v, size=mc.global_size) for v in globals_]
+    if not mc.local_crops:
+        return tuple(globals_)
+    local = LOCAL_SPECS[recipe]() if recipe in LOCAL_SPECS else replace(base[0], solarize_p=0.0)
+    local = replace(local, scale=_check_scale("local_scale", mc.local_scale),
+                    size=mc.local_size or local_size_for(image_size))
+    return (*globals_, *[local] * mc.local_crops)
+
+
 def build_augment(recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float], *,
-                  cpu_threads: int | None = None) -> Augment:
+                  cpu_threads: int | None = None, multicrop: MultiCropConfig | None = None) -> Augment:
     """The named recipe (one of :data:`RECIPES`; ``auto``: :func:`auto_recipe`) for ``image_size``
-    images and dataset mean/std.
+    images and dataset mean/std, with the views ``multicrop`` asks for (None: the recipe's two).
 
     ``cpu_threads``: intra-op threads for CPU batches (None: 1 thread for small batches of at most
     ``SMALL_BATCH_ELEMENTS`` output values, torch's setting otherwise)."""
@@ -266,5 +364,4 @@ def build_augment(recipe: str, image_size: int, mean: Sequence[float], std: Sequ
     if cpu_threads is not None and (isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int)
                                     or cpu_threads < 1):
         raise UserError(f"augment cpu_threads: expected a positive integer or None, got {cpu_threads!r}")
-    v1, v2 = _RECIPES[recipe]()
-    return Augment(recipe, image_size, mean, std, v1, v2, cpu_threads)
+    return Augment(recipe, image_size, mean, std, view_specs(recipe, image_size, multicrop), cpu_threads)

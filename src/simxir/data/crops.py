@@ -115,24 +115,36 @@ def _scaled(box: Box, sy: float, sx: float, height: int, width: int) -> Box:
 
 
 def train_views(path: str | Path, rngs: Sequence[np.random.Generator], size: int,
-                specs: Sequence[object]) -> torch.Tensor:
-    """``len(specs)`` RandomResizedCrop + flip views of one file: uint8 (V, 3, size, size).
+                specs: Sequence[object]) -> list[torch.Tensor]:
+    """``len(specs)`` RandomResizedCrop + flip views of one file: uint8 (3, s, s) each, ``s`` the
+    spec's ``size`` or ``size``, all cut from one decode of the file.
 
-    ``specs`` carry ``scale``, ``ratio`` and ``flip_p`` (``simxir.augment.ViewSpec``); view ``v``
-    draws its box and flip from ``rngs[v]``, box first."""
+    ``specs`` carry ``scale``, ``ratio``, ``flip_p``, ``size`` and ``raw`` (``simxir.augment.ViewSpec``);
+    view ``v`` draws its box and flip from ``rngs[v]``, box first; a ``raw`` spec is :func:`eval_view`."""
+    sizes = [getattr(spec, "size", 0) or size for spec in specs]
+    raw = [bool(getattr(spec, "raw", False)) for spec in specs]
     with open_image(path) as im:
         width, height = im.size
         boxes, flips = [], []
-        for rng, spec in zip(rngs, specs):
+        for rng, spec, r in zip(rngs, specs, raw):
+            if r:
+                boxes.append(None)
+                flips.append(False)
+                continue
             boxes.append(sample_box(rng, height, width, spec.scale, spec.ratio))  # type: ignore[attr-defined]
             flips.append(bool(rng.random() < spec.flip_p))  # type: ignore[attr-defined]
-        x = decode_rgb(im, draft_scale(boxes, size))
-    sy, sx = x.shape[1] / height, x.shape[2] / width
-    out = torch.empty((len(boxes), 3, size, size), dtype=torch.uint8)
-    for v, (box, flip) in enumerate(zip(boxes, flips)):
+        cut = [(b, s) for b, s in zip(boxes, sizes) if b is not None]
+        x = decode_rgb(im, min(draft_scale([b], s) for b, s in cut)) if cut else None
+    out: list[torch.Tensor] = []
+    for box, flip, s in zip(boxes, flips, sizes):
+        if box is None:
+            out.append(eval_view(path, s))
+            continue
+        assert x is not None
+        sy, sx = x.shape[1] / height, x.shape[2] / width
         t, lft, h, w = box if (sy, sx) == (1.0, 1.0) else _scaled(box, sy, sx, x.shape[1], x.shape[2])
-        crop = resize(x[:, t:t + h, lft:lft + w], (size, size), "bicubic")
-        out[v] = crop.flip(2) if flip else crop
+        crop = resize(x[:, t:t + h, lft:lft + w], (s, s), "bicubic")
+        out.append(crop.flip(2) if flip else crop)
     return out
 
 

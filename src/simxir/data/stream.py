@@ -126,13 +126,13 @@ class _FileSamples(Dataset):
 
 
 class TrainViews(_FileSamples):
-    """Key ``(epoch, index)`` -> (uint8 (2, 3, S, S) crops + flips, label, unreadable files)."""
+    """Key ``(epoch, index)`` -> (one uint8 (3, s, s) crop + flip per spec, label, unreadable files)."""
 
     def __init__(self, split: FolderSplit, size: int, specs: Sequence[Any], seed: int, skip: bool) -> None:
         super().__init__(split, skip)
         self.size, self.specs, self.seed = size, tuple(specs), seed
 
-    def _read(self, path: Any, key: Any) -> torch.Tensor:
+    def _read(self, path: Any, key: Any) -> list[torch.Tensor]:
         epoch, index = key
         rngs = [view_rng(self.seed, epoch, index, v) for v in range(len(self.specs))]
         return train_views(path, rngs, self.size, self.specs)
@@ -155,24 +155,32 @@ class EvalImages(_FileSamples):
         return self._get(int(i), i)
 
 
-def collate(items: list[tuple[torch.Tensor | None, int, list[str]]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Stack a batch; a failed sample (no tensor) leaves the batch's images empty (0 rows)."""
-    bad = [m for _, _, b in items for m in b]
-    tensors = [x for x, _, _ in items]
-    if any(x is None for x in tensors):
-        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), bad
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     out = None
     if get_worker_info() is not None:   # stack straight into shared memory, as default_collate does:
         x0 = tensors[0]                 # no second copy when the batch goes to the main process
         storage = x0._typed_storage()._new_shared(len(tensors) * x0.numel(), device=x0.device)
         out = x0.new(storage).resize_(len(tensors), *x0.shape)
-    return (torch.stack(tensors, out=out), torch.tensor([y for _, y, _ in items], dtype=torch.int64), bad)
+    return torch.stack(tensors, out=out)
 
 
-def count_unreadable(bad: list[str], skip: bool, images: torch.Tensor) -> int:
+def collate(items: list[tuple[Any, int, list[str]]]) -> tuple[Any, torch.Tensor, list[str]]:
+    """Stack a batch (samples of several views: one stacked tensor per view); a failed sample (no
+    tensor) leaves the batch's images empty (0 rows)."""
+    bad = [m for _, _, b in items for m in b]
+    samples = [x for x, _, _ in items]
+    if any(x is None for x in samples):
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), bad
+    images: Any = ([_stack([x[v] for x in samples]) for v in range(len(samples[0]))]
+                   if isinstance(samples[0], list) else _stack(samples))
+    return images, torch.tensor([y for _, y, _ in items], dtype=torch.int64), bad
+
+
+def count_unreadable(bad: list[str], skip: bool, images: Any) -> int:
     """How many unreadable files a collated batch skipped; a UserError naming the first one when
     skipping is off, or when a sample found no readable file to stand in for it (empty batch)."""
-    if bad and (not skip or images.shape[0] == 0):
+    first = images[0] if isinstance(images, list) and images else images
+    if bad and (not skip or not isinstance(first, torch.Tensor) or first.shape[0] == 0):
         raise UserError(f"{bad[0]}; set loader.skip_unreadable=true to skip unreadable files "
                         f"(each is counted in the run's log)")
     return len(bad)

@@ -214,7 +214,7 @@ def paired(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], grou
 # ---- the features an encoder gives a fixed sample of a dataset's train images ----
 
 class _ViewCrops(Dataset):
-    """Sample ``i`` of ``indices``: its two streamed crops, keyed as the engine's epoch 0."""
+    """Sample ``i`` of ``indices``: its streamed crops (one per view), keyed as the engine's epoch 0."""
 
     def __init__(self, views: TrainViews, indices: np.ndarray) -> None:
         self.views, self.indices = views, indices
@@ -245,8 +245,9 @@ def sample_features(model: nn.Module, dataset: Any, augment: Any, cfg: LabelFree
         for v in (0, 1):
             loader = make_loader(_ViewCrops(crops, idx), batch_size=batch_size, workers=loader_workers(loader_cfg),
                                  persistent=False)
-            out[f"view{v + 1}"] = _view_features(model, _checked(loader, loader_cfg.skip_unreadable), augment, v,
-                                                 cfg.seed, dev, len(loader), len(idx), finish=True)
+            batches = (c[v] for c in _checked(loader, loader_cfg.skip_unreadable))
+            out[f"view{v + 1}"] = _view_features(model, batches, augment, v, cfg.seed, dev, len(loader), len(idx),
+                                                 finish=True)
         return out
     images = dataset.train.images[torch.from_numpy(idx).to(dataset.train.images.device)]
     out["features"] = extract_features(model, images, augment, batch_size, dev, desc="label-free features")
@@ -257,7 +258,7 @@ def sample_features(model: nn.Module, dataset: Any, augment: Any, cfg: LabelFree
     return out
 
 
-def _checked(loader: Iterable[Any], skip: bool) -> Iterator[torch.Tensor]:
+def _checked(loader: Iterable[Any], skip: bool) -> Iterator[Any]:
     for crops, _, bad in loader:
         count_unreadable(bad, skip, crops)
         yield crops
@@ -268,7 +269,7 @@ def _view_features(model: nn.Module, batches: Iterable[torch.Tensor], augment: A
     spec = augment.specs[v]
     augment.seed(seed * 2 + v, dev)
     view: Callable[[torch.Tensor], torch.Tensor] = (
-        (lambda c: augment.finish(c[:, v].contiguous(), spec)) if finish else (lambda x: augment.view(x, spec)))
+        (lambda c: augment.finish(c, spec)) if finish else (lambda x: augment.view(x, spec)))
     return _frozen_features(model, batches, view, dev, f"label-free view {v + 1}", total, n).float()
 
 

@@ -139,7 +139,7 @@ def _run_ablation(rows: list[AblationRow], out: Path, recipe: str | None, base: 
         entry: dict[str, Any] = {"row": row.name, **row.switches(), "paper": row.paper,
                                  "run_dir": str(out / row.name)}
         try:
-            res = train(cfg, method, dataset, method.views_of(augment), out / row.name, device=run.device)
+            res = train(cfg, method, dataset, augment, out / row.name, device=run.device)
         except TrainingDiverged as exc:  # nan/inf loss: the engine kept the last good checkpoint
             # a row the paper reports as collapsing has collapsed when its loss blows up; any
             # other row has diverged (a training failure, not a finding)

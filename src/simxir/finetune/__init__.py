@@ -2,6 +2,6 @@
 (evaluate, fine-tune on the engine, evaluate, export) and its report. The method itself is
 ``simxir.methods.simxir``."""
 
-from simxir.methods.simxir import RawAnchorViews, SimXIR, SimXIRConfig, simxir_loss
+from simxir.methods.simxir import SimXIR, SimXIRConfig, simxir_loss
 
-__all__ = ["RawAnchorViews", "SimXIR", "SimXIRConfig", "simxir_loss"]
+__all__ = ["SimXIR", "SimXIRConfig", "simxir_loss"]

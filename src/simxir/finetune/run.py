@@ -142,7 +142,7 @@ def _run_finetune(cfg: TrainConfig, encoder: str | Path, out: str | Path, fmt: s
         backbone = backbone.to("cpu")   # train() places the method (and its frozen target) itself
 
     method = build_model(cfg, backbone)
-    result = train(cfg, method, dataset, method.views_of(augment), run_dir, resume=resume, device=device)
+    result = train(cfg, method, dataset, augment, run_dir, resume=resume, device=device)
 
     tuned = method.backbone.to(memory_format=torch.contiguous_format).float()
     log("evaluating the encoder after fine-tuning")

@@ -18,15 +18,16 @@ from simxir.methods.barlow_twins import (
 from simxir.methods.base import Method, cosine_tau, ema_update_
 from simxir.methods.bridge import Bridge, BridgeConfig, bridge_loss
 from simxir.methods.byol import BYOL, BYOLConfig, byol_loss
+from simxir.methods.dino import DINO, DINOConfig, dino_loss
 from simxir.methods.moco import MoCo, MoCoConfig, infonce_loss
 from simxir.methods.simclr import SimCLR, SimCLRConfig, nt_xent_loss
 from simxir.methods.simsiam import SimSiam, SimSiamConfig, simsiam_loss
-from simxir.methods.simxir import RawAnchorViews, SimXIR, SimXIRConfig, simxir_loss
+from simxir.methods.simxir import SimXIR, SimXIRConfig, simxir_loss
 from simxir.methods.vicreg import VICReg, VICRegConfig, vicreg_loss
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (BYOL, SimSiam, BarlowTwins, VICReg, MoCo, SimCLR, Bridge, SimXIR)
+    for cls in (BYOL, SimSiam, BarlowTwins, VICReg, MoCo, SimCLR, Bridge, DINO, SimXIR)
 }
 CONFIGS: dict[str, type] = {name: cls.config_cls for name, cls in METHODS.items()}
 # the methods that train an encoder from scratch (``simxir pretrain``); the others fine-tune one
@@ -60,11 +61,12 @@ def build_method(name: str, backbone: nn.Module, cfg: Any = None) -> Method:
 
 
 __all__ = [
-    "BYOL", "BYOLConfig", "BarlowTwins", "BarlowTwinsConfig", "Bridge", "BridgeConfig", "CONFIGS", "METHODS",
-    "Method", "MoCo", "MoCoConfig", "PRETRAIN_METHODS", "RawAnchorViews", "SimCLR", "SimCLRConfig", "SimSiam",
+    "BYOL", "BYOLConfig", "DINO", "DINOConfig", "BarlowTwins", "BarlowTwinsConfig", "Bridge", "BridgeConfig",
+    "CONFIGS", "METHODS",
+    "Method", "MoCo", "MoCoConfig", "PRETRAIN_METHODS", "SimCLR", "SimCLRConfig", "SimSiam",
     "SimSiamConfig", "SimXIR", "SimXIRConfig", "VICReg", "VICRegConfig", "barlow_twins_loss", "bridge_loss",
-    "build_method", "byol_loss", "cosine_tau", "ema_update_", "infonce_loss", "nt_xent_loss", "simsiam_loss",
-    "simxir_loss", "vicreg_loss",
+    "build_method", "byol_loss", "cosine_tau", "dino_loss", "ema_update_", "infonce_loss", "nt_xent_loss",
+    "simsiam_loss", "simxir_loss", "vicreg_loss",
 ]
 
 
@@ -75,5 +77,7 @@ def methods_info() -> dict[str, Any]:
         module_doc = (sys.modules[cls.__module__].__doc__ or "").strip()
         out[name] = {"summary": " ".join(module_doc.split()),
                      "config": to_dict(CONFIGS[name]()),
-                     "train_defaults": cls.train_defaults}
+                     "train_defaults": cls.train_defaults,
+                     "views": {"global_crops": list(cls.global_crops) if cls.global_crops else "any",
+                               "local_crops": cls.local_crops}}
     return {"methods": out}

@@ -2,13 +2,16 @@
 
 A method wraps a backbone with its heads and loss. The engine only calls::
 
-    out = method(v1, v2)            # dict with "loss" (+ logged scalars, "z1", "z2", "feats1")
+    method.use_views(n_global, n_local)   # the views each image gives (refused if the method cannot)
+    out = method(views)             # views: global crops, then local; dict with "loss" (+ logged
+                                    # scalars, "z1", "z2", "feats1")
+    method.before_optimizer_step(step, total_steps)
     method.on_train_step_end(step, total_steps)
     method.on_epoch_start(epoch)
     method.predictor_weight()       # linear predictor matrix or None
     method.project(x)               # online projector output, for the analysis tools
     method.scale_sensitive          # True when shrinking z1/z2 towards zero lowers the loss
-    method.views_of(augment)        # the view maker the engine draws (v1, v2) from
+    method.raw_views()              # the views that are the un-augmented (evaluation) view
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -113,9 +116,10 @@ class Method(nn.Module):
     """Base class of every SSL method: a backbone plus heads and a loss.
 
     Subclasses set ``name`` and ``config_cls``, build their heads in ``__init__`` and implement
-    ``forward(v1, v2) -> dict``. The dict holds ``"loss"`` (a differentiable scalar), logged
-    scalars (detached), and detached ``"z1"``, ``"z2"`` (projector outputs) and ``"feats1"``
-    (backbone features of ``v1``) for the engine's online probe and collapse monitors.
+    ``forward(views) -> dict`` (``views``: the global crops, then the local crops). The dict holds
+    ``"loss"`` (a differentiable scalar), logged scalars (detached), and detached ``"z1"``, ``"z2"``
+    (projector outputs) and ``"feats1"`` (backbone features of the first view) for the engine's
+    online probe and collapse monitors.
     """
 
     name: ClassVar[str] = "base"
@@ -134,15 +138,43 @@ class Method(nn.Module):
     train_defaults: ClassVar[dict[str, Any]] = {}
     # True: the method continues training an existing encoder (``simxir finetune``), never a random one.
     fine_tunes: ClassVar[bool] = False
+    # the global crops the loss is written for (None: any number >= 1), and whether it takes local
+    # crops (multi-crop) as further views
+    global_crops: ClassVar[tuple[int, ...] | None] = (2,)
+    local_crops: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, cfg: Any) -> None:
         super().__init__()
         self.backbone = backbone
         self.cfg = cfg
         self.feature_dim = feature_dim_of(backbone)
+        self.n_global = 2
 
-    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:  # pragma: no cover
+    def forward(self, views: Sequence[Tensor]) -> dict[str, Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    def use_views(self, n_global: int, n_local: int) -> None:
+        """Train on ``n_global`` global and ``n_local`` local crops per image (in that order in
+        ``forward``'s views); a UserError when the method's loss is not written for them."""
+        if self.global_crops is not None and n_global not in self.global_crops:
+            raise UserError(f"multicrop.global_crops: {self.name} trains on "
+                            f"{' or '.join(map(str, self.global_crops))} global crops, got {n_global}")
+        if n_local and not self.local_crops:
+            raise UserError(f"multicrop.local_crops: {self.name} takes no local crops (got {n_local}); "
+                            f"'simxir methods' lists the methods that do")
+        if n_global + n_local < 2:
+            raise UserError(f"multicrop: {self.name} needs at least two views, got {n_global + n_local}")
+        self.n_global = n_global
+
+    def pair(self, views: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """The two views of a two-view method."""
+        if len(views) != 2:
+            raise UserError(f"{self.name}: trains on two views, got {len(views)}")
+        return views[0], views[1]
+
+    def raw_views(self) -> frozenset[int]:
+        """Indexes of the views that are the un-augmented evaluation view (SimXIR's raw anchor)."""
+        return frozenset()
 
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """Called by the engine after each optimizer step (EMA updates live here)."""
@@ -153,10 +185,6 @@ class Method(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the engine at the start of each epoch."""
-
-    def views_of(self, augment: Any) -> Any:
-        """The view maker the engine draws (v1, v2) from: the augmentation itself, for most methods."""
-        return augment
 
     def predictor_weight(self) -> Tensor | None:
         """The linear predictor's matrix (out x in), or None when the method has none."""

@@ -3,6 +3,7 @@ explicit covariance-maintaining term replace BYOL/SimSiam's stop-gradient."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -123,7 +124,8 @@ class Bridge(Method):
             return torch.eye(self.proj_dim, device=like.device, dtype=like.dtype)
         return self.predictor.weight.to(like.dtype)
 
-    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
+    def forward(self, views: Sequence[Tensor]) -> dict[str, Tensor]:
+        v1, v2 = self.pair(views)
         f1, f2 = self.backbone(v1), self.backbone(v2)
         z1, z2 = self.projector(f1), self.projector(f2)
         s1, s2 = self.standardizer(z1), self.standardizer(z2)

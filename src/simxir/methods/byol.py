@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,6 +54,7 @@ class BYOL(Method):
     name = "byol"
     config_cls = BYOLConfig
     train_defaults = ADAMW_DEFAULTS
+    local_crops = True
 
     def __init__(self, backbone: nn.Module, cfg: BYOLConfig | None = None) -> None:
         cfg = cfg or BYOLConfig()
@@ -70,7 +72,10 @@ class BYOL(Method):
         self.target_projector = make_target(self.projector)
         self.tau = cfg.tau_base
 
-    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
+    def forward(self, views: Sequence[Tensor]) -> dict[str, Tensor]:
+        """Each target (global) view predicted from every other view: with local crops (multi-crop,
+        solo-learn's pairs) the mean over those pairs, scaled to the two-view sum."""
+        v1, v2 = views[0], views[1]
         f1, f2 = self.backbone(v1), self.backbone(v2)
         z1, z2 = self.projector(f1), self.projector(f2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
@@ -79,6 +84,12 @@ class BYOL(Method):
             t2 = self.target_projector(self.target_backbone(v2))
         with full_precision(p1.device):
             loss = byol_loss(p1.float(), t2.float()) + byol_loss(p2.float(), t1.float())
+        if len(views) > 2:
+            local = self.predictor(self.projector(self.backbone(torch.cat(list(views[2:])))))
+            with full_precision(p1.device):
+                terms = [byol_loss(p.float(), t.float()) for p in local.float().chunk(len(views) - 2)
+                         for t in (t1, t2)]
+                loss = (loss + torch.stack(terms).sum()) * 2 / (2 + len(terms))
         return self._outputs(loss, z1, z2, f1, tau=torch.full((), self.tau, device=loss.device))   # no H2D copy
 
     def on_train_step_end(self, step: int, total_steps: int) -> None:

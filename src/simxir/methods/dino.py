@@ -1,9 +1,19 @@
-"""DINO's pieces (Caron et al. 2021): the self-distillation loss with the teacher's centring and
-sharpening, the centre's update, and DINO's projection head. The training method that uses them
-(student / EMA teacher over multi-crop views) is not assembled yet (issue 31): these parts are
-checked against DINO's own ``DINOLoss`` and ``DINOHead`` (benchmarks/checkpoints/verify_dino_official.py)."""
+"""DINO (Caron et al. 2021): self-distillation with no labels. A student (backbone + DINO head) on
+every crop predicts the centred, sharpened softmax of an EMA teacher on the global crops.
+
+The pieces are checked against DINO's own ``DINOLoss`` and ``DINOHead``
+(benchmarks/checkpoints/verify_dino_official.py); the method follows main_dino.py: multi-crop
+forward grouped by resolution (``MultiCropWrapper``), the teacher on the global crops only, the
+centre's momentum update after each loss, the teacher temperature's warm-up by epoch, the teacher
+momentum's cosine to 1 per step, the last layer's gradient cancelled in the first
+``freeze_last_layer`` epochs. Weight-decay schedule, per-parameter clipping and the lr warm-up are
+the engine's (``optim.weight_decay_end``, ``optim.clip_grad`` / ``clip_mode``, ``schedule``)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -12,6 +22,7 @@ from torch import Tensor, nn
 
 from simxir import distributed
 from simxir.errors import UserError
+from simxir.methods.base import Method, ema_update_, full_precision, make_target
 from simxir.schedules import cosine_value
 
 
@@ -120,4 +131,127 @@ class DINOHead(nn.Module):
         return self.last_layer(F.normalize(self.mlp(x), dim=-1, p=2))
 
 
-__all__ = ["DINOHead", "WeightNormLinear", "cosine_value", "dino_center", "dino_loss", "teacher_temperature"]
+@dataclass
+class DINOConfig:
+    """DINO's options (main_dino.py's defaults; ``method.KEY=VALUE``)."""
+
+    out_dim: int = 65536                 # prototypes K of the last layer
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    use_bn_in_head: bool = False
+    norm_last_layer: bool = True         # weight norm fixed at 1 (False: learnable; more stable for ViT-S only)
+    momentum_teacher: float = 0.996      # cosine to 1 over the run, per step
+    student_temp: float = 0.1
+    teacher_temp: float = 0.04           # after the warm-up (0.07 for long runs)
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 0
+    center_momentum: float = 0.9
+    freeze_last_layer: int = 1           # epochs in which the last layer gets no update
+
+
+def _by_resolution(views: Sequence[Tensor]) -> list[Tensor]:
+    """Consecutive views of one side concatenated (DINO's ``MultiCropWrapper`` groups)."""
+    groups: list[list[Tensor]] = []
+    for v in views:
+        if groups and groups[-1][0].shape[-1] == v.shape[-1]:
+            groups[-1].append(v)
+        else:
+            groups.append([v])
+    return [torch.cat(g) for g in groups]
+
+
+class DINO(Method):
+    """Student backbone + DINO head on every crop; EMA teacher (backbone + head) on the global crops."""
+
+    name = "dino"
+    config_cls = DINOConfig
+    global_crops = None          # any number >= 1 (DINO: 2)
+    local_crops = True
+    batch_statistics = "the teacher centre's update, one per batch"
+    # main_dino.py's optimisation beneath any recipe: AdamW lr 5e-4 x batch / 256, a cosine to 1e-3
+    # of the peak (its min_lr 1e-6 at batch 512), weight decay 0.04 -> 0.4, per-parameter clipping
+    # at 3, 2 global + 8 local crops; the lr warm-up (DINO: 10 epochs) is the recipes', and the head
+    # has 4096 prototypes (DINO's 65536 in its recipes): a run without a recipe is a CPU-sized one
+    # (the augmentation: ``auto``, by image size)
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "multicrop": {"global_crops": 2, "local_crops": 8},
+        "optim": {"name": "adamw", "lr": 5e-4, "weight_decay": 0.04, "weight_decay_end": 0.4,
+                  "clip_grad": 3.0, "clip_mode": "per_param"},
+        "schedule": {"name": "cosine", "warmup_epochs": 0.0, "final_lr_ratio": 0.001},
+        "method": {"out_dim": 4096},
+    }
+
+    def __init__(self, backbone: nn.Module, cfg: DINOConfig | None = None) -> None:
+        cfg = cfg or DINOConfig()
+        super().__init__(backbone, cfg)
+        for key in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
+            if not getattr(cfg, key) > 0:
+                raise UserError(f"method.{key}: expected a temperature > 0, got {getattr(cfg, key)}")
+        for key in ("momentum_teacher", "center_momentum"):
+            if not 0.0 <= getattr(cfg, key) <= 1.0:
+                raise UserError(f"method.{key}: expected a number in [0, 1], got {getattr(cfg, key)}")
+        if cfg.freeze_last_layer < 0 or cfg.warmup_teacher_temp_epochs < 0:
+            raise UserError("method.freeze_last_layer / method.warmup_teacher_temp_epochs: expected >= 0")
+        self.head = DINOHead(self.feature_dim, cfg.out_dim, use_bn=cfg.use_bn_in_head,
+                             norm_last_layer=cfg.norm_last_layer, hidden_dim=cfg.hidden_dim,
+                             bottleneck_dim=cfg.bottleneck_dim)
+        self.teacher_backbone = make_target(backbone)
+        for m in self.teacher_backbone.modules():   # DINO's teacher has no stochastic depth
+            if hasattr(m, "drop_prob"):
+                m.drop_prob = 0.0
+        self.teacher_head = make_target(self.head)
+        self.register_buffer("center", torch.zeros(1, cfg.out_dim))
+        self.epoch = 0
+        self.momentum = cfg.momentum_teacher
+
+    def teacher_temp(self) -> float:
+        c = self.cfg
+        return teacher_temperature(self.epoch, max(self.epoch + 1, c.warmup_teacher_temp_epochs),
+                                   c.warmup_teacher_temp, c.teacher_temp, c.warmup_teacher_temp_epochs)
+
+    def _embed(self, head: DINOHead, feats: Tensor) -> tuple[Tensor, Tensor]:
+        e = F.normalize(head.mlp(feats), dim=-1, p=2)
+        return e, head.last_layer(e)
+
+    def forward(self, views: Sequence[Tensor]) -> dict[str, Tensor]:
+        ng = self.n_global
+        feats = torch.cat([self.backbone(x) for x in _by_resolution(views)])
+        emb, student = self._embed(self.head, feats)
+        with torch.no_grad():
+            teacher = self.teacher_head(torch.cat([self.teacher_backbone(x) for x in _by_resolution(views[:ng])]))
+        t_temp = self.teacher_temp()
+        with full_precision(feats.device):
+            teacher = teacher.float()
+            loss = dino_loss(student.float(), teacher, self.center, self.cfg.student_temp, t_temp, ng)
+            with torch.no_grad():
+                q = F.softmax((teacher - self.center) / t_temp, dim=-1)
+                entropy = -(q * torch.log(q.clamp_min(1e-12))).sum(dim=-1).mean()
+        if self.training:
+            self.center.copy_(dino_center(teacher, self.center, self.cfg.center_momentum))
+        b = views[0].shape[0]
+        return self._outputs(loss, emb[:b], emb[b:2 * b] if ng > 1 else emb[:b], feats[:b],
+                             teacher_entropy=entropy, teacher_temp=torch.full((), t_temp, device=loss.device),
+                             momentum=torch.full((), self.momentum, device=loss.device))
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """DINO's ``cancel_gradients_last_layer``: no update of the last layer in the first epochs."""
+        if self.epoch < self.cfg.freeze_last_layer:
+            for p in self.head.last_layer.parameters():
+                p.grad = None
+
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        """EMA of the teacher (backbone and head) with momentum on DINO's cosine to 1 (step 0-based)."""
+        self.momentum = cosine_value(step, total_steps, self.cfg.momentum_teacher, 1.0)
+        ema_update_(self.teacher_backbone, self.backbone, self.momentum)
+        ema_update_(self.teacher_head, self.head, self.momentum)
+
+    def project(self, x: Tensor) -> Tensor:
+        """The head's l2-normalised bottleneck embedding (before the prototypes)."""
+        return self._embed(self.head, self.backbone(x))[0]
+
+
+__all__ = ["DINO", "DINOConfig", "DINOHead", "WeightNormLinear", "cosine_value", "dino_center", "dino_loss",
+           "teacher_temperature"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -74,7 +75,8 @@ class SimCLR(Method):
         super().__init__(backbone, cfg)
         self.projector = mlp([self.feature_dim, cfg.proj_hidden, cfg.proj_dim], last_bn=True)
 
-    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
+    def forward(self, views: Sequence[Tensor]) -> dict[str, Tensor]:
+        v1, v2 = self.pair(views)
         f1, f2 = self.backbone(v1), self.backbone(v2)
         z1, z2 = self.projector(f1), self.projector(f2)
         with full_precision(z1.device):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,6 +38,7 @@ class SimSiam(Method):
     name = "simsiam"
     config_cls = SimSiamConfig
     train_defaults = ADAMW_DEFAULTS
+    local_crops = True
 
     def __init__(self, backbone: nn.Module, cfg: SimSiamConfig | None = None) -> None:
         cfg = cfg or SimSiamConfig()
@@ -45,11 +48,20 @@ class SimSiam(Method):
                              last_bn=True, last_bn_affine=False)
         self.predictor = mlp([cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim])
 
-    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
+    def forward(self, views: Sequence[Tensor]) -> dict[str, Tensor]:
+        """Symmetric negative cosine between the two views; local crops (multi-crop) add the
+        prediction of each global view's projection from each local crop (mean over all pairs)."""
+        v1, v2 = views[0], views[1]
         f1, f2 = self.backbone(v1), self.backbone(v2)
         z1, z2 = self.projector(f1), self.projector(f2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         with full_precision(p1.device):
             loss = (simsiam_loss(p1.float(), z2.detach().float())
                     + simsiam_loss(p2.float(), z1.detach().float())) / 2
+        if len(views) > 2:
+            local = self.predictor(self.projector(self.backbone(torch.cat(list(views[2:])))))
+            with full_precision(p1.device):
+                terms = [simsiam_loss(p.float(), z.detach().float()) for p in local.chunk(len(views) - 2)
+                         for z in (z1, z2)]
+                loss = (loss * 2 + torch.stack(terms).sum()) / (2 + len(terms))
         return self._outputs(loss, z1, z2, f1)

@@ -19,6 +19,7 @@ says so in its log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -66,6 +67,7 @@ class SimXIR(Method):
     name = "simxir"
     config_cls = SimXIRConfig
     fine_tunes = True
+    local_crops = True
     # The SimXIR paper's settings: one round (T = 1) of 20 epochs, SGD lr 5e-4 (not scaled by batch
     # size), weight decay 1e-6, batch 512, constant lr; augmentation and backbone from the data and
     # the encoder (``auto``); ``data`` has no default (the user's images).
@@ -127,40 +129,39 @@ class SimXIR(Method):
             g = self.target(target_in)
         return simxir_loss(f.float(), g.float(), self.cfg.loss), f, g
 
-    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
-        """``v1`` goes through the online encoder, ``v2`` through the frozen target.
-
-        For the raw-anchor variant the engine's views are (un-augmented x, a'(x)):
-        see :class:`RawAnchorViews`.
-        """
+    def forward(self, views: Sequence[Tensor]) -> dict[str, Tensor]:
+        """``views[0]`` goes through the online encoder, ``views[1]`` through the frozen target (for
+        the raw-anchor variant ``views[0]`` is the un-augmented image: :meth:`raw_views`). Local
+        crops (multi-crop) are further online views, each against the target of both global views;
+        the loss is then the mean over all (online, target) pairs."""
+        v1, v2 = views[0], views[1]
         loss, f1, g2 = self._side(v1, v2)
+        pairs = 1
         if self.cfg.symmetric:
-            loss_b, _, _ = self._side(v2, v1)
+            loss_b, _, g1 = self._side(v2, v1)
             loss = 0.5 * (loss + loss_b)
+            pairs = 2
+        if len(views) > 2:
+            if not self.cfg.symmetric:
+                with torch.no_grad():
+                    g1 = self.target(v1)
+            local = self.backbone(torch.cat(list(views[2:]))).float()
+            terms = [simxir_loss(f, g.float(), self.cfg.loss) for f in local.chunk(len(views) - 2) for g in (g1, g2)]
+            loss = (loss * pairs + torch.stack(terms).sum()) / (pairs + len(terms))
         with torch.no_grad():
             cos = torch.nn.functional.cosine_similarity(f1.float(), g2.float(), dim=1).mean()
         return self._outputs(loss, f1, g2, f1, cos_to_target=cos)
 
-    def views_of(self, augment: Any) -> Any:
-        """(un-augmented x, a'(x)) for the raw-anchor variant (eq. 3.2), else the augmentation's views."""
-        return RawAnchorViews(augment) if self.cfg.variant == "raw-anchor" else augment
+    def use_views(self, n_global: int, n_local: int) -> None:
+        if n_local and self.cfg.variant == "raw-anchor":
+            raise UserError("multicrop.local_crops: the raw-anchor variant compares the un-augmented image with "
+                            "one view; use method.variant=standard for local crops")
+        super().use_views(n_global, n_local)
+
+    def raw_views(self) -> frozenset[int]:
+        """The raw-anchor variant (eq. 3.2): the online side sees the un-augmented image x."""
+        return frozenset({0}) if self.cfg.variant == "raw-anchor" else frozenset()
 
     def project(self, x: Tensor) -> Tensor:
         """SimXIR has no projector: the representation is the encoder's output."""
         return self.backbone(x)
-
-
-class RawAnchorViews:
-    """Views for the raw-anchor variant (eq. 3.2): (un-augmented x, a'(x)), same ``eval``."""
-
-    def __init__(self, augment: Any) -> None:
-        self.augment = augment
-
-    def seed(self, seed: int, device: torch.device | str) -> None:
-        self.augment.seed(seed, device)
-
-    def views(self, x: Tensor, rows: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
-        return self.augment.eval(x), self.augment.view(x, self.augment.specs[1], rows)
-
-    def eval(self, x: Tensor) -> Tensor:
-        return self.augment.eval(x)

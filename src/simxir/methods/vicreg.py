@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -75,7 +76,8 @@ class VICReg(Method):
             raise UserError("vicreg proj_sizes: expected a non-empty list of widths")
         self.projector = mlp([self.feature_dim, *cfg.proj_sizes])
 
-    def forward(self, v1: Tensor, v2: Tensor) -> dict[str, Tensor]:
+    def forward(self, views: Sequence[Tensor]) -> dict[str, Tensor]:
+        v1, v2 = self.pair(views)
         f1, f2 = self.backbone(v1), self.backbone(v2)
         z1, z2 = self.projector(f1), self.projector(f2)
         cfg = self.cfg

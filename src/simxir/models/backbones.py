@@ -197,7 +197,7 @@ class ConvNetSmall(nn.Module):
 
 def build_backbone(name: str, zero_init_residual: bool = False, **vit_options: Any) -> nn.Module:
     """Build a backbone by name (see ``ARCHS``); the module has ``.feature_dim`` and ``.arch``.
-    ``vit_options`` (ViTs only): ``registers``, ``layer_scale``, ``representation``, ``attn``."""
+    ``vit_options`` (ViTs only): ``registers``, ``layer_scale``, ``representation``, ``attn``, ``drop_path``."""
     vit = parse_vit(name)
     if vit is not None:
         return VisionTransformer(**vit, **vit_options)

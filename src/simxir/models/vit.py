@@ -89,9 +89,25 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (DINO's / timm's ``drop_path``): in training, each sample's residual branch is
+    dropped with probability ``drop_prob`` and kept ones scaled by 1 / (1 - drop_prob)."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1 - self.drop_prob
+        mask = (keep + torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)).floor_()
+        return x.div(keep) * mask
+
+
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_ratio: float, qkv_bias: bool, layer_scale: float | None,
-                 impl: str, eps: float = 1e-6) -> None:
+                 impl: str, eps: float = 1e-6, drop_path: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, heads, qkv_bias, impl)
@@ -99,10 +115,11 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
 
 def resample_pos_embed(pos: Tensor, grid: tuple[int, int], prefix: int, offset: float = 0.0,
@@ -137,8 +154,11 @@ class VisionTransformer(nn.Module):
     def __init__(self, size: str = "small", patch: int = 16, img_size: int = 224, registers: int = 0,
                  layer_scale: float | None = None, representation: str = "cls", qkv_bias: bool = True,
                  mlp_ratio: float = 4.0, attn: str = "sdpa", arch: str | None = None, pos_offset: float = 0.0,
-                 pos_antialias: bool = True, heads: int | None = None, norm_eps: float = 1e-6) -> None:
+                 pos_antialias: bool = True, heads: int | None = None, norm_eps: float = 1e-6,
+                 drop_path: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= drop_path < 1.0:
+            raise UserError(f"ViT drop_path: expected a rate in [0, 1), got {drop_path}")
         if size not in VIT_SIZES:
             raise UserError(f"ViT size {size!r}: expected one of {', '.join(VIT_SIZES)}")
         if representation not in REPRESENTATIONS:
@@ -158,8 +178,9 @@ class VisionTransformer(nn.Module):
         self.reg_token = nn.Parameter(torch.zeros(1, registers, dim)) if registers else None
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
         self.norm_eps = float(norm_eps)           # LayerNorm eps: timm's 1e-6, Hugging Face's ViT 1e-12
-        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, qkv_bias, layer_scale, attn, self.norm_eps)
-                                      for _ in range(depth)])
+        rates = torch.linspace(0, drop_path, depth).tolist()   # DINO / timm: rising with depth
+        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, qkv_bias, layer_scale, attn, self.norm_eps,
+                                            rates[i]) for i in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=self.norm_eps)
         self._init()
 

@@ -61,29 +61,11 @@ class ProtocolConfig:
     seed: int = 0
 
 
-class OneView:
-    """The probe's training transform in the engine's source contract: one RandomResizedCrop +
-    flip view per image (handed out as both views; the probe uses the first)."""
-
-    def __init__(self, base: Any, scale: tuple[float, float]) -> None:
-        spec = ViewSpec(scale=tuple(scale), jitter_p=0.0, gray_p=0.0)    # type: ignore[arg-type]
-        self.aug = Augment("linear-protocol", base.image_size, base.mean.tolist(), base.std.tolist(), spec, spec)
-        self.specs, self.image_size = self.aug.specs, base.image_size
-
-    def seed(self, seed: int, device: torch.device | str) -> None:
-        self.aug.seed(seed, device)
-
-    def views(self, x: torch.Tensor, rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        v = self.aug.view(x, self.specs[0], rows)
-        return v, v
-
-    def finish_views(self, c1: torch.Tensor, c2: torch.Tensor,
-                     rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        v = self.aug.finish(c1, self.specs[0], rows)
-        return v, v
-
-    def eval(self, x: torch.Tensor) -> torch.Tensor:
-        return self.aug.eval(x)
+def probe_views(augment: Any, scale: tuple[float, float]) -> Augment:
+    """The probe's training transform for the engine's sources: one RandomResizedCrop + flip view per
+    image, at ``augment``'s size and normalisation."""
+    spec = ViewSpec(scale=tuple(scale), jitter_p=0.0, gray_p=0.0)    # type: ignore[arg-type]
+    return Augment("linear-protocol", augment.image_size, augment.mean.tolist(), augment.std.tolist(), [spec])
 
 
 def build_classifier(dim: int, num_classes: int, bn: bool, seed: int) -> nn.Module:
@@ -121,7 +103,7 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, precision="fp32",
                        channels_last=False, device=str(device), optim=cfg.optim, schedule=cfg.schedule)
     plan = plan_run(tcfg, len(dataset.train.labels), device)
-    views = OneView(augment, cfg.crop_scale)
+    views = probe_views(augment, cfg.crop_scale)
     source = make_source(dataset, plan, views)
     dim = int(backbone.feature_dim)
     classifier = build_classifier(dim, dataset.num_classes, cfg.bn, cfg.seed).to(device)
@@ -159,7 +141,7 @@ def protocol_probe(backbone: nn.Module, dataset: Any, augment: Any, cfg: Protoco
             for _ in progress(range(plan.steps_per_epoch), desc=f"linear {epoch + 1}/{cfg.epochs}",
                               total=plan.steps_per_epoch):
                 apply_lr(opt, lr_factor(step, plan.total_steps, plan.warmup_steps, cfg.schedule))
-                for v, _, y in next(steps):
+                for (v,), y in next(steps):
                     with torch.no_grad(), amp:
                         f = backbone(v).flatten(1).float()
                     loss = F.cross_entropy(model(f), y)
@@ -220,5 +202,5 @@ def protocol_config(recipe: str | Path | None, overrides: dict[str, Any] | None 
     return from_dict(ProtocolConfig, data)
 
 
-__all__ = ["PROTOCOLS", "OneView", "ProtocolConfig", "build_classifier", "protocol_config",
+__all__ = ["PROTOCOLS", "ProtocolConfig", "build_classifier", "protocol_config",
            "protocol_probe"]

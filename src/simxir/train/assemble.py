@@ -106,7 +106,7 @@ def open_run_data(cfg: TrainConfig, out: str | Path, val_fraction: float = 0.0,
         dataset = _validation_split(cfg, dataset, val_fraction)
     evaluation = open_eval_data(cfg, dataset, out, device)
     mean, std = normalization or (dataset.mean, dataset.std)
-    augment = build_augment(cfg.augment, dataset.image_size, mean, std)
+    augment = build_augment(cfg.augment, dataset.image_size, mean, std, multicrop=cfg.multicrop)
     return RunData(dataset, evaluation, augment, device)
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from simxir.augment import MultiCropConfig
 from simxir.data.stream import LoaderConfig
 from simxir.errors import UserError
 
@@ -30,7 +31,8 @@ class OptimConfig:
     eta: float = 0.02                 # LARS trust coefficient (BYOL/solo-learn use 0.02 or 1e-3)
     clip_lars_lr: bool = False        # LARS: cap the adapted lr at the scheduled lr (solo-learn)
     exclude_bias_norm: bool = True    # bias/norm (1-d) params: no weight decay, no LARS adaptation
-    clip_grad: float = 0.0            # max global norm of the method's gradients (0: off; DINO 3.0), no host sync
+    clip_grad: float = 0.0            # max norm of the method's gradients (0: off; DINO 3.0), no host sync
+    clip_mode: Literal["global", "per_param"] = "global"   # one norm over all, or each parameter's own (DINO's)
     weight_decay_end: float | None = None   # cosine per step from weight_decay to this (DINO 0.04 -> 0.4)
 
 
@@ -63,6 +65,7 @@ class ViTConfig:
     registers: int = 0                 # register tokens (DINOv2 with registers: 4)
     layer_scale: float | None = None   # LayerScale init (DINOv2: 1e-5); None: no layer scale
     attn: Literal["sdpa", "softmax"] = "sdpa"
+    drop_path: float = 0.0             # stochastic depth, rising linearly to this over the blocks (DINO: 0.1)
 
     def options(self) -> dict[str, Any]:
         """The non-default values, as ``build_backbone`` keyword arguments."""
@@ -123,6 +126,7 @@ class TrainConfig:
                                       # paper's and its official code's ResNet-50)
     vit: ViTConfig = field(default_factory=ViTConfig)   # ViT backbones only (vit.representation=...)
     augment: str = "auto"             # auto: by image size (tiny <= 16 px, simsiam-cifar <= 64, byol-imagenet)
+    multicrop: MultiCropConfig = field(default_factory=MultiCropConfig)   # views per image (local crops)
     image_size: int = 0               # crop size; 0: the stored size in memory, 224 for streamed folders
     epochs: int | None = None         # None: auto_epochs (10, more for small data: >= 150 steps)
     batch_size: int = 256             # global batch (all processes, all accumulation steps)

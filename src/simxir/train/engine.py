@@ -1,8 +1,8 @@
 """The training engine: ``train(cfg, method, dataset, augment, out_dir)``.
 
-The engine only calls the Method contract (``forward(v1, v2) -> {"loss", "z1", "z2", "feats1", ...}``,
-``on_epoch_start``, ``on_train_step_end``, ``predictor_weight``, ``project``, ``backbone``); it knows
-nothing about any one method.
+The engine only calls the Method contract (``use_views``, ``raw_views``, ``forward(views) -> {"loss",
+"z1", "z2", "feats1", ...}``, ``before_optimizer_step``, ``on_epoch_start``, ``on_train_step_end``,
+``predictor_weight``, ``project``, ``backbone``); it knows nothing about any one method.
 
 Data comes from a source (``simxir.train.source``: in memory, or streamed from files by DataLoader
 workers). Each epoch draws one global permutation from ``(seed, epoch)`` (identical on every rank);
@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from simxir import distributed
+from simxir.augment import RAW
 from simxir.config import save_recipe, to_dict
 from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
 from simxir.io import to_python
@@ -91,6 +92,23 @@ def what_ran(cfg: TrainConfig, method: nn.Module) -> TrainConfig:
     return dataclasses.replace(cfg, **updates)
 
 
+def method_views(method: nn.Module, augment: Any, cfg: TrainConfig) -> Any:
+    """The augmentation making the views ``cfg.multicrop`` asks for and the method takes: the method
+    told the counts (``use_views``, which refuses what its loss is not written for) and the views it
+    wants un-augmented (``raw_views``) made the evaluation view."""
+    mc = cfg.multicrop
+    if hasattr(method, "use_views"):
+        method.use_views(mc.global_crops, mc.local_crops)
+    specs = getattr(augment, "specs", None)
+    if specs is None or not hasattr(augment, "with_specs"):
+        return augment
+    if len(specs) != mc.global_crops + mc.local_crops:
+        raise UserError(f"multicrop: the augmentation makes {len(specs)} views, the config asks for "
+                        f"{mc.global_crops} global + {mc.local_crops} local")
+    raw = method.raw_views() if hasattr(method, "raw_views") else frozenset()
+    return augment.with_specs([RAW if i in raw else s for i, s in enumerate(specs)]) if raw else augment
+
+
 def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_dir: str | Path,
           resume: bool = False, callbacks: Sequence[EpochCallback] = (), evaluator: Evaluator | None = None,
           device: torch.device | None = None) -> dict[str, Any]:
@@ -109,8 +127,10 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     check_backends(list(cfg.logging.backends))
     plan = plan_run(cfg, len(dataset.train), device)
     ckpt = load_training_checkpoint(run_dir) if resume else None
-    plan = choose_precision(plan, method, int(getattr(augment, "image_size", 0) or dataset.image_size),
-                            saved=ckpt.get("precision") if ckpt is not None else None)
+    augment = method_views(method, augment, cfg)
+    sizes = ([augment.size_of(s) for s in augment.specs] if hasattr(augment, "size_of")
+             else int(getattr(augment, "image_size", 0) or dataset.image_size))
+    plan = choose_precision(plan, method, sizes, saved=ckpt.get("precision") if ckpt is not None else None)
     cfg = plan.cfg
     check_value_schedules(cfg, getattr(method, "cfg", None))
     why = getattr(method, "batch_statistics", "")
@@ -215,7 +235,7 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
     steps = run.source.steps(epoch)
     method = run.trainable.method
     scheduled = cfg.optim.weight_decay_end is not None or bool(cfg.schedule.method)
-    before_step = _before_step(method, cfg.optim.clip_grad, lambda: step, plan.total_steps)
+    before_step = _before_step(method, cfg.optim.clip_grad, lambda: step, plan.total_steps, cfg.optim.clip_mode)
     for i in bar:
         lr = apply_lr(run.optimizer, lr_factor(step, plan.total_steps, plan.warmup_steps, cfg.schedule))
         if scheduled:
@@ -263,8 +283,18 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> tuple[dict[str, Any], int]
     return metrics, step
 
 
+def clip_per_param_(params: list[torch.Tensor], clip: float) -> None:
+    """DINO's ``clip_gradients``: each parameter's gradient scaled to norm at most ``clip``
+    (factor ``clip / (norm + 1e-6)`` where below 1), computed on the device without a host read."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norms = torch._foreach_norm(grads)
+    torch._foreach_mul_(grads, [torch.clamp(clip / (n + 1e-6), max=1.0) for n in norms])
+
+
 def _before_step(method: nn.Module, clip_grad: float, current_step: Callable[[], int],
-                 total_steps: int) -> Callable[[], None] | None:
+                 total_steps: int, clip_mode: str = "global") -> Callable[[], None] | None:
     """What runs between backward and the optimizer step: gradient clipping (a tensor norm and one
     multiply, no host read) and the method's ``before_optimizer_step`` when it has its own; None
     when neither is there, so a step without them does nothing extra (no GradScaler unscale)."""
@@ -276,7 +306,9 @@ def _before_step(method: nn.Module, clip_grad: float, current_step: Callable[[],
         return None
 
     def before_step() -> None:
-        if params:
+        if params and clip_mode == "per_param":
+            clip_per_param_(params, clip_grad)
+        elif params:
             torch.nn.utils.clip_grad_norm_(params, clip_grad, foreach=True)
         if hook is not None:
             hook(current_step(), total_steps)

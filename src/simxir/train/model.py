@@ -28,12 +28,11 @@ class Trainable(nn.Module):
         self.method = method
         self.probe = probe
 
-    def forward(self, v1: torch.Tensor, v2: torch.Tensor, y: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
-        out = dict(self.method(v1, v2))
+    def forward(self, views: list[torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = dict(self.method(views))
         if self.probe is not None:
             feats = out.get("feats1")
-            with torch.autocast(device_type=v1.device.type, enabled=False):
+            with torch.autocast(device_type=views[0].device.type, enabled=False):
                 if feats is not None and y is not None:
                     logits = self.probe(feats.detach().float())
                     out["probe_loss"] = F.cross_entropy(logits, y)

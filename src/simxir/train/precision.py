@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -55,20 +56,25 @@ def candidates(plan: Plan) -> list[Candidate]:
     return [(torch.bfloat16, bool(cl)), (None, bool(cl))]
 
 
-def time_steps(method: nn.Module, c: Candidate, device: torch.device, image_size: int, n: int) -> float:
-    """Seconds per forward + backward of a copy of ``method`` on random (n, 3, size, size) views
-    in candidate ``c`` (the best of ``TRIAL_STEPS`` after one warm-up step)."""
+def _sizes(sizes: int | Sequence[int]) -> list[int]:
+    return [sizes, sizes] if isinstance(sizes, int) else list(sizes)
+
+
+def time_steps(method: nn.Module, c: Candidate, device: torch.device, sizes: int | Sequence[int], n: int) -> float:
+    """Seconds per forward + backward of a copy of ``method`` on random (n, 3, s, s) views, one per
+    side in ``sizes`` (an int: two views of that side), in candidate ``c`` (the best of
+    ``TRIAL_STEPS`` after one warm-up step)."""
     m = copy.deepcopy(method).to(device).train()
     g = torch.Generator(device=device).manual_seed(0)
-    v1, v2 = (torch.randn(n, 3, image_size, image_size, generator=g, device=device) for _ in range(2))
+    views = [torch.randn(n, 3, s, s, generator=g, device=device) for s in _sizes(sizes)]
     if c[1]:
         m = m.to(memory_format=torch.channels_last)
-        v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
     best = float("inf")
     for i in range(1 + TRIAL_STEPS):
         t = time.perf_counter()
         with torch.autocast(device.type, dtype=c[0] or torch.float32, enabled=c[0] is not None):
-            loss = m(v1, v2)["loss"]
+            loss = m(views)["loss"]
         loss.float().backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -88,16 +94,17 @@ def precision_record(plan: Plan) -> dict[str, object]:
             "tf32": bool(plan.tf32)}
 
 
-def step_gflops(method: nn.Module, device: torch.device, image_size: int, n: int) -> float:
-    """Forward GFLOP of ``method`` on two views of ``n`` images (counted on 2, scaled)."""
+def step_gflops(method: nn.Module, device: torch.device, sizes: int | Sequence[int], n: int) -> float:
+    """Forward GFLOP of ``method`` on the views of ``n`` images (sides ``sizes``; counted on 2, scaled)."""
     m = copy.deepcopy(method).to(device).train()
-    v = torch.zeros(2, 3, image_size, image_size, device=device)
+    views = [torch.zeros(2, 3, s, s, device=device) for s in _sizes(sizes)]
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        m(v, v)
+        m(views)
     return counter.get_total_flops() * n / 2 / 1e9
 
 
-def choose_precision(plan: Plan, method: nn.Module, image_size: int, saved: dict | None = None) -> Plan:
+def choose_precision(plan: Plan, method: nn.Module, image_size: int | Sequence[int],
+                     saved: dict | None = None) -> Plan:
     """``plan`` with ``amp_dtype``/``channels_last`` decided and ``precision_reason`` set; ``saved``:
     the resumed checkpoint's :func:`precision_record`, kept under ``precision: auto`` on the same
     kind of device (a set ``channels_last`` still wins)."""

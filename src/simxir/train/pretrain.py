@@ -45,5 +45,5 @@ def _run_pretrain(cfg: TrainConfig, out: str | Path, resume: bool, callbacks: tu
         log(f"data {cfg.data}: unlabelled, so no online probe and no kNN monitor (--eval-data SPEC "
             f"evaluates on a labelled dataset)")
     ev = evaluator(cfg, run.evaluation, run.augment) if evaluator is not None else None
-    return train(cfg, method, run.dataset, method.views_of(run.augment), out, resume=resume, callbacks=callbacks,
+    return train(cfg, method, run.dataset, run.augment, out, resume=resume, callbacks=callbacks,
                  evaluator=ev, device=run.device)

@@ -4,13 +4,15 @@ streamed data.
 Both sources walk the same global ``(seed, epoch)`` permutation: step ``i`` takes the global batch
 ``perm[i*B:(i+1)*B]`` and rank ``r`` its ``r``-th slice (DistributedSampler semantics), split into
 ``accumulate`` micro-batches. ``steps(epoch)`` yields, per step, an iterator of this process's
-micro-batches ``(v1, v2, y)`` on the device.
+micro-batches ``(views, y)`` on the device: one view per spec of the augmentation (two for most
+methods, global then local crops with multi-crop).
 
 - :class:`MemorySource`: the uint8 train set in memory (on the device by default); each micro-batch
   is indexed and augmented on the device (``augment.views``).
 - :class:`StreamSource`: DataLoader workers decode each sample of this rank's slice from its file
-  and return two uint8 RandomResizedCrop + flip views, reproducible from (seed, epoch, global
-  sample index, view); the device then runs the rest of each view (``augment.finish_views``).
+  once and return its uint8 RandomResizedCrop + flip views (one per spec, each at its size),
+  reproducible from (seed, epoch, global sample index, view); the device then runs the rest of
+  each view (``augment.finish_views``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from simxir.data.stream import (
 from simxir.progress import log
 from simxir.train.plan import Plan, epoch_seed
 
-MicroBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+MicroBatch = tuple[list[torch.Tensor], torch.Tensor]
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -54,8 +56,8 @@ def micro_slices(idx: torch.Tensor, plan: Plan) -> Iterator[torch.Tensor]:
         yield idx[a * plan.micro:(a + 1) * plan.micro]
 
 
-def _channels_last(v: torch.Tensor, on: bool) -> torch.Tensor:
-    return v.contiguous(memory_format=torch.channels_last) if on else v
+def _channels_last(views: list[torch.Tensor], on: bool) -> list[torch.Tensor]:
+    return [v.contiguous(memory_format=torch.channels_last) for v in views] if on else views
 
 
 def seed_augment(augment: Any, plan: Plan, epoch: int) -> bool:
@@ -104,8 +106,8 @@ class MemorySource:
         for j in micro_slices(idx, plan):
             x = self.images[j].to(plan.device, non_blocking=True)
             y = self.labels[j].to(plan.device, non_blocking=True)
-            v1, v2 = self.augment.views(x) if self._rows is None else self.augment.views(x, rows=self._rows)
-            yield _channels_last(v1, plan.channels_last), _channels_last(v2, plan.channels_last), y
+            views = self.augment.views(x) if self._rows is None else self.augment.views(x, rows=self._rows)
+            yield _channels_last(views, plan.channels_last), y
 
     def monitor_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed un-augmented images of the epoch-end monitors (the first ``eval_size`` used)."""
@@ -175,12 +177,11 @@ class StreamSource:
             self._wait += time.perf_counter() - t
             if count_unreadable(bad, self.skip, crops):
                 self._skipped.extend(bad)
-            crops = crops.to(plan.device, non_blocking=True)
+            crops = [c.to(plan.device, non_blocking=True) for c in crops]
             y = y.to(plan.device, non_blocking=True)
-            c1, c2 = crops[:, 0], crops[:, 1]
-            v1, v2 = (self.augment.finish_views(c1, c2) if self._rows is None
-                      else self.augment.finish_views(c1, c2, rows=self._rows))
-            yield _channels_last(v1, plan.channels_last), _channels_last(v2, plan.channels_last), y
+            views = (self.augment.finish_views(crops) if self._rows is None
+                     else self.augment.finish_views(crops, rows=self._rows))
+            yield _channels_last(views, plan.channels_last), y
 
     def monitor_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``eval_size`` validation images evenly spaced in the index, decoded once (eval transform);

@@ -17,10 +17,11 @@ _SKIP_KEYS = {"loss", "probe_loss", "probe_logits", "z1", "z2", "feats1"}
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
-               batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], n_micro: int,
+               batches: Iterable[tuple[list[torch.Tensor], torch.Tensor | None]], n_micro: int,
                amp_dtype: torch.dtype | None, scaler: torch.amp.GradScaler | None = None,
                before_step: Callable[[], None] | None = None) -> tuple[float, dict[str, torch.Tensor]]:
-    """One optimizer step over ``n_micro`` micro-batches (gradient accumulation; DDP syncs on the last).
+    """One optimizer step over ``n_micro`` micro-batches ``(views, labels)`` (gradient accumulation;
+    DDP syncs on the last).
 
     Returns ``(loss, logs)``: the method loss averaged over micro-batches and processes (nan/inf
     when diverged, in which case the optimizer does NOT step), and local logs as 0-d tensors on the
@@ -36,12 +37,12 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     def add(key: str, v: torch.Tensor) -> None:
         logs[key] = v if key not in logs else logs[key] + v
 
-    for i, (v1, v2, y) in enumerate(batches):
+    for i, (views, y) in enumerate(batches):
         sync = nullcontext() if (i == n_micro - 1 or not isinstance(model, DDP)) else model.no_sync()
         with sync:
-            with torch.autocast(device_type=v1.device.type, dtype=amp_dtype or torch.float32,
+            with torch.autocast(device_type=views[0].device.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
-                out = model(v1, v2, y)
+                out = model(views, y)
             loss = out["loss"].float()
             total = (loss + out.get("probe_loss", 0.0)) / n_micro
             (scaler.scale(total) if scaler is not None else total).backward()
