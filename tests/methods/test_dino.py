@@ -204,3 +204,64 @@ def test_views_the_methods_take():
         build_method("byol", build_backbone("convnet-small")).use_views(3, 0)
     with pytest.raises(UserError, match="raw-anchor"):
         build_method("simxir", build_backbone("convnet-small"), {"variant": "raw-anchor"}).use_views(2, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# DINO's checkpoint.pth layout, both ways (against DINO's own modules and restart_from_checkpoint:
+# benchmarks/checkpoints/verify_dino_official.py)
+
+def test_dino_checkpoint_round_trip_and_its_layout(tmp_path):
+    import argparse
+
+    from simxir.methods.dino import dino_checkpoint
+
+    m = _dino()
+    with torch.no_grad():
+        for p in m.teacher_head.parameters():
+            p.add_(0.5)
+    m.center.fill_(0.25)
+    ckpt = dino_checkpoint(m, 4)
+    assert ckpt["epoch"] == 4 and torch.equal(ckpt["dino_loss"]["center"], m.center)
+    assert all(k.startswith(("module.backbone.", "module.head.")) for k in ckpt["student"])
+    assert all(k.startswith(("backbone.", "head.")) for k in ckpt["teacher"])      # no BN: no DDP around the teacher
+    assert "head.last_layer.weight_g" in ckpt["teacher"] and "module.head.mlp.0.weight" in ckpt["student"]
+    ckpt["args"] = argparse.Namespace(arch="toy")                                     # as main_dino.py saves it
+    torch.save(ckpt, tmp_path / "checkpoint.pth")
+    back = _dino(init=str(tmp_path / "checkpoint.pth"))
+    for a, b in zip(m.state_dict().values(), back.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(UserError, match="student head does not fit"):
+        _dino(out_dim=64, init=str(tmp_path / "checkpoint.pth"))
+    torch.save({"state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="not a DINO checkpoint.pth"):
+        _dino(init=str(tmp_path / "other.pth"))
+
+
+def test_a_run_writes_dinos_checkpoint_and_a_run_continues_from_it(tmp_path):
+    from simxir.augment import MultiCropConfig, build_augment
+    from simxir.data import load_dataset
+    from simxir.models import build_backbone
+    from simxir.train import train
+    from simxir.train.assemble import build_config
+
+    data = load_dataset("digits")
+    over = ["epochs=1", "batch_size=256", "tensorboard=false", "monitor.eval_size=64", "probe.enabled=false",
+            "method.out_dim=64", "method.hidden_dim=32", "method.bottleneck_dim=16", "multicrop.local_crops=2"]
+    cfg = build_config("dino", None, over)
+    aug = build_augment("auto", data.image_size, data.mean, data.std, multicrop=MultiCropConfig(local_crops=2))
+    from simxir.methods import build_method
+
+    torch.manual_seed(0)
+    first = build_method("dino", build_backbone("convnet-small"), cfg.method)
+    train(cfg, first, data, aug, tmp_path / "a")
+    saved = torch.load(tmp_path / "a" / "dino_checkpoint.pth", weights_only=True)
+    assert saved["epoch"] == 1 and set(saved) == {"student", "teacher", "epoch", "dino_loss"}
+    assert all(k.startswith("module.") for k in saved["teacher"])                     # BN: DINO wraps it in DDP
+    torch.manual_seed(1)
+    init = str(tmp_path / "a" / "dino_checkpoint.pth")
+    cont = build_method("dino", build_backbone("convnet-small"), {**cfg.method, "init": init})
+    for a, b in zip(first.state_dict().values(), cont.state_dict().values()):
+        assert torch.equal(a, b)                                                      # student, teacher, centre
+    res = train(cfg, cont, data, aug, tmp_path / "b")
+    assert res["encoder"] and not any(torch.equal(a, b) for a, b in zip(first.backbone.parameters(),
+                                                                         cont.backbone.parameters()))

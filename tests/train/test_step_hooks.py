@@ -73,6 +73,37 @@ def test_clipping_in_the_hook_equals_torchs_and_reads_nothing_more_from_the_devi
         torch.testing.assert_close(pa, pb)
 
 
+def _dino_clip_gradients(model: nn.Module, clip: float) -> None:
+    """DINO's utils.clip_gradients, as written there (per parameter, reading each norm to the host)."""
+    for _, p in model.named_parameters():
+        if p.grad is not None:
+            param_norm = p.grad.data.norm(2)
+            clip_coef = clip / (param_norm + 1e-6)
+            if clip_coef < 1:
+                p.grad.data.mul_(clip_coef)
+
+
+def test_per_parameter_clipping_is_dinos_and_reads_nothing_from_the_device():
+    from simxir.train.engine import clip_per_param_
+
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 3)), nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 3))
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(8, 6)
+    for m in (a, b):
+        (50 * m(x).pow(2).sum()).backward()
+    b[1].bias.grad.mul_(1e-4)                    # one gradient under the limit: left as it is
+    a[1].bias.grad.mul_(1e-4)
+    norms = [p.grad.norm() for p in a.parameters()]
+    assert min(norms) < 0.5 < max(norms)          # some above the clip, one below
+    with _Reads() as reads:
+        clip_per_param_(list(a.parameters()), 0.5)
+    assert reads.n == 0
+    _dino_clip_gradients(b, 0.5)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-6, atol=1e-8)
+
+
 def test_weight_decay_and_method_values_follow_the_cosine():
     @dataclass
     class Cfg:
@@ -131,3 +162,28 @@ def test_schedules_and_clipping_are_configuration_keys():
     assert (c.optim.clip_grad, c.optim.weight_decay_end) == (3.0, 0.4)
     with pytest.raises(ConfigError, match="schedule.method.temperature"):
         build_config("moco", None, ["schedule.method.temperature=fast"], data="digits")
+
+
+@pytest.mark.parametrize("name,cfg", [
+    ("dino", {"out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8}),
+    ("byol", {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16}),
+    ("simsiam", {"proj_hidden": 16, "proj_dim": 8, "pred_hidden": 16}),
+    ("simxir", {})])
+def test_a_multicrop_step_with_clipping_and_hooks_reads_the_device_once(name, cfg):
+    from simxir.methods import build_method
+    from simxir.models import build_backbone
+    from simxir.train.engine import _before_step
+    from simxir.train.model import prepare_model
+
+    torch.manual_seed(0)
+    method = build_method(name, build_backbone("convnet-small"), cfg)
+    method.use_views(2, 2)
+    trainable, model = prepare_model(method, None, torch.device("cpu"), channels_last=False)
+    opt = build_optimizer(OptimConfig(name="sgd", weight_decay=0.04), method, 1e-3)   # CPU AdamW reads its step count
+    before = _before_step(method, 3.0, lambda: 0, 10, "per_param")
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(8, 3, s, s, generator=g) for s in (16, 16, 8, 8)]
+    with _Reads() as reads:
+        loss, _ = train_step(model, opt, [(views, None)], 1, None, before_step=before)
+        method.on_train_step_end(0, 10)
+    assert math.isfinite(loss) and reads.n == 1            # the loss read, and nothing else

@@ -12,6 +12,7 @@ A method wraps a backbone with its heads and loss. The engine only calls::
     method.project(x)               # online projector output, for the analysis tools
     method.scale_sensitive          # True when shrinking z1/z2 towards zero lowers the loss
     method.raw_views()              # the views that are the un-augmented (evaluation) view
+    method.run_outputs()            # files the run writes beside its encoder (DINO's checkpoint.pth)
 """
 
 from __future__ import annotations
@@ -171,6 +172,10 @@ class Method(nn.Module):
         if len(views) != 2:
             raise UserError(f"{self.name}: trains on two views, got {len(views)}")
         return views[0], views[1]
+
+    def run_outputs(self) -> dict[str, Any]:
+        """Files (name -> object for ``torch.save``) the run writes beside its encoder; none by default."""
+        return {}
 
     def raw_views(self) -> frozenset[int]:
         """Indexes of the views that are the un-augmented evaluation view (SimXIR's raw anchor)."""

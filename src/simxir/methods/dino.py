@@ -11,6 +11,7 @@ the engine's (``optim.weight_decay_end``, ``optim.clip_grad`` / ``clip_mode``, `
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 from simxir import distributed
 from simxir.errors import UserError
+from simxir.io import load_checkpoint
 from simxir.methods.base import Method, ema_update_, full_precision, make_target
 from simxir.schedules import cosine_value
 
@@ -147,6 +149,8 @@ class DINOConfig:
     warmup_teacher_temp_epochs: int = 0
     center_momentum: float = 0.9
     freeze_last_layer: int = 1           # epochs in which the last layer gets no update
+    init: str = ""                       # DINO's checkpoint.pth (main_dino.py's or simxir's): start from its
+                                         # student, teacher and centre
 
 
 def _by_resolution(views: Sequence[Tensor]) -> list[Tensor]:
@@ -170,15 +174,16 @@ class DINO(Method):
     batch_statistics = "the teacher centre's update, one per batch"
     # main_dino.py's optimisation beneath any recipe: AdamW lr 5e-4 x batch / 256, a cosine to 1e-3
     # of the peak (its min_lr 1e-6 at batch 512), weight decay 0.04 -> 0.4, per-parameter clipping
-    # at 3, 2 global + 8 local crops; the lr warm-up (DINO: 10 epochs) is the recipes', and the head
-    # has 4096 prototypes (DINO's 65536 in its recipes): a run without a recipe is a CPU-sized one
-    # (the augmentation: ``auto``, by image size)
+    # at 3. A run without a recipe is CPU-sized: 2 global + 4 local crops, 4096 prototypes and BN in
+    # the head (on digits without it the head's output collapsed to uniform, loss ln 4096, kNN -1.4
+    # against the random-init encoder; with it +2.2); DINO's own (8 local crops, 65536, no BN, a
+    # 10-epoch warm-up) are in its recipes
     train_defaults: ClassVar[dict[str, Any]] = {
-        "multicrop": {"global_crops": 2, "local_crops": 8},
+        "multicrop": {"global_crops": 2, "local_crops": 4},
         "optim": {"name": "adamw", "lr": 5e-4, "weight_decay": 0.04, "weight_decay_end": 0.4,
                   "clip_grad": 3.0, "clip_mode": "per_param"},
         "schedule": {"name": "cosine", "warmup_epochs": 0.0, "final_lr_ratio": 0.001},
-        "method": {"out_dim": 4096},
+        "method": {"out_dim": 4096, "use_bn_in_head": True},
     }
 
     def __init__(self, backbone: nn.Module, cfg: DINOConfig | None = None) -> None:
@@ -203,6 +208,9 @@ class DINO(Method):
         self.register_buffer("center", torch.zeros(1, cfg.out_dim))
         self.epoch = 0
         self.momentum = cfg.momentum_teacher
+        if cfg.init:
+            with torch.serialization.safe_globals([argparse.Namespace]):   # main_dino.py saves its args
+                load_dino_checkpoint(self, load_checkpoint(cfg.init), cfg.init)
 
     def teacher_temp(self) -> float:
         c = self.cfg
@@ -252,6 +260,63 @@ class DINO(Method):
         """The head's l2-normalised bottleneck embedding (before the prototypes)."""
         return self._embed(self.head, self.backbone(x))[0]
 
+    def run_outputs(self) -> dict[str, Any]:
+        """Files the run leaves beside its encoder: DINO's own ``checkpoint.pth`` layout."""
+        return {"dino_checkpoint.pth": dino_checkpoint(self, self.epoch + 1)}
 
-__all__ = ["DINO", "DINOConfig", "DINOHead", "WeightNormLinear", "cosine_value", "dino_center", "dino_loss",
-           "teacher_temperature"]
+
+def _cpu(sd: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {prefix + k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+
+
+def dino_checkpoint(method: DINO, epoch: int) -> dict[str, Any]:
+    """``method`` in main_dino.py's ``checkpoint.pth`` layout: ``student`` (DDP-wrapped:
+    ``module.backbone.*``, ``module.head.*``), ``teacher`` (``backbone.*`` / ``head.*``, under
+    ``module.`` when the backbone has BatchNorm, as DINO wraps it in DDP then), ``dino_loss``
+    (``center``) and ``epoch`` (epochs done); no optimizer (simxir's groups are not DINO's), which
+    DINO's ``restart_from_checkpoint`` skips. The backbone's names are DINO's (torchvision's ResNet,
+    DINO's ViT: simxir's share them)."""
+    bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in method.backbone.modules())
+    t = "module." if bn else ""
+    student = {**_cpu(method.backbone.state_dict(), "module.backbone."),
+               **_cpu(method.head.state_dict(), "module.head.")}
+    teacher = {**_cpu(method.teacher_backbone.state_dict(), f"{t}backbone."),
+               **_cpu(method.teacher_head.state_dict(), f"{t}head.")}
+    return {"student": student, "teacher": teacher, "epoch": int(epoch),
+            "dino_loss": {"center": method.center.detach().to("cpu").clone()}}
+
+
+def _part(sd: Any, part: str) -> dict[str, Tensor]:
+    out = {}
+    for k, v in (sd.items() if isinstance(sd, dict) else ()):
+        k = k.removeprefix("module.")
+        if k.startswith(part + "."):
+            out[k[len(part) + 1:]] = v
+    return out
+
+
+def load_dino_checkpoint(method: DINO, obj: Any, where: str = "checkpoint") -> None:
+    """Student, teacher and centre of a ``checkpoint.pth`` in DINO's layout (main_dino.py's, or
+    :func:`dino_checkpoint`'s) into ``method``, strictly; a UserError naming what does not fit."""
+    if not isinstance(obj, dict) or not all(isinstance(obj.get(k), dict) for k in ("student", "teacher")):
+        raise UserError(f"{where}: not a DINO checkpoint.pth (expected 'student' and 'teacher' state dicts)")
+    for name, module, sd, part in (("student backbone", method.backbone, obj["student"], "backbone"),
+                                   ("student head", method.head, obj["student"], "head"),
+                                   ("teacher backbone", method.teacher_backbone, obj["teacher"], "backbone"),
+                                   ("teacher head", method.teacher_head, obj["teacher"], "head")):
+        try:
+            module.load_state_dict(_part(sd, part), strict=True)
+        except RuntimeError as exc:
+            first = " ".join(str(exc).split())[:300]
+            raise UserError(f"{where}: its {name} does not fit this run's ({first}); choose the backbone and the "
+                            f"head sizes (method.out_dim, hidden_dim, bottleneck_dim, use_bn_in_head) it was "
+                            f"trained with") from None
+    center = (obj.get("dino_loss") or {}).get("center")
+    if isinstance(center, Tensor) and center.shape == method.center.shape:
+        method.center.copy_(center)
+    elif center is not None:
+        raise UserError(f"{where}: its centre has shape {tuple(center.shape)}, this run's {tuple(method.center.shape)}")
+
+
+__all__ = ["DINO", "DINOConfig", "DINOHead", "WeightNormLinear", "cosine_value", "dino_center", "dino_checkpoint",
+           "dino_loss", "load_dino_checkpoint", "teacher_temperature"]

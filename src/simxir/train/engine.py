@@ -2,7 +2,7 @@
 
 The engine only calls the Method contract (``use_views``, ``raw_views``, ``forward(views) -> {"loss",
 "z1", "z2", "feats1", ...}``, ``before_optimizer_step``, ``on_epoch_start``, ``on_train_step_end``,
-``predictor_weight``, ``project``, ``backbone``); it knows nothing about any one method.
+``run_outputs``, ``predictor_weight``, ``project``, ``backbone``); it knows nothing about any one method.
 
 Data comes from a source (``simxir.train.source``: in memory, or streamed from files by DataLoader
 workers). Each epoch draws one global permutation from ``(seed, epoch)`` (identical on every rank);
@@ -34,7 +34,7 @@ from simxir import distributed
 from simxir.augment import RAW
 from simxir.config import save_recipe, to_dict
 from simxir.errors import TrainingDiverged, TrainingInterrupted, UserError
-from simxir.io import to_python
+from simxir.io import atomic_save, to_python
 from simxir.methods.base import Method
 from simxir.progress import log, progress
 from simxir.train.checkpoint import (
@@ -209,6 +209,9 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     encoder = None
     if plan.main and not stopped_early:
         encoder = str(write_run_encoder(trainable.method.backbone, run_dir))
+        outputs = getattr(trainable.method, "run_outputs", None)   # a method's own files (DINO's checkpoint.pth)
+        for name, obj in (outputs() if outputs is not None else {}).items():
+            atomic_save(obj, run_dir / name)
     distributed.wait_for_main()   # rank 0 wrote the encoder alone
     last = history[-1] if history else {}
     return {"epochs": history, "collapsed": bool(last.get("collapsed", False)), "encoder": encoder,
