@@ -19,8 +19,8 @@ START, END = "<!-- settings table", "<!-- end of settings table -->"
 COLUMNS = ["paper", "where", "setting", "paper value", "recipe", "key", "recipe value", "convention"]
 # the recipes that claim a paper's setting (finetune/simxir-dino-vits16-imagenet is simxir's own: the
 # SimXIR paper has no ViT experiment)
-COVERED = ("pretrain/bridging-s5/*", "pretrain/simxir-c2/*", "finetune/simxir-cifar", "finetune/simxir-imagenet",
-           "linear/bridge*")
+COVERED = ("pretrain/bridging-s5/*", "pretrain/simxir-c2/*", "pretrain/dino/*", "finetune/simxir-cifar",
+           "finetune/simxir-imagenet", "linear/bridge*")
 
 
 def rows() -> list[dict[str, str]]:
