@@ -249,12 +249,12 @@ def sync_probe(c: Check) -> dict:
     x = torch.randint(0, 256, (128, 3, 32, 32), dtype=torch.uint8, device=c.device)
     for _ in range(3):
         v1, v2 = aug.views(x)
-        train_step(model, opt, [(v1, v2, None)], 1, None)
+        train_step(model, opt, [([v1, v2], None)], 1, None)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         v1, v2 = aug.views(x)
-        train_step(model, opt, [(v1, v2, None)], 1, None)
+        train_step(model, opt, [([v1, v2], None)], 1, None)
         first = None
     except RuntimeError:
         first = traceback.format_exc().splitlines()[-25:]
@@ -472,7 +472,7 @@ def _one_step(device: torch.device, rank: int = 0, world: int = 1) -> dict:
     opt = build_optimizer(OptimConfig(name="sgd", weight_decay=1e-4, momentum=0.9), trainable.method, 0.05)
     n = 32 // world
     sl = slice(rank * n, (rank + 1) * n)
-    train_step(model, opt, [(v1[sl].to(device), v2[sl].to(device), None)], 1, None)
+    train_step(model, opt, [([v1[sl].to(device), v2[sl].to(device)], None)], 1, None)
     return {k: v.detach().cpu().clone() for k, v in trainable.state_dict().items()}
 
 

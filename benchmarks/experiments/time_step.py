@@ -35,8 +35,8 @@ def step_fn(arch: str, batch: int, threads: int):  # noqa: ANN201
         torch.set_num_threads(threads)
         v1, v2 = aug.views(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = m(v1.contiguous(memory_format=torch.channels_last),
-                    v2.contiguous(memory_format=torch.channels_last))
+            out = m([v1.contiguous(memory_format=torch.channels_last),
+                     v2.contiguous(memory_format=torch.channels_last)])
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
