@@ -39,8 +39,8 @@ RULES: list[tuple[str, str]] = [
     ("bridge-official.json", "the bridge loss and gradients against the official code's Model.forward, and the "
                             "imagenet-bridge-code recipe's equivalence to main.py's defaults "
                             "(benchmarks/checkpoints/verify_bridge_official.py)"),
-    ("dino-official.json", "DINO's loss, centre, head and schedules against DINO's own code "
-                           "(benchmarks/checkpoints/verify_dino_official.py)"),
+    ("dino-official.json", "DINO's loss, centre, head, schedules and checkpoint.pth (both ways) against DINO's own "
+                           "code (benchmarks/checkpoints/verify_dino_official.py)"),
     ("lightly.*", "lightly checkpoints built with lightly's own code, loaded and exported back "
                   "(benchmarks/checkpoints/verify_lightly.py)"),
     ("mmpretrain.*", "mmselfsup/mmpretrain checkpoints (benchmarks/checkpoints/verify_mmpretrain.py)"),
