@@ -56,7 +56,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         results = {}
         for name in CASES:
             model = nn.parallel.DistributedDataParallel(_model(name))
-            out = model(x1[shard], x2[shard])
+            out = model([x1[shard], x2[shard]])
             out["loss"].backward()
             results[name] = (out["loss"].detach(), _grads(model.module))
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")

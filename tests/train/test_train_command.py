@@ -127,18 +127,21 @@ def test_every_recipe_builds_and_takes_a_step(recipe, method):
     from simxir.data.load import parse_spec
     from simxir.methods import build_method
     from simxir.models import ARCHS, build_backbone
+    from simxir.models.vit import parse_vit
     from simxir.train.optim import build_optimizer
 
     cfg = build_config(method, recipe, [])
-    assert cfg.backbone in ARCHS and cfg.augment in AUGMENTS
+    assert (cfg.backbone in ARCHS or parse_vit(cfg.backbone)) and cfg.augment in AUGMENTS
     parse_spec(cfg.data)
     torch.manual_seed(0)
     m = build_method(method, build_backbone("convnet-small"), dict(cfg.method))
     opt = build_optimizer(cfg.optim, m, cfg.optim.lr)
-    aug = build_augment(cfg.augment, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    v1, v2 = aug.views(torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8))
+    m.use_views(cfg.multicrop.global_crops, cfg.multicrop.local_crops)
+    aug = build_augment(cfg.augment, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), multicrop=cfg.multicrop)
+    views = aug.views(torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8))
+    assert len(views) == cfg.multicrop.global_crops + cfg.multicrop.local_crops
     before = [p.detach().clone() for p in m.backbone.parameters()]
-    loss = m([v1, v2])["loss"]
+    loss = m(views)["loss"]
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
