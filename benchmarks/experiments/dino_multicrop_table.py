@@ -10,7 +10,10 @@ results/multicrop/.
 Every encoder: ``simxir eval --json`` (cosine/euclidean kNN k = 5..21, linear probe); each pair:
 ``simxir eval --compare`` (95% bootstrap interval over the test images, McNemar's p).
 
-    python benchmarks/experiments/dino_multicrop_table.py --dino /work/runs-dino --mc /work/runs-mc
+    python benchmarks/experiments/dino_multicrop_table.py --dino /work/runs-dino --mc /work/runs-mc [--write]
+
+Prints both tables; ``--write`` also writes them, with results.json, into results/pretrain/dino/ and
+results/multicrop/ (then ``python benchmarks/results_index.py`` lists the files there again).
 """
 
 from __future__ import annotations
@@ -184,6 +187,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dino", type=Path, required=True)
     ap.add_argument("--mc", type=Path, required=True)
+    ap.add_argument("--write", action="store_true", help="write results/pretrain/dino/ and results/multicrop/ "
+                    "(default: print only)")
     a = ap.parse_args()
     dlines, dres = dino_section(a.dino)
     alines, ares = attempts_section(a.dino)
@@ -193,20 +198,16 @@ def main() -> None:
               for n in ("dino-vit", "dino-resnet"))
     dres["earlier_attempts"] = ares
     mlines, mres = mc_section(a.mc)
-    dout, mout = ROOT / "results" / "pretrain" / "dino", ROOT / "results" / "multicrop"
-    for d in (dout, mout):
-        d.mkdir(parents=True, exist_ok=True)
-    (dout / "results.json").write_text(json.dumps(dres, indent=1))
-    (mout / "results.json").write_text(json.dumps(mres, indent=1))
     head = ("| backbone | epochs | local crops | random-init best kNN | best kNN | kNN cos k=11 vs random init "
             "[95% CI, McNemar p] | linear top-1 vs random init | feat erank | teacher entropy | collapsed | "
             "training minutes |\n|---|---|---|---|---|---|---|---|---|---|---|")
-    (dout / "README.md").write_text(
+    dino_md = (
         "# DINO on the CIFAR-10 12k subset (CPU)\n\n"
         "The runs in the table: `simxir pretrain --method dino --data npz:../shared/data/cifar10-12k.npz "
         "epochs=3` (and `epochs=10`): DINO's defaults (convnet-small, 2 global + 4 local crops, BN in the head, "
         "4096 prototypes, AdamW 5e-4, weight decay 0.04 -> 0.4, per-parameter clipping at 3), two intra-op threads, "
-        "seed 0; then `python benchmarks/experiments/dino_multicrop_table.py --dino ROOT --mc MC`. Each run is "
+        "seed 0; then `python benchmarks/experiments/dino_multicrop_table.py --dino ROOT --mc MC --write`. "
+        "Each run is "
         "compared with the random-init encoder of the same seed (its own initial weights) on the same 2,000 test "
         "images: change in points, 95% bootstrap interval over the test images, McNemar's exact p. Best kNN: the "
         "best cosine k of 5..21. Teacher entropy: of the teacher's centred, sharpened softmax at the last epoch "
@@ -218,18 +219,25 @@ def main() -> None:
         "## Earlier settings of the recipes (stopped when the kNN monitor stayed at the random-init level)\n\n"
         "The kNN monitor (k=20, cosine, on the test images) after the epochs they ran; the random-init "
         "encoders' cosine kNN at k=17 / 21: ViT " + rv + ", ResNet-18 " + rr + ":\n\n" + "\n".join(alines) + "\n")
-    (mout / "README.md").write_text(
+    mc_md = (
         "# Multi-crop against two views at about the same wall time (CIFAR-10 12k subset, CPU)\n\n"
         "`bash benchmarks/experiments/multicrop.sh byol|simxir|eval`, then "
-        "`python benchmarks/experiments/dino_multicrop_table.py`. Each pair ran side by side (one thread each) so "
+        "`python benchmarks/experiments/dino_multicrop_table.py --dino ROOT --mc MC --write`. "
+        "Each pair ran side by side (one thread each) so "
         "both arms saw the same machine; the multi-crop arm has fewer epochs so that its wall time matches "
         "(stated). BYOL: `recipes/pretrain/cpu-cifar10/byol.yaml`; SimXIR: `recipes/finetune/simxir-cifar.yaml` "
         "from a 60-epoch MoCo convnet-small (results/finetune/converged, seed 1). 2 local crops of 16 px, "
         "scale 0.05-0.4. One seed: the intervals are over test images, not over seeds.\n\n"
         "| method | two views | multi-crop | kNN cos k=11: two views -> multi-crop (change [95% CI], McNemar p) | "
         "linear top-1: two views -> multi-crop |\n|---|---|---|---|---|\n" + "\n".join(mlines) + "\n")
-    print((dout / "README.md").read_text())
-    print((mout / "README.md").read_text())
+    print(dino_md)
+    print(mc_md)
+    if a.write:
+        for folder, md, res in ((ROOT / "results" / "pretrain" / "dino", dino_md, dres),
+                                (ROOT / "results" / "multicrop", mc_md, mres)):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "results.json").write_text(json.dumps(res, indent=1))
+            (folder / "README.md").write_text(md)
 
 
 if __name__ == "__main__":
