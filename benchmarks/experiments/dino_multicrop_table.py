@@ -173,9 +173,9 @@ ATTEMPTS = {   # earlier settings of the CPU recipes, stopped when their kNN mon
     "dino-resnet-adamw-m0.99": "ResNet-18, AdamW 1e-3, momentum 0.99, last layer frozen in epoch 1, 2 epochs planned",
     "dino-vit-bn-m0.95": "ViT, BN in the head, teacher momentum 0.95, no frozen last layer, 4 epochs planned",
     "dino-resnet-adamw-m0.95": "ResNet-18, AdamW 1e-3, momentum 0.95, no frozen last layer, 2 epochs planned",
-    "dino-resnet-adamw-6ep": "ResNet-18, AdamW 1e-3, weight decay 0.04 -> 0.4, DINO's augmentation, crops 0.2-1 / "
-                             "0.05-0.2 (2 + 2), momentum 0.99, a 1-epoch warm-up, 6 epochs (run to the end; "
-                             "its monitor on all 2,000 test images)",
+    "dino-resnet-simsiam-aug": "ResNet-18, the recipe's settings with simsiam-cifar's augmentation (no blur, no "
+                               "solarize) instead of DINO's, 6 epochs (run to the end; its monitor on all 2,000 "
+                               "test images)",
 }
 
 
