@@ -83,6 +83,12 @@ def random_encoder(run: Path) -> Path:
     return path
 
 
+def random_evaluated(run: Path) -> Path | None:
+    """``simxir eval`` of the run's random-init encoder, kept beside the runs (shared by backbone and seed)."""
+    rnd = random_encoder(run)
+    return evaluated(rnd, run.parent / f"eval-{rnd.parent.name}.json")
+
+
 def checkpoint_encoder(run: Path) -> Path | None:
     """The student backbone of a stopped run's last checkpoint (``RUN/checkpoint.pt``) as an encoder."""
     import torch  # noqa: PLC0415
@@ -140,8 +146,7 @@ def dino_section(root: Path) -> tuple[list[str], dict]:
         if not (run / "config.yaml").is_file():
             continue
         mine = evaluated(run / "encoder.safetensors", root / f"eval-{name}.json")
-        rnd = random_encoder(run)
-        base = evaluated(rnd, root / f"eval-{rnd.parent.name}.json")
+        base = random_evaluated(run)
         if mine is None or base is None:
             lines.append(f"- {name}: not finished")
             continue
@@ -165,7 +170,7 @@ def dino_section(root: Path) -> tuple[list[str], dict]:
     return lines, out
 
 
-ATTEMPTS = {   # earlier settings of the CPU recipes, stopped when their kNN monitor stayed at random init
+ATTEMPTS = {   # earlier settings of the CPU recipes (all but the last stopped early)
     "dino-vit-nobn": "ViT, DINO's BN-free head, teacher momentum 0.99, last layer frozen in epoch 1, 8 epochs planned",
     "dino-vit-bn-m0.99": "ViT, BN in the head, teacher momentum 0.99, last layer frozen in epoch 1, 6 epochs planned "
                          "(the recipe's setting, stopped after epoch 4)",
@@ -211,8 +216,7 @@ def attempts_section(root: Path) -> tuple[list[str], dict]:
                         for r in rows)
         enc = checkpoint_encoder(run)
         mine = evaluated(enc, root / f"eval-stopped-{name}.json") if enc else None
-        rnd = random_encoder(run)
-        base = evaluated(rnd, root / f"eval-{rnd.parent.name}.json")
+        base = random_evaluated(run)
         if mine is not None and base is not None:
             paired = pair_rows(compare(base, mine))
             out[name]["stopped_vs_random_init"] = paired
