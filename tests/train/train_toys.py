@@ -245,6 +245,7 @@ def nan_worker(rank: int, world: int, init_file: str, run_dir: str, out_file: st
             message = str(exc)
         with open(f"{out_file}.{rank}", "w") as f:
             f.write(message)
+        dist.barrier()   # no rank tears gloo down while another still talks to it (a SIGABRT under load)
     finally:
         dist.destroy_process_group()
 
