@@ -23,6 +23,13 @@ if _WORKERS > 1:
     torch.set_num_threads(_THREADS)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (each group in its collected order): under ``--dist worksteal`` the
+    minute-long ones then start early and the run ends on short tests, not on one worker's last long
+    test while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
