@@ -159,6 +159,7 @@ def test_eval_uses_the_folders_preprocessing_unless_told_otherwise(tmp_path, cli
     assert again.json["knn"]["cosine"]["5"] == plain
 
 
+@pytest.mark.slow
 def test_the_layouts_known_preprocessing_and_the_preprocessors_size(tmp_path, cli):
     from simxir.models.load import IMAGENET_MEAN
 
