@@ -47,8 +47,19 @@ def dino_loss(student: Tensor, teacher: Tensor, center: Tensor, student_temp: fl
                         f"(at least the {n_global} global ones)")
     if not (student_temp > 0 and teacher_temp > 0):
         raise UserError(f"dino loss: temperatures must be > 0, got student {student_temp}, teacher {teacher_temp}")
+    return _cross_entropy(student, teacher_probs(teacher, center, teacher_temp), student_temp, n_global)
+
+
+def teacher_probs(teacher: Tensor, center: Tensor, teacher_temp: float) -> Tensor:
+    """The teacher's centred, sharpened softmax (no gradient)."""
+    return F.softmax((teacher - center) / teacher_temp, dim=-1).detach()
+
+
+def _cross_entropy(student: Tensor, probs: Tensor, student_temp: float, n_global: int) -> Tensor:
+    """:func:`dino_loss` from the teacher's probabilities ``probs`` (n_global x B, K)."""
+    b = probs.shape[0] // n_global
     s = F.log_softmax(student / student_temp, dim=-1).chunk(student.shape[0] // b)
-    t = F.softmax((teacher - center) / teacher_temp, dim=-1).detach().chunk(n_global)
+    t = probs.chunk(n_global)
     total, terms = student.new_zeros(()), 0
     for i, q in enumerate(t):
         for v, log_p in enumerate(s):
@@ -230,9 +241,9 @@ class DINO(Method):
         t_temp = self.teacher_temp()
         with full_precision(feats.device):
             teacher = teacher.float()
-            loss = dino_loss(student.float(), teacher, self.center, self.cfg.student_temp, t_temp, ng)
+            q = teacher_probs(teacher, self.center, t_temp)    # dino_loss's, computed once for the entropy too
+            loss = _cross_entropy(student.float(), q, self.cfg.student_temp, ng)
             with torch.no_grad():
-                q = F.softmax((teacher - self.center) / t_temp, dim=-1)
                 entropy = -(q * torch.log(q.clamp_min(1e-12))).sum(dim=-1).mean()
         if self.training:
             self.center.copy_(dino_center(teacher, self.center, self.cfg.center_momentum))
