@@ -330,4 +330,4 @@ def load_dino_checkpoint(method: DINO, obj: Any, where: str = "checkpoint") -> N
 
 
 __all__ = ["DINO", "DINOConfig", "DINOHead", "WeightNormLinear", "cosine_value", "dino_center", "dino_checkpoint",
-           "dino_loss", "load_dino_checkpoint", "teacher_temperature"]
+           "dino_loss", "load_dino_checkpoint", "teacher_probs", "teacher_temperature"]
