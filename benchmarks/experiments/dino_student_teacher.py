@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dino_multicrop_table import compare, evaluated, fmt, pair_rows, random_evaluated  # noqa: E402
+from dino_multicrop_table import compare, evaluated, fmt, pair_rows, random_evaluated, wall  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     res["epochs"] = [{k: r.get(k) for k in ("epoch", "loss", "teacher_entropy", "knn_top1", "feat_erank",
                                             "train_time_s")} for r in rows]
-    res["training_minutes"] = sum(float(r["train_time_s"]) for r in rows) / 60
+    res["training_minutes"] = (wall(run) or 0) / 60
     lines = []
     for part, encoder in (("student", run / "encoder.safetensors"), ("teacher", run / "dino_checkpoint.pth")):
         mine = evaluated(encoder, run.parent / f"eval-{run.name}-{part}.json")
