@@ -75,6 +75,19 @@ def test_schedules_follow_dinos_definitions():
         teacher_temperature(0, 10, 0.04, 0.07, 30)
 
 
+def test_the_method_follows_the_runs_temperature_schedule_and_refuses_a_longer_warm_up():
+    m = _dino(warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=3)
+    m.use_epochs(10)
+    got = []
+    for e in range(10):
+        m.on_epoch_start(e)
+        got.append(m.teacher_temp())
+    want = np.concatenate((np.linspace(0.04, 0.07, 3), np.ones(7) * 0.07))       # main_dino.py's
+    assert got == pytest.approx(list(want), abs=1e-15)
+    with pytest.raises(UserError, match="method.warmup_teacher_temp_epochs: 3 warm-up epochs exceed the run's 2"):
+        m.use_epochs(2)
+
+
 def test_head_loads_a_weight_normed_state_dict_strictly_with_identical_outputs():
     """The state_dict of nn.utils.weight_norm (what DINO's DINOHead uses) loads strictly."""
     torch.manual_seed(0)

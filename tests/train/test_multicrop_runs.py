@@ -1,5 +1,6 @@
 """Multi-crop runs through the engine: resuming after a kill reproduces the uninterrupted run's
-losses, and a method that takes no local crops says so before training."""
+losses, and a method that takes no local crops, or a DINO warm-up longer than the run, is refused
+before training."""
 
 from __future__ import annotations
 
@@ -50,3 +51,10 @@ def test_a_method_without_local_crops_refuses_them_before_training(tmp_path, dig
     with pytest.raises(UserError, match="moco takes no local crops"):
         _run(digits, "moco", {"queue_size": 64}, tmp_path / "moco")
     assert not (tmp_path / "moco" / "checkpoint.pt").exists()
+
+
+def test_a_teacher_temperature_warm_up_longer_than_the_run_is_refused_before_training(tmp_path, digits):
+    with pytest.raises(UserError, match="warmup_teacher_temp_epochs: 3 warm-up epochs exceed the run's 2 epochs"):
+        _run(digits, "dino", {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16,
+                              "warmup_teacher_temp_epochs": 3}, tmp_path / "dino")
+    assert not (tmp_path / "dino" / "checkpoint.pt").exists()

@@ -3,6 +3,7 @@
 A method wraps a backbone with its heads and loss. The engine only calls::
 
     method.use_views(n_global, n_local)   # the views each image gives (refused if the method cannot)
+    method.use_epochs(epochs)             # the run's length (refused where an epoch schedule exceeds it)
     out = method(views)             # views: global crops, then local; dict with "loss" (+ logged
                                     # scalars, "z1", "z2", "feats1")
     method.before_optimizer_step(step, total_steps)
@@ -166,6 +167,9 @@ class Method(nn.Module):
         if n_global + n_local < 2:
             raise UserError(f"multicrop: {self.name} needs at least two views, got {n_global + n_local}")
         self.n_global = n_global
+
+    def use_epochs(self, epochs: int) -> None:
+        """Train for ``epochs`` epochs; a UserError when a schedule the method counts in epochs is longer."""
 
     def pair(self, views: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """The two views of a two-view method."""

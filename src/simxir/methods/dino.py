@@ -218,6 +218,7 @@ class DINO(Method):
         self.teacher_head = make_target(self.head)
         self.register_buffer("center", torch.zeros(1, cfg.out_dim))
         self.epoch = 0
+        self.epochs = max(1, cfg.warmup_teacher_temp_epochs)   # the run's, once the engine says (use_epochs)
         self.momentum = cfg.momentum_teacher
         if cfg.init:
             with torch.serialization.safe_globals([argparse.Namespace]):   # main_dino.py saves its args
@@ -225,8 +226,15 @@ class DINO(Method):
 
     def teacher_temp(self) -> float:
         c = self.cfg
-        return teacher_temperature(self.epoch, max(self.epoch + 1, c.warmup_teacher_temp_epochs),
-                                   c.warmup_teacher_temp, c.teacher_temp, c.warmup_teacher_temp_epochs)
+        return teacher_temperature(self.epoch, self.epochs, c.warmup_teacher_temp, c.teacher_temp,
+                                   c.warmup_teacher_temp_epochs)
+
+    def use_epochs(self, epochs: int) -> None:
+        """DINO's schedule refuses a teacher temperature warm-up longer than the run."""
+        if self.cfg.warmup_teacher_temp_epochs > epochs:
+            raise UserError(f"method.warmup_teacher_temp_epochs: {self.cfg.warmup_teacher_temp_epochs} warm-up "
+                            f"epochs exceed the run's {epochs} epochs; expected at most {epochs}")
+        self.epochs = epochs
 
     def _embed(self, head: DINOHead, feats: Tensor) -> tuple[Tensor, Tensor]:
         e = F.normalize(head.mlp(feats), dim=-1, p=2)

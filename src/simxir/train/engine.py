@@ -1,6 +1,6 @@
 """The training engine: ``train(cfg, method, dataset, augment, out_dir)``.
 
-The engine only calls the Method contract (``use_views``, ``raw_views``, ``forward(views) -> {"loss",
+The engine only calls the Method contract (``use_views``, ``use_epochs``, ``raw_views``, ``forward(views) -> {"loss",
 "z1", "z2", "feats1", ...}``, ``before_optimizer_step``, ``on_epoch_start``, ``on_train_step_end``,
 ``run_outputs``, ``predictor_weight``, ``project``, ``backbone``); it knows nothing about any one method.
 
@@ -128,6 +128,8 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     plan = plan_run(cfg, len(dataset.train), device)
     ckpt = load_training_checkpoint(run_dir) if resume else None
     augment = method_views(method, augment, cfg)
+    if hasattr(method, "use_epochs"):
+        method.use_epochs(cfg.epochs)
     sizes = ([augment.size_of(s) for s in augment.specs] if hasattr(augment, "size_of")
              else int(getattr(augment, "image_size", 0) or dataset.image_size))
     plan = choose_precision(plan, method, sizes, saved=ckpt.get("precision") if ckpt is not None else None)
