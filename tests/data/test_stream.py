@@ -178,6 +178,28 @@ def test_eval_view_is_resize_then_centre_crop(tmp_path):
     assert not ((r > 200) & (g < 50)).any()  # the 10 px edge stripes are outside the centre crop
 
 
+@pytest.mark.parametrize("crop_scale,decodes", [((0.9, 1.0), 1), ((0.08, 0.1), 2)])
+def test_a_raw_view_is_the_eval_view_cut_from_the_crops_decode_where_the_draft_scales_agree(
+        tmp_path, monkeypatch, crop_scale, decodes):
+    """500x375 JPEG, 32 px: the eval view decodes at 1/8 (375 >= 8 x 37); crops of 90-100 % of the
+    area do too and share that decode, crops of 8-10 % need 1/2 or 1/4 and the raw view decodes its own."""
+    from simxir.augment.pipeline import RAW
+    from simxir.data import crops
+
+    path = folder_index(jpeg_folder(tmp_path, 1, 1, classes=1)).train.path(0)
+    calls = []
+    real = crops.decode_rgb
+    monkeypatch.setattr(crops, "decode_rgb", lambda im, scale=1: calls.append(scale) or real(im, scale))
+    specs = [RAW, ViewSpec(scale=crop_scale), ViewSpec(scale=crop_scale, size=16)]
+    for epoch in range(5):
+        calls.clear()
+        views = train_views(path, [view_rng(0, epoch, 0, k) for k in range(3)], 32, specs)
+        assert len(calls) == decodes
+        assert [v.shape[-1] for v in views] == [32, 32, 16]
+        calls.clear()
+        assert torch.equal(views[0], eval_view(path, 32))
+
+
 def test_modes_and_uppercase_extension_decode_to_rgb(tmp_path):
     from PIL import Image
 

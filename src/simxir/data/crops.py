@@ -120,7 +120,8 @@ def train_views(path: str | Path, rngs: Sequence[np.random.Generator], size: int
     spec's ``size`` or ``size``, all cut from one decode of the file.
 
     ``specs`` carry ``scale``, ``ratio``, ``flip_p``, ``size`` and ``raw`` (``simxir.augment.ViewSpec``);
-    view ``v`` draws its box and flip from ``rngs[v]``, box first; a ``raw`` spec is :func:`eval_view`."""
+    view ``v`` draws its box and flip from ``rngs[v]``, box first; a ``raw`` spec is :func:`eval_view`
+    (from the same decode, unless the file is a JPEG its crops need at another draft scale)."""
     sizes = [getattr(spec, "size", 0) or size for spec in specs]
     raw = [bool(getattr(spec, "raw", False)) for spec in specs]
     with open_image(path) as im:
@@ -133,14 +134,16 @@ def train_views(path: str | Path, rngs: Sequence[np.random.Generator], size: int
                 continue
             boxes.append(sample_box(rng, height, width, spec.scale, spec.ratio))  # type: ignore[attr-defined]
             flips.append(bool(rng.random() < spec.flip_p))  # type: ignore[attr-defined]
-        cut = [(b, s) for b, s in zip(boxes, sizes) if b is not None]
-        x = decode_rgb(im, min(draft_scale([b], s) for b, s in cut)) if cut else None
+        cut = [draft_scale([b], s) for b, s in zip(boxes, sizes) if b is not None]
+        scale = min(cut or [_eval_draft(height, width, s) for r, s in zip(raw, sizes) if r])
+        x = decode_rgb(im, scale)
+        jpeg = im.format == "JPEG"
     out: list[torch.Tensor] = []
     for box, flip, s in zip(boxes, flips, sizes):
         if box is None:
-            out.append(eval_view(path, s))
+            shared = not jpeg or _eval_draft(height, width, s) == scale
+            out.append(_centre_view(x, s, EVAL_CROP_RATIO) if shared else eval_view(path, s))
             continue
-        assert x is not None
         sy, sx = x.shape[1] / height, x.shape[2] / width
         t, lft, h, w = box if (sy, sx) == (1.0, 1.0) else _scaled(box, sy, sx, x.shape[1], x.shape[2])
         crop = resize(x[:, t:t + h, lft:lft + w], (s, s), "bicubic")
@@ -148,14 +151,28 @@ def train_views(path: str | Path, rngs: Sequence[np.random.Generator], size: int
     return out
 
 
+def _eval_short(size: int, crop_ratio: float) -> int:
+    return max(size, int(round(size / crop_ratio)))
+
+
+def _eval_draft(height: int, width: int, size: int, crop_ratio: float = EVAL_CROP_RATIO) -> int:
+    """The JPEG draft scale :func:`eval_view` decodes an image of this size at."""
+    return draft_scale([(0, 0, height, width)], _eval_short(size, crop_ratio))
+
+
 def eval_view(path: str | Path, size: int, crop_ratio: float = EVAL_CROP_RATIO) -> torch.Tensor:
     """Resize the shorter side to ``round(size / crop_ratio)`` (bilinear, antialiased), then the
     central ``size`` x ``size`` crop: uint8 (3, size, size). ``crop_ratio`` 1 keeps the whole
     shorter side."""
-    short = max(size, int(round(size / crop_ratio)))
     with open_image(path) as im:
         width, height = im.size
-        x = decode_rgb(im, draft_scale([(0, 0, height, width)], short))
+        x = decode_rgb(im, _eval_draft(height, width, size, crop_ratio))
+    return _centre_view(x, size, crop_ratio)
+
+
+def _centre_view(x: torch.Tensor, size: int, crop_ratio: float) -> torch.Tensor:
+    """:func:`eval_view` of a decoded uint8 (3, H, W) image."""
+    short = _eval_short(size, crop_ratio)
     h, w = x.shape[1:]
     scale = short / min(h, w)
     new = (max(short, int(round(h * scale))), max(short, int(round(w * scale))))
