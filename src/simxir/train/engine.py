@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, method: nn.Module, dataset: Any, augment: Any, out_d
     ckpt = load_training_checkpoint(run_dir) if resume else None
     augment = method_views(method, augment, cfg)
     if hasattr(method, "use_epochs"):
-        method.use_epochs(cfg.epochs)
+        method.use_epochs(plan.cfg.epochs)
     sizes = ([augment.size_of(s) for s in augment.specs] if hasattr(augment, "size_of")
              else int(getattr(augment, "image_size", 0) or dataset.image_size))
     plan = choose_precision(plan, method, sizes, saved=ckpt.get("precision") if ckpt is not None else None)
