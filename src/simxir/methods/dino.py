@@ -85,7 +85,8 @@ def teacher_temperature(epoch: int, epochs: int, warmup_temp: float, temp: float
     """DINO's teacher temperature: linear from ``warmup_temp`` to ``temp`` over ``warmup_epochs``
     (``np.linspace``'s endpoints: ``temp`` reached at epoch ``warmup_epochs - 1``), then ``temp``."""
     if warmup_epochs > epochs:
-        raise UserError(f"dino teacher temperature: {warmup_epochs} warm-up epochs exceed the {epochs} epochs")
+        raise UserError(f"method.warmup_teacher_temp_epochs: {warmup_epochs} warm-up epochs exceed the run's "
+                        f"{epochs} epochs; expected at most {epochs}")
     if epoch >= warmup_epochs:
         return temp
     if warmup_epochs == 1:
@@ -230,11 +231,9 @@ class DINO(Method):
                                    c.warmup_teacher_temp_epochs)
 
     def use_epochs(self, epochs: int) -> None:
-        """DINO's schedule refuses a teacher temperature warm-up longer than the run."""
-        if self.cfg.warmup_teacher_temp_epochs > epochs:
-            raise UserError(f"method.warmup_teacher_temp_epochs: {self.cfg.warmup_teacher_temp_epochs} warm-up "
-                            f"epochs exceed the run's {epochs} epochs; expected at most {epochs}")
+        """DINO's schedule (:func:`teacher_temperature`) refuses a warm-up longer than the run, before training."""
         self.epochs = epochs
+        self.teacher_temp()
 
     def _embed(self, head: DINOHead, feats: Tensor) -> tuple[Tensor, Tensor]:
         e = F.normalize(head.mlp(feats), dim=-1, p=2)
