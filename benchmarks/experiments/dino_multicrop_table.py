@@ -198,6 +198,24 @@ def verdict(res: dict) -> str:
     return " ".join(said)
 
 
+def resnet_recipe_runs() -> str:
+    """Where the resnet18-cifar recipe's setting since 0be1040 is measured: the folders
+    dino_student_teacher.py wrote, each with its student's paired cosine kNN cell."""
+    said = []
+    for name in ("resnet18-recipe", "resnet18-6ep-one-core"):
+        path = ROOT / "results" / "pretrain" / "dino" / name / "results.json"
+        if path.is_file():
+            r = json.loads(path.read_text())
+            c = r["student"]["knn_cosine_k11"]
+            said.append(f"`{name}/` ({r['config']['epochs']} epochs, {r['training_minutes']:.0f} training minutes): "
+                        f"student cosine kNN k=11 {c['change']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] "
+                        f"(p {c['mcnemar_p']:.2g})")
+    return ("The resnet18-cifar row is the recipe's setting at 0be1040 (batch 256, 4096 prototypes, last layer "
+            "frozen in epoch 1); its setting since (batch 128, 2048 prototypes, no frozen epoch) is measured by "
+            "benchmarks/experiments/dino_student_teacher.py in " + ("; ".join(said) or "no folder yet")
+            + " (each folder's README gives its command and threads).")
+
+
 def attempts_section(root: Path) -> tuple[list[str], dict]:
     """Per epoch of each earlier attempt: loss, teacher entropy, kNN monitor (k=20, cosine, the
     monitor's 512 test images); and its last checkpoint's student against its random-init encoder on
@@ -280,12 +298,7 @@ def main() -> None:
         "(uniform over 4096 prototypes: 8.32; one prototype: 0). One seed.\n\n"
         "The recipe runs: `simxir pretrain --recipe recipes/pretrain/cpu-cifar10/dino-vit.yaml` (vit-tiny-p8-32) "
         "and `dino-resnet.yaml` (resnet18-cifar), one intra-op thread each, two runs side by side on the 2 cores "
-        "(the recipes say their settings). " + verdict(dres) + " The resnet18-cifar row is the recipe's setting "
-        "at 0be1040 (batch 256, 4096 prototypes, last layer frozen in epoch 1); its setting since (batch 128, 2048 "
-        "prototypes, no frozen epoch) is measured in `resnet18-recipe/` (benchmarks/experiments/"
-        "dino_student_teacher.py): 10 epochs on both cores (52 min), cosine kNN k=11 +4.00 [+1.45, +6.50] "
-        "(p 0.0026) for the student; the same setting for 6 epochs on one core (60 min) in "
-        "`resnet18-6ep-one-core/`: +2.10 [-0.40, +4.80] (p 0.12).\n\n"
+        "(the recipes say their settings). " + verdict(dres) + " " + resnet_recipe_runs() + "\n\n"
         + head + "\n" + "\n".join(dlines) + "\n\n"
         "## Earlier settings of the recipes\n\n"
         "All but the last were stopped early because their kNN monitor (k=20, cosine, the monitor's 512 test "
